@@ -1,0 +1,1 @@
+"""coupled.analysis (stub)."""

@@ -1,0 +1,1 @@
+"""The ``coupled`` command line (thin: parses, calls the parts)."""

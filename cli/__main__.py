@@ -1,0 +1,5 @@
+import sys
+
+from coupled.cli.main import main
+
+sys.exit(main())

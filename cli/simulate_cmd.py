@@ -1,0 +1,9 @@
+"""CLI subcommands for the simulate group (to be filled in)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add this group's subcommands to the `coupled` parser."""

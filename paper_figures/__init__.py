@@ -1,0 +1,1 @@
+"""coupled.paper_figures (stub)."""

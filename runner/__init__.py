@@ -1,0 +1,1 @@
+"""coupled.runner (stub)."""
