@@ -12,7 +12,7 @@ import sys
 
 # Order = order in --help. Modules import their part lazily inside ``func`` so that
 # ``coupled --help`` stays fast and never needs torch.
-_GROUPS = ("theory_cmd", "simulate_cmd", "run_cmd", "analysis_cmd", "figures_cmd")
+_GROUPS = ("theory_cmd", "simulate_cmd", "run_cmd", "analysis_cmd", "rank_cmd", "figures_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
