@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from coupled.tables.schema import KINDS, TableError, validate
 
 _SUFFIXES = (".parquet", ".pq", ".csv")

@@ -6,6 +6,7 @@ The pinned numbers were produced by a pure-Python-integer transcription of DESIG
 
 import numpy as np
 import pytest
+
 from coupled.simulate import noise
 
 MASK = (1 << 64) - 1
