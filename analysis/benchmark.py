@@ -1,0 +1,417 @@
+"""Benchmark comparisons from a ``scores`` table: paired mean differences, tests, variances.
+
+Estimand of :func:`mean_difference`: the mean over questions of each question's expected score
+difference ``E[R_a - R_b | question]`` — every question weighs the same whatever its number of
+seeds (the usual benchmark accuracy, and what a balanced run estimates anyway). Estimator: the
+mean of per-question mean differences; SE clustered by question (``coupled.analysis._clustered``).
+A row-weighted estimand would let questions with more seeds count more, which no benchmark
+intends; with a balanced design the two coincide.
+
+Tests: with one seed per question and binary scores, McNemar's test (statsmodels) on the
+paired rows; otherwise the one-sample t-test on per-question mean differences (the test that
+matches the clustered CI). Plain McNemar on all rows of a multi-seed run treats correlated rows
+as independent and over-rejects (tests/test_analysis_benchmark.py shows it), so it is never used
+there.
+
+Variance reduction (Prop. 1, with DESIGN's per-prompt correction): the variance of one row's
+difference (random question, random seed) is ``between + within_mode``; the between-question
+part is the same in both modes, so the coupled/independent ratio of these totals is the
+fraction of rows coupled generation needs for the same precision when rows are sampled at
+random (the paper's setting), and ``1 - ratio`` the saving. The independent within-question
+variance can be *estimated from a coupled run alone*: ``Var(R_a) + Var(R_b)`` across seeds,
+because each model's marginal law does not depend on the mode.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+
+from coupled.analysis._clustered import (
+    QUESTION,
+    QuestionMoments,
+    clustered_mean,
+    pad_by_question,
+    question_moments,
+    variance_components,
+)
+from coupled.tables import read_scores
+
+
+# ----------------------------------------------------------------------------- data access
+def _select(scores: pd.DataFrame, mode: str, coupling: str | None) -> tuple[pd.DataFrame, str]:
+    if mode not in ("coupled", "independent"):
+        raise ValueError(f"mode must be 'coupled' or 'independent', got {mode!r}")
+    rows = scores[scores["mode"] == mode]
+    if rows.empty:
+        raise ValueError(f"scores: no rows with mode {mode!r} (modes present: "
+                         f"{sorted(scores['mode'].unique())})")
+    couplings = sorted(rows["coupling"].unique())
+    if coupling is None:
+        if len(couplings) > 1:
+            raise ValueError(f"scores: several couplings {couplings} in mode {mode!r}; "
+                             "pass coupling= to choose one")
+        coupling = couplings[0]
+    elif coupling not in couplings:
+        raise ValueError(f"scores: no rows with coupling {coupling!r} in mode {mode!r} "
+                         f"(present: {couplings})")
+    return rows[rows["coupling"] == coupling], coupling
+
+
+def paired_arrays(scores: pd.DataFrame, model_a: str, model_b: str, mode: str = "coupled",
+                  coupling: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                        pd.DataFrame]:
+    """Padded ``(Q, S)`` arrays of the two models' scores on the seeds both have.
+
+    Returns ``(a, b, mask, questions)``; ``questions`` holds ``task, prompt_id, n_rows`` (and
+    ``subject`` when the table has it) in array order. Rows a model lacks are left out of the
+    pair (unbalanced designs are fine); questions with no paired row are dropped.
+    """
+    if model_a == model_b:
+        raise ValueError(f"model_a and model_b must differ, got {model_a!r} twice")
+    rows, _ = _select(scores, mode, coupling)
+    models = set(rows["model"].unique())
+    for name, model in (("model_a", model_a), ("model_b", model_b)):
+        if model not in models:
+            raise ValueError(f"{name}: model {model!r} has no {mode} rows "
+                             f"(models present: {sorted(models)})")
+    index = list(QUESTION) + ["seed"]
+    wide = rows[rows["model"].isin((model_a, model_b))].pivot(
+        index=index, columns="model", values="score").dropna().reset_index()
+    if wide.empty:
+        raise ValueError(f"scores: models {model_a!r} and {model_b!r} share no "
+                         f"(task, prompt_id, seed) in mode {mode!r}")
+    (a, b), mask, questions = pad_by_question(wide, [model_a, model_b])
+    if "subject" in rows.columns:
+        subjects = rows.drop_duplicates(list(QUESTION))[list(QUESTION) + ["subject"]]
+        questions = questions.merge(subjects, on=list(QUESTION), how="left")
+    return a, b, mask, questions
+
+
+def _is_binary(*arrays: np.ndarray) -> bool:
+    return all(np.isin(x, (0.0, 1.0)).all() for x in arrays)
+
+
+# ----------------------------------------------------------------------------- mean difference
+@dataclass(frozen=True)
+class MeanDifference:
+    """Mean score difference ``model_a - model_b`` (estimand: mean over questions)."""
+
+    model_a: str
+    model_b: str
+    mode: str
+    coupling: str
+    n_questions: int
+    n_rows: int
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    pvalue: float
+    test: str
+    note: str = ""
+
+
+def _paired_test(a: np.ndarray, b: np.ndarray, mask: np.ndarray, moments: QuestionMoments,
+                 clustered) -> tuple[float, str, str]:
+    """(p-value, test name, note) for the design: McNemar only with one seed per question."""
+    one_seed = bool(np.all(moments.n == 1))
+    if one_seed and _is_binary(a[mask], b[mask]):
+        right_wrong = int(np.sum((a == 1) & (b == 0) & mask))
+        wrong_right = int(np.sum((a == 0) & (b == 1) & mask))
+        if right_wrong + wrong_right == 0:
+            return 1.0, "mcnemar", "no discordant pairs: the models agree on every question"
+        exact = right_wrong + wrong_right < 25  # the usual rule for the binomial form
+        table = [[0, right_wrong], [wrong_right, 0]]
+        result = mcnemar(table, exact=exact, correction=not exact)
+        return float(result.pvalue), "mcnemar-exact" if exact else "mcnemar", ""
+    note = ""
+    if clustered.degenerate:
+        note = ("identical per-question differences (zero variance): "
+                + ("the models never differ" if clustered.estimate == 0
+                   else "the difference is constant"))
+    return float(clustered.pvalue), "t-test on per-question means", note
+
+
+def _mean_difference_from_arrays(a, b, mask, *, model_a, model_b, mode, coupling, alpha
+                                 ) -> MeanDifference:
+    moments = question_moments(a, b, mask)
+    clustered = clustered_mean(moments.mean_diff, moments.present, alpha=alpha)
+    pvalue, test, note = _paired_test(a, b, mask, moments, clustered)
+    return MeanDifference(model_a=model_a, model_b=model_b, mode=mode, coupling=coupling,
+                          n_questions=int(clustered.n_clusters), n_rows=int(mask.sum()),
+                          estimate=float(clustered.estimate), se=float(clustered.se),
+                          ci_low=float(clustered.ci_low), ci_high=float(clustered.ci_high),
+                          pvalue=pvalue, test=test, note=note)
+
+
+def mean_difference(scores, model_a: str, model_b: str, *, mode: str = "coupled",
+                    coupling: str | None = None, alpha: float = 0.05) -> MeanDifference:
+    """Mean difference ``model_a - model_b`` with a question-clustered ``1 - alpha`` CI and test.
+
+    ``scores``: a scores DataFrame or a path (file, shard folder, output dir).
+    """
+    scores = read_scores(scores)
+    rows, coupling = _select(scores, mode, coupling)
+    a, b, mask, _ = paired_arrays(rows, model_a, model_b, mode, coupling)
+    return _mean_difference_from_arrays(a, b, mask, model_a=model_a, model_b=model_b,
+                                        mode=mode, coupling=coupling, alpha=alpha)
+
+
+def mean_difference_replicates(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None,
+                               alpha: float = 0.05):
+    """Array core of :func:`mean_difference` for replicated designs ``(R, Q, S)``.
+
+    Returns a :class:`~coupled.analysis._clustered.ClusteredMean` of arrays (estimate, CI and
+    the t-test p-value per replicate); the DataFrame API gives the same numbers (tested).
+    """
+    moments = question_moments(a, b, mask)
+    return clustered_mean(moments.mean_diff, moments.present, alpha=alpha)
+
+
+# ----------------------------------------------------------------------------- per question
+def question_statistics(scores, model_a: str, model_b: str, *, mode: str = "coupled",
+                        coupling: str | None = None) -> pd.DataFrame:
+    """Per-question moments of the pair (the data of the paper's Fig. 2a/2b).
+
+    Columns: ``task, prompt_id[, subject], n_seeds, mean_a, mean_b, mean_diff, var_a, var_b,
+    cov, var_diff, var_diff_independent`` — ``var_diff`` is the within-question variance of the
+    difference in this mode, ``var_diff_independent = var_a + var_b`` what it would be under
+    independent generation (equal to ``var_diff`` in independent data, in expectation).
+    Variances use ddof = 1 and are NaN-free: 0 for single-seed questions (``n_seeds == 1``).
+    """
+    scores = read_scores(scores)
+    a, b, mask, questions = paired_arrays(scores, model_a, model_b, mode, coupling)
+    m = question_moments(a, b, mask)
+    out = questions.drop(columns="n_rows").copy()
+    out["n_seeds"] = m.n.astype(int)
+    for name in ("mean_a", "mean_b", "mean_diff", "var_a", "var_b", "cov", "var_diff"):
+        out[name] = getattr(m, name)
+    out["var_diff_independent"] = m.var_diff_if_independent
+    return out
+
+
+# ----------------------------------------------------------------------------- variance ratio
+@dataclass(frozen=True)
+class VarianceReduction:
+    """Var_coupled / Var_independent of one row's difference, and the saving ``1 - ratio``.
+
+    ``independent_source``: ``"measured"`` (an independent run of the same questions) or
+    ``"from_coupled"`` (``Var(R_a) + Var(R_b)`` within questions of the coupled run). The CI
+    is a BCa bootstrap over questions (scipy.stats.bootstrap). ``within_ratio`` is the ratio
+    of the mean within-question variances alone (Fig. 2b; the saving when adding seeds to a
+    fixed set of questions).
+    """
+
+    model_a: str
+    model_b: str
+    coupling: str
+    independent_source: str
+    n_questions: int
+    var_coupled: float
+    var_independent: float
+    between: float
+    within_coupled: float
+    within_independent: float
+    ratio: float
+    ratio_ci_low: float
+    ratio_ci_high: float
+    saving: float
+    saving_ci_low: float
+    saving_ci_high: float
+    within_ratio: float
+    note: str = ""
+
+
+def _total_variance(within, mean_diff, n, axis=-1):
+    within = np.moveaxis(within, axis, -1)
+    mean_diff = np.moveaxis(mean_diff, axis, -1)
+    n = np.moveaxis(n, axis, -1)
+    between, within_mean = variance_components(mean_diff, within, n, n >= 1, n >= 2)
+    return between + within_mean
+
+
+def _ratio_statistic(w_c, m_c, n_c, w_i, m_i, n_i, axis=-1):
+    top = _total_variance(w_c, m_c, n_c, axis)
+    bottom = _total_variance(w_i, m_i, n_i, axis)
+    return np.divide(top, bottom, out=np.ones_like(top), where=bottom > 0)
+
+
+def variance_ratio_from_moments(coupled: QuestionMoments,
+                                independent: QuestionMoments | None = None, *,
+                                alpha: float = 0.05, n_resamples: int = 1999,
+                                rng: np.random.Generator | int | None = 0,
+                                method: str = "BCa") -> dict[str, float]:
+    """Array core of :func:`variance_reduction` on aligned per-question moments (1-D, Q).
+
+    ``independent=None`` estimates the independent variance from the coupled moments.
+    Returns a dict of the :class:`VarianceReduction` numeric fields plus ``note``.
+    """
+    if independent is None:
+        w_i, m_i, n_i = coupled.var_diff_if_independent, coupled.mean_diff, coupled.n
+    else:
+        w_i, m_i, n_i = independent.var_diff, independent.mean_diff, independent.n
+    data = (coupled.var_diff, coupled.mean_diff, coupled.n, w_i, m_i, n_i)
+    between_c, within_c = variance_components(coupled.mean_diff, coupled.var_diff, coupled.n,
+                                              coupled.n >= 1, coupled.n >= 2)
+    between_i, within_i = variance_components(m_i, w_i, n_i, n_i >= 1, n_i >= 2)
+    var_c, var_i = float(between_c + within_c), float(between_i + within_i)
+    note = ""
+    if not (np.any(coupled.n >= 2) and np.any(n_i >= 2)):
+        note = "fewer than 2 seeds on every question: within-question variances are unknown; "
+    if var_i <= 0:
+        ratio, low, high = 1.0, 1.0, 1.0
+        note += "no variance in either mode (ratio set to 1, saving 0)"
+    else:
+        ratio = var_c / var_i
+        low = high = ratio
+        if len(coupled.n) >= 2:
+            with warnings.catch_warnings():
+                # Degenerate resamples (all equal) make BCa warn and return NaN: handled below.
+                warnings.simplefilter("ignore")
+                boot = stats.bootstrap(data, _ratio_statistic, paired=True, vectorized=True,
+                                       n_resamples=n_resamples, confidence_level=1 - alpha,
+                                       method=method, rng=np.random.default_rng(rng))
+            low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
+            if not (np.isfinite(low) and np.isfinite(high)):
+                low = high = ratio
+                note += "bootstrap distribution degenerate: interval collapsed to the estimate"
+    within_ratio = float(within_c / within_i) if within_i > 0 else 1.0
+    return dict(n_questions=len(coupled.n), var_coupled=var_c, var_independent=var_i,
+                between=float(between_c), within_coupled=float(within_c),
+                within_independent=float(within_i), ratio=ratio, ratio_ci_low=low,
+                ratio_ci_high=high, saving=1.0 - ratio, saving_ci_low=1.0 - high,
+                saving_ci_high=1.0 - low, within_ratio=within_ratio, note=note.strip())
+
+
+def variance_reduction(scores, model_a: str, model_b: str, *, coupling: str | None = None,
+                       independent: str = "auto", alpha: float = 0.05,
+                       n_resamples: int = 1999, seed: int | np.random.Generator | None = 0
+                       ) -> VarianceReduction:
+    """Variance-reduction ratio of coupled over independent generation, with a bootstrap CI.
+
+    ``independent``: ``"measured"`` (needs independent rows of the same questions),
+    ``"from_coupled"`` (coupled rows only), or ``"auto"`` (measured when present).
+    """
+    if independent not in ("auto", "measured", "from_coupled"):
+        raise ValueError("independent must be 'auto', 'measured' or 'from_coupled', "
+                         f"got {independent!r}")
+    scores = read_scores(scores)
+    a, b, mask, questions = paired_arrays(scores, model_a, model_b, "coupled", coupling)
+    _, coupling = _select(scores, "coupled", coupling)
+    has_independent = bool(((scores["mode"] == "independent")
+                            & (scores["coupling"] == coupling)).any())
+    if independent == "auto":
+        independent = "measured" if has_independent else "from_coupled"
+    coupled_m = question_moments(a, b, mask)
+    independent_m = None
+    if independent == "measured":
+        ia, ib, imask, iq = paired_arrays(scores, model_a, model_b, "independent", coupling)
+        keys = list(QUESTION)
+        order = questions[keys].reset_index().merge(iq[keys].reset_index(), on=keys,
+                                                    suffixes=("_c", "_i"))
+        if len(order) < 2:
+            raise ValueError("scores: fewer than 2 questions have both coupled and independent "
+                             f"rows for {model_a!r} vs {model_b!r}")
+        ci, ii = order["index_c"].to_numpy(), order["index_i"].to_numpy()
+        coupled_m = question_moments(a[ci], b[ci], mask[ci])
+        independent_m = question_moments(ia[ii], ib[ii], imask[ii])
+    numbers = variance_ratio_from_moments(coupled_m, independent_m, alpha=alpha,
+                                          n_resamples=n_resamples, rng=seed)
+    return VarianceReduction(model_a=model_a, model_b=model_b, coupling=coupling,
+                             independent_source=independent, **numbers)
+
+
+# ----------------------------------------------------------------------------- whole table
+@dataclass(frozen=True)
+class BenchmarkComparison:
+    """Tidy results of :func:`compare_models`.
+
+    ``differences``: one row per (coupling, mode, pair[, subject]) with the
+    :class:`MeanDifference` fields plus ``mean_var_diff`` and ``mean_var_diff_independent``
+    (mean over questions of the within-question variances) and ``mean_cov``.
+    ``variance_reduction``: one row per (coupling, pair[, subject]) with the
+    :class:`VarianceReduction` fields (empty when the run has no coupled rows).
+    """
+
+    differences: pd.DataFrame
+    variance_reduction: pd.DataFrame
+
+
+def compare_models(scores, *, alpha: float = 0.05, models: list[str] | None = None,
+                   by_subject: bool = False, n_resamples: int = 1999, seed: int = 0
+                   ) -> BenchmarkComparison:
+    """Every pair of models (``model_a < model_b``), every mode and coupling present.
+
+    ``by_subject=True`` adds one row per subject (needs the ``subject`` column) besides the
+    overall row (``subject == "(all)"``).
+    """
+    scores = read_scores(scores)
+    if by_subject and "subject" not in scores.columns:
+        raise ValueError("scores: by_subject needs a 'subject' column, which this table lacks")
+    present = sorted(scores["model"].unique())
+    models = present if models is None else list(models)
+    unknown = sorted(set(models) - set(present))
+    if unknown:
+        raise ValueError(f"models: {unknown} not in the scores table (present: {present})")
+    if len(models) < 2:
+        raise ValueError(f"scores: need at least 2 models to compare, found {models}")
+    groups = [("(all)", scores)]
+    if by_subject:
+        groups += [(str(s), g) for s, g in scores.groupby("subject", sort=True)]
+    differences, reductions = [], []
+    for subject, part in groups:
+        for coupling in sorted(part["coupling"].unique()):
+            for model_a, model_b in itertools.combinations(sorted(models), 2):
+                for mode in sorted(part["mode"].unique()):
+                    rows = part[(part["mode"] == mode) & (part["coupling"] == coupling)]
+                    if not {model_a, model_b} <= set(rows["model"]):
+                        continue
+                    try:
+                        a, b, mask, _ = paired_arrays(rows, model_a, model_b, mode, coupling)
+                        result = _mean_difference_from_arrays(
+                            a, b, mask, model_a=model_a, model_b=model_b, mode=mode,
+                            coupling=coupling, alpha=alpha)
+                    except ValueError as error:
+                        if subject == "(all)":
+                            raise
+                        # A subject too small for a CI is skipped, not fatal: say which.
+                        warnings.warn(f"subject {subject!r}, {model_a} vs {model_b} ({mode}): "
+                                      f"{error}", stacklevel=2)
+                        continue
+                    m = question_moments(a, b, mask)
+                    spread = m.has_spread
+                    row = {"subject": subject, **asdict(result)}
+                    row["mean_cov"] = float(m.cov[spread].mean()) if spread.any() else 0.0
+                    row["mean_var_diff"] = float(m.var_diff[spread].mean()) if spread.any() \
+                        else 0.0
+                    row["mean_var_diff_independent"] = float(
+                        m.var_diff_if_independent[spread].mean()) if spread.any() else 0.0
+                    differences.append(row)
+                coupled_rows = part[(part["mode"] == "coupled") & (part["coupling"] == coupling)]
+                if {model_a, model_b} <= set(coupled_rows["model"]):
+                    try:
+                        reduction = variance_reduction(part[part["coupling"] == coupling],
+                                                       model_a, model_b, coupling=coupling,
+                                                       alpha=alpha, n_resamples=n_resamples,
+                                                       seed=seed)
+                    except ValueError as error:
+                        if subject == "(all)":
+                            raise
+                        warnings.warn(f"subject {subject!r}, {model_a} vs {model_b}: {error}",
+                                      stacklevel=2)
+                        continue
+                    reductions.append({"subject": subject, **asdict(reduction)})
+    diff_frame = pd.DataFrame(differences)
+    reduction_frame = pd.DataFrame(reductions)
+    if not by_subject:
+        diff_frame = diff_frame.drop(columns="subject")
+        if len(reduction_frame):
+            reduction_frame = reduction_frame.drop(columns="subject")
+    return BenchmarkComparison(differences=diff_frame, variance_reduction=reduction_frame)
