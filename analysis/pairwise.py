@@ -1,0 +1,503 @@
+"""Pairwise comparisons: win / tie / loss matrices, average win-rates and the coupled-vs-independent
+z-test (paper §4, §5.2, Fig. 3), with standard errors clustered by prompt.
+
+Why clustered, and how. The unit that is sampled is the *prompt*: every seed, every opponent and
+(in coupled mode) every model of a prompt share it, so comparisons of one prompt are correlated —
+treating them as independent makes average win-rate intervals about 3x too narrow (the paper's
+notebook does). Each directed win-rate is a ratio estimator ``P_ij = sum_q S_ij(q) / sum_q n_ij(q)``
+(``S_ij(q)``: comparisons of prompt ``q`` that ``i`` won against ``j``; ``n_ij(q)``: comparisons of the
+pair on that prompt). Its influence function per prompt is
+``IF_ij(q) = (S_ij(q) - P_ij n_ij(q)) / sum_q n_ij(q)``, and every statistic used here is linear in the
+``P_ij`` (average win-rates, differences, coupled minus independent), so its variance is
+``Q/(Q-1) sum_q IF(q)^2`` of the corresponding linear combination of influence functions — a
+cluster-robust (sandwich) variance with all seeds and opponents of a prompt in one cluster. This
+handles unbalanced designs (prompts or pairs with different counts) without any change.
+
+Array cores carry a leading *replicate* axis ``R`` so that Monte-Carlo validity checks can run
+thousands of simulated experiments in one call; the DataFrame functions call them with ``R = 1``.
+Layout: ``wins_a, wins_b, n`` of shape ``[R, Q, P]`` — for prompt ``q`` and unordered pair ``p`` (the
+``p``-th pair of ``numpy.triu_indices(k, 1)`` over the sorted model names, so the first model is the
+table's ``model_a``), the number of comparisons won by ``model_a``, by ``model_b``, and in all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
+
+from coupled.tables import (
+    SCORE_KEY,
+    TableError,
+    read_comparisons,
+    read_scores,
+)
+
+__all__ = [
+    "AverageWinRates",
+    "PairCounts",
+    "PairRates",
+    "average_win_rates",
+    "average_win_rates_from_counts",
+    "compare_modes",
+    "derive_comparisons",
+    "load_comparisons",
+    "pair_counts",
+    "pair_rates_from_counts",
+    "pair_indices",
+    "significance_stars",
+    "adjust_pvalues",
+    "win_rate_matrix",
+    "wilson_effective_ci",
+]
+
+Correction = Literal["holm", "bonferroni", "fdr_bh", "none"]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading: comparisons from a table, or derived from scores
+# --------------------------------------------------------------------------------------------
+
+def derive_comparisons(scores: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
+    """Comparisons implied by scores (DESIGN §2): for every pair of models sharing a
+    ``(task, prompt_id, seed, mode, coupling)`` key, ``a`` if ``score_a > score_b``, ``b`` if less,
+    ``tie`` if equal; flagged ``derived = True``. Vectorised over keys (one pass per model pair)."""
+    scores = read_scores(scores)
+    group_key = list(SCORE_KEY[:-1])
+    group, group_index = _factorize_rows(scores, group_key)
+    models = np.array(sorted(scores["model"].unique()), dtype=object)
+    k = len(models)
+    if k < 2:
+        raise ValueError(f"scores: column 'model' holds a single model {list(models)}; "
+                         "comparisons need at least two")
+    model = np.searchsorted(models, scores["model"].to_numpy(dtype=object))
+    # Dense [groups, models] matrix of scores; NaN where a model has no row for a key.
+    table = np.full((len(group_index), k), np.nan)
+    table[group, model] = scores["score"].to_numpy(dtype=float)
+    ia, ib = pair_indices(k)
+    sa, sb = table[:, ia], table[:, ib]                      # [G, P]
+    present = ~(np.isnan(sa) | np.isnan(sb))
+    rows, pairs = np.nonzero(present)
+    first, second = sa[rows, pairs], sb[rows, pairs]
+    outcome = np.where(first > second, "a", np.where(first < second, "b", "tie")).astype(object)
+    out = group_index.iloc[rows].reset_index(drop=True)
+    out["model_a"] = models[ia[pairs]]
+    out["model_b"] = models[ib[pairs]]
+    out["outcome"] = outcome
+    out["derived"] = True
+    return out
+
+
+def load_comparisons(source: pd.DataFrame | str | os.PathLike,
+                     models: list[str] | None = None) -> tuple[pd.DataFrame, bool]:
+    """Validated comparisons from a comparisons table, or derived from a scores table when the
+    source holds only scores. Returns ``(comparisons, derived)``."""
+    if isinstance(source, pd.DataFrame):
+        if "outcome" not in source.columns and "score" in source.columns:
+            return _restrict(derive_comparisons(source), models), True
+        return read_comparisons(source, models=models), False
+    try:
+        return read_comparisons(source, models=models), False
+    except TableError as error:
+        if "holds no comparisons" not in error.problem and not _looks_like_scores(error):
+            raise
+    return _restrict(derive_comparisons(source), models), True
+
+
+def _looks_like_scores(error: TableError) -> bool:
+    # A single scores file passed where comparisons were expected: missing 'outcome' etc.
+    return error.column in ("model_a", "outcome") and "missing required column" in error.problem
+
+
+def _restrict(comparisons: pd.DataFrame, models: list[str] | None) -> pd.DataFrame:
+    if models is None:
+        return comparisons
+    keep = comparisons["model_a"].isin(models) & comparisons["model_b"].isin(models)
+    return comparisons[keep].reset_index(drop=True)
+
+
+def _factorize_rows(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Integer code per row for the combination of ``columns`` and the table of distinct values."""
+    codes = np.zeros(len(df), dtype=np.int64)
+    for column in columns:
+        column_codes, uniques = pd.factorize(df[column], sort=True)
+        codes = codes * len(uniques) + column_codes
+    group, first_rows = np.unique(codes, return_index=True)
+    group_code = np.searchsorted(group, codes)
+    index = df.iloc[first_rows][columns].reset_index(drop=True)
+    return group_code, index
+
+
+# --------------------------------------------------------------------------------------------
+# Counting: comparisons -> per-prompt, per-pair counts
+# --------------------------------------------------------------------------------------------
+
+def pair_indices(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The unordered pairs ``(i, j), i < j`` of ``k`` models, in the order used by every array core."""
+    return np.triu_indices(k, 1)
+
+
+@dataclass(frozen=True)
+class PairCounts:
+    """Per-prompt counts of one comparisons table, per block ``(mode, coupling)``.
+
+    ``wins_a[b, q, p]`` etc. use one prompt index shared by every block, so that a prompt's
+    coupled and independent comparisons line up (the paired z-test needs it)."""
+
+    models: tuple[str, ...]
+    blocks: tuple[tuple[str, str], ...]   # (mode, coupling) per leading index
+    prompts: pd.DataFrame                  # (task, prompt_id) per prompt index
+    wins_a: np.ndarray                     # [B, Q, P]
+    wins_b: np.ndarray
+    n: np.ndarray
+
+    def block(self, mode: str, coupling: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Counts of one block with a leading replicate axis of length 1: ``[1, Q, P]`` each."""
+        b = self.blocks.index((mode, coupling))
+        return self.wins_a[b:b + 1], self.wins_b[b:b + 1], self.n[b:b + 1]
+
+
+def pair_counts(comparisons: pd.DataFrame, models: list[str] | None = None) -> PairCounts:
+    """Count a *validated* comparisons table into per-prompt, per-pair arrays (see module doc)."""
+    names = sorted(set(comparisons["model_a"]) | set(comparisons["model_b"]))
+    if models is not None:
+        missing = sorted(set(names) - set(models))
+        if missing:
+            raise ValueError(f"comparisons name model(s) {missing} not in models={list(models)}")
+        names = sorted(models)
+    k = len(names)
+    if k < 2:
+        raise ValueError("comparisons: need at least two models")
+    lookup = np.array(names, dtype=object)
+    a = np.searchsorted(lookup, comparisons["model_a"].to_numpy(dtype=object))
+    b = np.searchsorted(lookup, comparisons["model_b"].to_numpy(dtype=object))
+    pair_of = np.full((k, k), -1, dtype=np.int64)
+    ia, ib = pair_indices(k)
+    pair_of[ia, ib] = np.arange(len(ia))
+    pair = pair_of[a, b]
+    prompt, prompts = _factorize_rows(comparisons, ["task", "prompt_id"])
+    block, blocks = _factorize_rows(comparisons, ["mode", "coupling"])
+    n_blocks, n_prompts, n_pairs = len(blocks), len(prompts), len(ia)
+    flat = (block * n_prompts + prompt) * n_pairs + pair
+    size = n_blocks * n_prompts * n_pairs
+    outcome = comparisons["outcome"].to_numpy(dtype=object)
+    shape = (n_blocks, n_prompts, n_pairs)
+
+    def count(weights: np.ndarray | None) -> np.ndarray:
+        return np.bincount(flat, weights=weights, minlength=size).reshape(shape).astype(float)
+
+    return PairCounts(
+        models=tuple(names),
+        blocks=tuple(zip(blocks["mode"], blocks["coupling"], strict=True)),
+        prompts=prompts,
+        wins_a=count((outcome == "a").astype(float)),
+        wins_b=count((outcome == "b").astype(float)),
+        n=count(None),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Array cores (leading replicate axis)
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PairRates:
+    """Directed rates per unordered pair ``p = (i, j)``: P(i beats j), P(j beats i), P(tie), each
+    ``[R, P]``, with their per-prompt influence functions ``[R, Q, P]`` and counts."""
+
+    win_a: np.ndarray
+    win_b: np.ndarray
+    tie: np.ndarray
+    if_a: np.ndarray
+    if_b: np.ndarray
+    if_tie: np.ndarray
+    n_total: np.ndarray      # [R, P] comparisons of the pair
+    n_prompts: np.ndarray    # [R, P] prompts on which the pair was compared
+    n_clusters: np.ndarray   # [R] prompts with any comparison (for the Q/(Q-1) correction)
+
+
+def pair_rates_from_counts(wins_a: np.ndarray, wins_b: np.ndarray, n: np.ndarray) -> PairRates:
+    """Ratio estimators of the directed win-rates and their per-prompt influence functions."""
+    wins_a, wins_b, n = (np.asarray(x, dtype=float) for x in (wins_a, wins_b, n))
+    if wins_a.ndim != 3 or wins_a.shape != wins_b.shape or wins_a.shape != n.shape:
+        raise ValueError("wins_a, wins_b and n must be arrays of one shape [R, Q, P]")
+    ties = n - wins_a - wins_b
+    if np.any(ties < -1e-9) or np.any(wins_a < 0) or np.any(wins_b < 0):
+        raise ValueError("counts must satisfy 0 <= wins_a + wins_b <= n")
+    total = n.sum(axis=1)                                    # [R, P]
+    safe = np.where(total > 0, total, np.nan)                # a pair never compared: NaN rate
+    rates = [x.sum(axis=1) / safe for x in (wins_a, wins_b, ties)]
+    influences = [(x - r[:, None, :] * n) / safe[:, None, :]
+                  for x, r in zip((wins_a, wins_b, ties), rates, strict=True)]
+    return PairRates(*rates, *influences, n_total=total,
+                     n_prompts=(n > 0).sum(axis=1).astype(float),
+                     n_clusters=(n.sum(axis=2) > 0).sum(axis=1).astype(float))
+
+
+def clustered_covariance(influence: np.ndarray, n_clusters: np.ndarray) -> np.ndarray:
+    """``Q/(Q-1) sum_q IF(q) IF(q)^T`` for influence functions ``[R, Q, d]`` -> ``[R, d, d]``
+    (the small-sample factor is the usual CR1 one for ``Q`` non-empty clusters)."""
+    factor = n_clusters / np.maximum(n_clusters - 1, 1)
+    influence = np.nan_to_num(influence)
+    return np.einsum("rqi,rqj->rij", influence, influence) * factor[:, None, None]
+
+
+def clustered_variance(influence: np.ndarray, n_clusters: np.ndarray) -> np.ndarray:
+    """Diagonal of :func:`clustered_covariance` only: ``[R, Q, d] -> [R, d]``."""
+    factor = n_clusters / np.maximum(n_clusters - 1, 1)
+    return np.square(np.nan_to_num(influence)).sum(axis=1) * factor[:, None]
+
+
+def wilson_effective_ci(estimate: np.ndarray, se: np.ndarray, n_total: np.ndarray,
+                        n_clusters: np.ndarray, alpha: float = 0.05
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval with the effective sample size ``n_eff = p(1-p)/se^2`` (i.e. the
+    nominal count divided by the clustered design effect), so it matches the clustered Wald
+    interval inside (0, 1) but stays inside [0, 1] and keeps a non-zero width at the boundary.
+
+    Where the estimate sits at 0 or 1 its clustered variance is 0 and carries no design effect;
+    we then use the worst case — every comparison of a prompt identical — i.e. ``n_eff`` = the
+    number of prompts (coupled win-rates can sit at 0 exactly, Prop. 4). ``n_eff`` is capped at the
+    number of comparisons (never narrower than an i.i.d. Wilson interval)."""
+    estimate, se = np.asarray(estimate, dtype=float), np.asarray(se, dtype=float)
+    spread = estimate * (1 - estimate)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_eff = np.where(se > 0, spread / np.square(se), np.inf)
+    n_eff = np.where(spread <= 0, n_clusters, n_eff)
+    n_eff = np.minimum(n_eff, n_total)
+    n_eff = np.where(n_eff > 0, n_eff, np.nan)
+    low, high = proportion_confint(estimate * n_eff, n_eff, alpha=alpha, method="wilson")
+    return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+
+
+@dataclass(frozen=True)
+class AverageWinRates:
+    """Average win-rates ``[R, k]`` (mean over opponents of P(beats opponent); ties are not wins),
+    their clustered covariance ``[R, k, k]`` and per-prompt influence functions ``[R, Q, k]``."""
+
+    estimate: np.ndarray
+    covariance: np.ndarray
+    influence: np.ndarray
+    n_total: np.ndarray      # [R, k] comparisons involving the model
+    n_prompts: np.ndarray    # [R, k] prompts on which the model was compared
+    n_clusters: np.ndarray   # [R]
+
+    @property
+    def se(self) -> np.ndarray:
+        return np.sqrt(np.maximum(np.diagonal(self.covariance, axis1=1, axis2=2), 0))
+
+
+def average_win_rate_map(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Matrices ``Ma, Mb`` ``[k, P]`` with ``avg = win_a @ Ma.T + win_b @ Mb.T``."""
+    ia, ib = pair_indices(k)
+    first, second = np.zeros((k, len(ia))), np.zeros((k, len(ia)))
+    first[ia, np.arange(len(ia))] = 1 / (k - 1)
+    second[ib, np.arange(len(ia))] = 1 / (k - 1)
+    return first, second
+
+
+def average_win_rates_from_counts(wins_a: np.ndarray, wins_b: np.ndarray, n: np.ndarray,
+                                  rates: PairRates | None = None) -> AverageWinRates:
+    """Average win-rates of the ``k`` models (``P = k(k-1)/2`` pairs) with their clustered covariance.
+
+    Raises if a pair was never compared: an average over opponents needs every opponent."""
+    rates = rates or pair_rates_from_counts(wins_a, wins_b, n)
+    n_pairs = rates.win_a.shape[-1]
+    k = int(round((1 + np.sqrt(1 + 8 * n_pairs)) / 2))
+    if k * (k - 1) // 2 != n_pairs:
+        raise ValueError(f"the last axis ({n_pairs}) is not a number of pairs k(k-1)/2")
+    if np.any(rates.n_total == 0):
+        ia, ib = pair_indices(k)
+        p = int(np.argwhere(rates.n_total == 0)[0][1])
+        raise ValueError(f"pair ({ia[p]}, {ib[p]}) was never compared: an average win-rate "
+                         "needs comparisons against every opponent")
+    first, second = average_win_rate_map(k)
+    estimate = rates.win_a @ first.T + rates.win_b @ second.T
+    influence = rates.if_a @ first.T + rates.if_b @ second.T
+    ia, ib = pair_indices(k)
+    involve = first + second > 0                                      # [k, P]
+    n_total = rates.n_total @ involve.T.astype(float)
+    prompt_has = (n > 0).astype(float) @ involve.T.astype(float)     # [R, Q, k]
+    return AverageWinRates(estimate, clustered_covariance(influence, rates.n_clusters), influence,
+                           n_total, (prompt_has > 0).sum(axis=1).astype(float), rates.n_clusters)
+
+
+def two_sided_pvalue(z: np.ndarray) -> np.ndarray:
+    return 2 * stats.norm.sf(np.abs(z))
+
+
+def _z(difference: np.ndarray, se: np.ndarray) -> np.ndarray:
+    # A difference with zero variance is reported plainly: z = 0 when the difference is 0
+    # (identical data), +-inf when it is not (a deterministic difference), never NaN.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = difference / se
+        degenerate = np.where(difference == 0, 0.0, np.sign(difference) * np.inf)
+    return np.where(se > 0, z, degenerate)
+
+
+# --------------------------------------------------------------------------------------------
+# Multiple testing
+# --------------------------------------------------------------------------------------------
+
+def adjust_pvalues(pvalues: np.ndarray, method: Correction = "holm") -> np.ndarray:
+    """Family-wise (Holm, Bonferroni) or FDR (Benjamini-Hochberg) adjusted p-values via statsmodels
+    ``multipletests``; ``"none"`` returns them unchanged. NaN p-values are left out of the family."""
+    pvalues = np.asarray(pvalues, dtype=float)
+    if method == "none":
+        return pvalues.copy()
+    if method not in ("holm", "bonferroni", "fdr_bh"):
+        raise ValueError(f"correction must be 'holm', 'bonferroni', 'fdr_bh' or 'none', "
+                         f"got {method!r}")
+    out = np.full_like(pvalues, np.nan)
+    known = ~np.isnan(pvalues)
+    if known.any():
+        out[known] = multipletests(pvalues[known], method=method)[1]
+    return out
+
+
+def significance_stars(pvalues: np.ndarray) -> np.ndarray:
+    """The paper's stars: ``****`` p < 1e-4, ``***`` < 1e-3, ``**`` < 1e-2, ``*`` < 0.05."""
+    pvalues = np.asarray(pvalues, dtype=float)
+    stars = np.full(pvalues.shape, "", dtype=object)
+    for threshold, mark in ((0.05, "*"), (1e-2, "**"), (1e-3, "***"), (1e-4, "****")):
+        stars[pvalues < threshold] = mark
+    return stars
+
+
+# --------------------------------------------------------------------------------------------
+# DataFrame API
+# --------------------------------------------------------------------------------------------
+
+def win_rate_matrix(comparisons: pd.DataFrame | str | os.PathLike, alpha: float = 0.05,
+                    correction: Correction = "holm", models: list[str] | None = None
+                    ) -> pd.DataFrame:
+    """Win / tie / loss rates of every ordered pair ``(model, opponent)`` per ``(mode, coupling)``,
+    in long form (pivot ``win_rate`` on model x opponent for the matrix ``W[i, j] = P(i beats j)``).
+
+    Each rate has a (1 - alpha) Wilson interval with the prompt-clustered effective sample size
+    (:func:`wilson_effective_ci`). ``pvalue`` tests that the pair is even, P(i beats j) =
+    P(j beats i), with a clustered z-test; ``pvalue_adjusted`` and ``stars`` apply ``correction``
+    across the unordered pairs of each block."""
+    _check_alpha(alpha)
+    data, _ = load_comparisons(comparisons, models)
+    counts = pair_counts(data, models)
+    ia, ib = pair_indices(len(counts.models))
+    names = np.array(counts.models, dtype=object)
+    frames = []
+    for mode, coupling in counts.blocks:
+        rates = pair_rates_from_counts(*counts.block(mode, coupling))
+        columns = {}
+        for label, rate, influence in (("win", rates.win_a, rates.if_a),
+                                       ("tie", rates.tie, rates.if_tie),
+                                       ("loss", rates.win_b, rates.if_b)):
+            se = np.sqrt(clustered_variance(influence, rates.n_clusters))
+            low, high = wilson_effective_ci(rate, se, rates.n_total, rates.n_prompts, alpha)
+            columns[label] = (rate[0], low[0], high[0])
+        se_even = np.sqrt(clustered_variance(rates.if_a - rates.if_b, rates.n_clusters))[0]
+        pvalue = two_sided_pvalue(_z(rates.win_a[0] - rates.win_b[0], se_even))
+        pvalue = np.where(rates.n_total[0] > 0, pvalue, np.nan)
+        adjusted = adjust_pvalues(pvalue, correction)
+        half = {"mode": mode, "coupling": coupling,
+                "n_comparisons": rates.n_total[0], "n_prompts": rates.n_prompts[0],
+                "pvalue": pvalue, "pvalue_adjusted": adjusted,
+                "stars": significance_stars(adjusted)}
+        for model, opponent, flip in ((ia, ib, False), (ib, ia, True)):
+            frame = {"mode": mode, "coupling": coupling,
+                     "model": names[model], "opponent": names[opponent]}
+            for label in ("win", "tie", "loss"):
+                source = {"win": "loss", "loss": "win", "tie": "tie"}[label] if flip else label
+                rate, low, high = columns[source]
+                frame[f"{label}_rate"], frame[f"{label}_ci_low"], frame[f"{label}_ci_high"] = (
+                    rate, low, high)
+            frame.update({key: half[key] for key in
+                          ("n_comparisons", "n_prompts", "pvalue", "pvalue_adjusted", "stars")})
+            frames.append(pd.DataFrame(frame))
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values(["mode", "coupling", "model", "opponent"]).reset_index(drop=True)
+
+
+def average_win_rates(comparisons: pd.DataFrame | str | os.PathLike, alpha: float = 0.05,
+                      models: list[str] | None = None) -> pd.DataFrame:
+    """Each model's average win-rate per ``(mode, coupling)`` with a (1 - alpha) interval whose
+    variance accounts for comparisons sharing a prompt, a seed or a model (prompt-clustered
+    influence functions; Wilson form with the effective sample size)."""
+    _check_alpha(alpha)
+    data, _ = load_comparisons(comparisons, models)
+    counts = pair_counts(data, models)
+    frames = []
+    for mode, coupling in counts.blocks:
+        avg = average_win_rates_from_counts(*counts.block(mode, coupling))
+        low, high = wilson_effective_ci(avg.estimate, avg.se, avg.n_total, avg.n_prompts, alpha)
+        frames.append(pd.DataFrame({
+            "model": counts.models, "mode": mode, "coupling": coupling,
+            "win_rate": avg.estimate[0], "ci_low": low[0], "ci_high": high[0], "se": avg.se[0],
+            "n_comparisons": avg.n_total[0], "n_prompts": avg.n_prompts[0]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def compare_modes(comparisons: pd.DataFrame | str | os.PathLike, model: str | None = None,
+                  correction: Correction = "holm", alpha: float = 0.05,
+                  models: list[str] | None = None) -> pd.DataFrame:
+    """Two-tailed z-test of coupled vs independent win-rate, P(model beats opponent), per ordered
+    pair (Fig. 3): all ordered pairs, or only ``model`` against each opponent.
+
+    The two modes share their prompts, so the difference's variance uses the *paired* per-prompt
+    influence functions ``IF_coupled(q) - IF_independent(q)`` (the sum of the two variances would
+    ignore their positive covariance and be conservative). ``correction`` (Holm by default) is
+    applied across the rows returned, per coupling; ``stars`` mark the adjusted p-values."""
+    _check_alpha(alpha)
+    data, _ = load_comparisons(comparisons, models)
+    counts = pair_counts(data, models)
+    names = np.array(counts.models, dtype=object)
+    if model is not None and model not in counts.models:
+        raise ValueError(f"model {model!r} is not among the compared models {list(names)}")
+    ia, ib = pair_indices(len(names))
+    z_alpha = stats.norm.isf(alpha / 2)
+    frames = []
+    for coupling in sorted({c for _, c in counts.blocks}):
+        if ("coupled", coupling) not in counts.blocks or \
+                ("independent", coupling) not in counts.blocks:
+            continue
+        coupled = pair_rates_from_counts(*counts.block("coupled", coupling))
+        independent = pair_rates_from_counts(*counts.block("independent", coupling))
+        clusters = (counts.n[[counts.blocks.index(("coupled", coupling)),
+                              counts.blocks.index(("independent", coupling))]].sum(axis=(0, 2))
+                    > 0).sum()[None].astype(float)
+        for first, second, rate, influence in ((ia, ib, "win_a", "if_a"),
+                                               (ib, ia, "win_b", "if_b")):
+            wc, wi = getattr(coupled, rate)[0], getattr(independent, rate)[0]
+            diff = wc - wi
+            se = np.sqrt(clustered_variance(getattr(coupled, influence)
+                                            - getattr(independent, influence), clusters))[0]
+            frames.append(pd.DataFrame({
+                "model": names[first], "opponent": names[second], "coupling": coupling,
+                "win_rate_coupled": wc, "win_rate_independent": wi, "difference": diff,
+                "se": se, "ci_low": diff - z_alpha * se, "ci_high": diff + z_alpha * se,
+                "z": _z(diff, se), "n_coupled": coupled.n_total[0],
+                "n_independent": independent.n_total[0]}))
+    if not frames:
+        raise ValueError("comparisons: column 'mode' must hold both 'coupled' and 'independent' "
+                         "rows (for the same coupling) to compare the modes")
+    out = pd.concat(frames, ignore_index=True)
+    if model is not None:
+        out = out[out["model"] == model]
+    out = out[(out["n_coupled"] > 0) & (out["n_independent"] > 0)].copy()
+    out["pvalue"] = two_sided_pvalue(out["z"].to_numpy())
+    out["pvalue_adjusted"] = np.nan
+    for _, index in out.groupby("coupling").groups.items():
+        out.loc[index, "pvalue_adjusted"] = adjust_pvalues(out.loc[index, "pvalue"].to_numpy(),
+                                                           correction)
+    out["stars"] = significance_stars(out["pvalue_adjusted"].to_numpy())
+    return out.sort_values(["coupling", "model", "opponent"]).reset_index(drop=True)
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+

@@ -1,0 +1,173 @@
+"""Rank-sets (Chatzi et al. 2024, "Prediction-powered ranking of LLMs"; the paper's Table 1):
+for each model an interval of ranks ``[rank_low, rank_high]`` that covers the true ranking of all
+models *at once* with probability >= 1 - alpha (asymptotically).
+
+Method. The vector of average win-rates ``A`` has a prompt-clustered covariance ``Sigma``
+(:func:`coupled.analysis.pairwise.average_win_rates_from_counts`). We build simultaneous intervals
+for all ``k(k-1)/2`` differences ``A_i - A_j``: ``|A_i - A_j - (a_i - a_j)| <= c * sd_ij`` with
+``c`` the (1 - alpha) quantile of ``max_{i<j} |Z_i - Z_j| / sd_ij``, ``Z ~ N(0, Sigma)`` — a Gaussian
+multiplier ("max-|t|") quantile, computed by Monte Carlo from a seeded generator because no
+library offers the quantile of a maximum of >1000 correlated |normals| (scipy's multivariate
+normal CDF is limited to a few dozen dimensions). It uses the correlation between differences, so
+it is never wider than Bonferroni (``method="bonferroni"``, exact-but-conservative, also offered).
+Model ``j`` is *significantly better* than ``i`` when the interval for ``A_j - A_i`` lies above 0;
+``rank_low(i) = 1 + #{j significantly better}``, ``rank_high(i) = k - #{j significantly worse}``.
+If every simultaneous interval covers its true difference, no significant call is wrong, so the
+true ranking (ties allowed) lies in the rank-sets: coverage >= 1 - alpha.
+
+This compares differences directly, which is tighter than Chatzi et al.'s comparison of
+overlapping per-model rectangles while keeping the same guarantee.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from coupled.analysis.pairwise import (
+    average_win_rates_from_counts,
+    load_comparisons,
+    pair_counts,
+    pair_indices,
+    pair_rates_from_counts,
+    wilson_effective_ci,
+)
+
+__all__ = ["RankSets", "rank_sets", "rank_sets_from_estimates", "true_rank_range",
+           "public_code_covariance"]
+
+REQUIRED_COLUMNS = ["model", "mode", "win_rate", "ci_low", "ci_high", "rank_low", "rank_high"]
+_TOLERANCE = 1e-12   # differences this small are float noise, never "significant"
+
+
+@dataclass(frozen=True)
+class RankSets:
+    """Array result with a leading replicate axis: ranks ``[R, k]``, critical values ``[R]``,
+    and ``better[r, i, j]`` = model i significantly better than model j."""
+
+    rank_low: np.ndarray
+    rank_high: np.ndarray
+    critical_value: np.ndarray
+    better: np.ndarray
+
+
+def _difference_sd(covariance: np.ndarray) -> np.ndarray:
+    ia, ib = pair_indices(covariance.shape[-1])
+    var = (covariance[:, ia, ia] + covariance[:, ib, ib] - 2 * covariance[:, ia, ib])
+    return np.sqrt(np.maximum(var, 0))
+
+
+def _max_t_critical(covariance: np.ndarray, sd: np.ndarray, alpha: float,
+                    rng: np.random.Generator, n_draws: int) -> np.ndarray:
+    """(1 - alpha) quantile of ``max_p |Z_a - Z_b| / sd_p`` per replicate, one set of standard
+    normal draws shared by all replicates (common random numbers)."""
+    n_rep, k, _ = covariance.shape
+    ia, ib = pair_indices(k)
+    # A PSD square root (eigen-decomposition) also works for singular Sigma, e.g. a model that
+    # ties every comparison in coupled mode.
+    eigval, eigvec = np.linalg.eigh(covariance)
+    root = eigvec * np.sqrt(np.maximum(eigval, 0))[:, None, :]           # [R, k, k]
+    normals = rng.standard_normal((n_draws, k))
+    inverse_sd = np.where(sd > 0, 1 / np.where(sd > 0, sd, 1), 0.0)      # [R, P]
+    chunk = max(1, int(2e7 // (n_draws * max(len(ia), 1))))
+    critical = np.empty(n_rep)
+    for start in range(0, n_rep, chunk):
+        stop = min(start + chunk, n_rep)
+        z = np.einsum("mk,rjk->rmj", normals, root[start:stop])           # [r, M, k]
+        t = np.abs(z[:, :, ia] - z[:, :, ib]) * inverse_sd[start:stop, None, :]
+        critical[start:stop] = np.quantile(t.max(axis=2), 1 - alpha, axis=1, method="higher")
+    return critical
+
+
+def rank_sets_from_estimates(estimate: np.ndarray, covariance: np.ndarray, alpha: float = 0.05,
+                             *, method: str = "max_t", rng: np.random.Generator | int = 0,
+                             n_draws: int = 10_000) -> RankSets:
+    """Rank-sets from average win-rates ``[R, k]`` and their covariance ``[R, k, k]``."""
+    estimate, covariance = np.asarray(estimate, float), np.asarray(covariance, float)
+    if estimate.ndim != 2 or covariance.shape != estimate.shape + estimate.shape[-1:]:
+        raise ValueError("estimate must be [R, k] and covariance [R, k, k]")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    n_rep, k = estimate.shape
+    ia, ib = pair_indices(k)
+    sd = _difference_sd(covariance)
+    if method == "max_t":
+        critical = _max_t_critical(covariance, sd, alpha, np.random.default_rng(rng), n_draws)
+    elif method == "bonferroni":
+        critical = np.full(n_rep, stats.norm.isf(alpha / (2 * max(len(ia), 1))))
+    else:
+        raise ValueError(f"method must be 'max_t' or 'bonferroni', got {method!r}")
+    difference = estimate[:, ia] - estimate[:, ib]                         # A_a - A_b
+    margin = critical[:, None] * sd + _TOLERANCE
+    better = np.zeros((n_rep, k, k), dtype=bool)
+    better[:, ia, ib] = difference > margin
+    better[:, ib, ia] = -difference > margin
+    rank_low = 1 + better.sum(axis=1)            # models significantly better than me
+    rank_high = k - better.sum(axis=2)           # minus models significantly worse than me
+    return RankSets(rank_low, rank_high, critical, better)
+
+
+def true_rank_range(true_values: np.ndarray, tolerance: float = 1e-12
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Best and worst true rank of each model (ties share the range): ``[..., k]`` each."""
+    values = np.asarray(true_values, float)
+    gap = values[..., None, :] - values[..., :, None]        # [.., i, j] = A_j - A_i
+    better = (gap > tolerance).sum(axis=-1)
+    worse = (gap < -tolerance).sum(axis=-1)
+    return 1 + better, values.shape[-1] - worse
+
+
+def public_code_covariance(wins_a: np.ndarray, wins_b: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The *wrong* covariance of the public rank-set code, reproduced for a documented contrast
+    only (tests show its simultaneous coverage collapses): influence functions divided by the
+    total number of comparisons instead of each model's per-pair counts ``(k-1) N_ij``, which
+    shrinks the variance by about ``(k/2)^2`` in a balanced design. Never use it for inference."""
+    rates = pair_rates_from_counts(wins_a, wins_b, n)
+    k = int(round((1 + np.sqrt(1 + 8 * rates.win_a.shape[-1])) / 2))
+    ia, ib = pair_indices(k)
+    total = n.sum(axis=(1, 2))[:, None, None]
+    per_pair_a = wins_a - rates.win_a[:, None, :] * n
+    per_pair_b = wins_b - rates.win_b[:, None, :] * n
+    influence = np.zeros(n.shape[:2] + (k,))
+    np.add.at(influence, (slice(None), slice(None), ia), per_pair_a / total)
+    np.add.at(influence, (slice(None), slice(None), ib), per_pair_b / total)
+    q = rates.n_clusters
+    return np.einsum("rqi,rqj->rij", influence, influence) * (q / (q - 1))[:, None, None]
+
+
+def rank_sets(comparisons: pd.DataFrame | str | os.PathLike, alpha: float = 0.05, *,
+              ci_level: float = 0.95, method: str = "max_t", seed: int = 0,
+              n_draws: int = 10_000, models: list[str] | None = None) -> pd.DataFrame:
+    """Rank-sets of every model, one block per ``(mode, coupling)`` present.
+
+    ``comparisons``: a comparisons DataFrame or path (file, shard folder or output dir); a scores
+    table is accepted too and turned into derived comparisons (column ``derived`` says so).
+    Returns columns ``model, mode, win_rate, ci_low, ci_high, rank_low, rank_high`` then extras
+    (``coupling, se, n_comparisons, n_prompts, critical_value, derived``); ``ci_low/ci_high`` are
+    each model's own ``ci_level`` interval; ranks are simultaneous at level 1 - alpha, rank 1 is
+    the best model. Rows are sorted by mode, coupling, then decreasing win-rate."""
+    if not 0 < ci_level < 1:
+        raise ValueError(f"ci_level must be in (0, 1), got {ci_level}")
+    data, derived = load_comparisons(comparisons, models)
+    counts = pair_counts(data, models)
+    frames = []
+    for mode, coupling in counts.blocks:
+        avg = average_win_rates_from_counts(*counts.block(mode, coupling))
+        ranks = rank_sets_from_estimates(avg.estimate, avg.covariance, alpha, method=method,
+                                         rng=seed, n_draws=n_draws)
+        low, high = wilson_effective_ci(avg.estimate, avg.se, avg.n_total, avg.n_prompts,
+                                        1 - ci_level)
+        frames.append(pd.DataFrame({
+            "model": counts.models, "mode": mode, "win_rate": avg.estimate[0],
+            "ci_low": low[0], "ci_high": high[0], "rank_low": ranks.rank_low[0],
+            "rank_high": ranks.rank_high[0], "coupling": coupling, "se": avg.se[0],
+            "n_comparisons": avg.n_total[0].astype(int), "n_prompts": avg.n_prompts[0].astype(int),
+            "critical_value": ranks.critical_value[0], "derived": derived}))
+    out = pd.concat(frames, ignore_index=True)
+    out = out.sort_values(["mode", "coupling", "win_rate", "model"],
+                          ascending=[True, True, False, True])
+    return out.reset_index(drop=True)
