@@ -305,8 +305,9 @@ def variance_reduction(scores, model_a: str, model_b: str, *, coupling: str | No
     scores = read_scores(scores)
     a, b, mask, questions = paired_arrays(scores, model_a, model_b, "coupled", coupling)
     _, coupling = _select(scores, "coupled", coupling)
-    has_independent = bool(((scores["mode"] == "independent")
-                            & (scores["coupling"] == coupling)).any())
+    independent_rows = scores[(scores["mode"] == "independent")
+                              & (scores["coupling"] == coupling)]
+    has_independent = {model_a, model_b} <= set(independent_rows["model"])
     if independent == "auto":
         independent = "measured" if has_independent else "from_coupled"
     coupled_m = question_moments(a, b, mask)

@@ -1,0 +1,272 @@
+"""Benchmark comparisons: estimator properties, tests, degenerate cases, variance reduction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+from test_analysis_benchmark_sim import (
+    Population,
+    make_population,
+    simulate_replicates,
+    to_scores,
+)
+
+from coupled.analysis._clustered import question_moments
+from coupled.analysis.benchmark import (
+    compare_models,
+    mean_difference,
+    mean_difference_replicates,
+    question_statistics,
+    variance_ratio_from_moments,
+    variance_reduction,
+)
+from coupled.tables import TableError
+
+POP = make_population()
+
+
+def _one_run(mode="coupled", n_questions=60, n_seeds=10, seed=0, unbalanced=False, pop=POP):
+    rng = np.random.default_rng(seed)
+    a, b, mask = simulate_replicates(pop, 1, n_questions, n_seeds, mode, rng, unbalanced)
+    return a[0], b[0], mask[0]
+
+
+# ----------------------------------------------------------------------------- estimator
+@st.composite
+def unbalanced_tables(draw):
+    n_questions = draw(st.integers(2, 8))
+    rows = []
+    for q in range(n_questions):
+        for s in range(draw(st.integers(1, 4))):
+            for model in ("x", "y"):
+                rows.append({"task": "t", "prompt_id": f"p{q}", "seed": s, "mode": "coupled",
+                             "coupling": "gumbel", "model": model,
+                             "score": draw(st.floats(0, 1, allow_nan=False))})
+    return pd.DataFrame(rows)
+
+
+@given(unbalanced_tables(), st.randoms(use_true_random=False))
+def test_estimate_is_mean_of_question_means_and_order_free(frame, random):
+    wide = frame.pivot(index=["prompt_id", "seed"], columns="model", values="score")
+    per_question = (wide["x"] - wide["y"]).groupby(level="prompt_id").mean()
+    result = mean_difference(frame, "x", "y")
+    assert result.estimate == pytest.approx(per_question.mean(), abs=1e-12)
+    assert result.n_questions == len(per_question)
+    assert result.ci_low <= result.estimate <= result.ci_high
+    shuffled = frame.sample(frac=1.0, random_state=random.randint(0, 2**31))
+    again = mean_difference(shuffled, "x", "y")
+    assert again.estimate == pytest.approx(result.estimate, abs=1e-12)
+    assert again.ci_high == pytest.approx(result.ci_high, abs=1e-12)
+    swapped = mean_difference(frame, "y", "x")
+    assert swapped.estimate == pytest.approx(-result.estimate, abs=1e-12)
+    assert swapped.ci_low == pytest.approx(-result.ci_high, abs=1e-12)
+    assert swapped.pvalue == pytest.approx(result.pvalue, abs=1e-12)
+
+
+def test_se_is_the_one_sample_t_test_on_question_means():
+    a, b, mask = _one_run(unbalanced=True)
+    result = mean_difference(to_scores(a, b, mask, "coupled"), "m_a", "m_b")
+    means = question_moments(a, b, mask).mean_diff
+    t = stats.ttest_1samp(means, 0.0)
+    low, high = t.confidence_interval(0.95)
+    assert result.pvalue == pytest.approx(t.pvalue, rel=1e-10)
+    assert (result.ci_low, result.ci_high) == pytest.approx((low, high), rel=1e-10)
+    assert result.test == "t-test on per-question means"
+
+
+def test_dataframe_api_agrees_with_replicate_core():
+    rng = np.random.default_rng(4)
+    a, b, mask = simulate_replicates(POP, 5, 40, 6, "independent", rng, unbalanced=True)
+    core = mean_difference_replicates(a, b, mask)
+    for r in range(5):
+        one = mean_difference(to_scores(a[r], b[r], mask[r], "independent"), "m_a", "m_b",
+                              mode="independent")
+        assert one.estimate == pytest.approx(core.estimate[r], abs=1e-12)
+        assert one.ci_low == pytest.approx(core.ci_low[r], abs=1e-12)
+        assert one.ci_high == pytest.approx(core.ci_high[r], abs=1e-12)
+        assert one.pvalue == pytest.approx(core.pvalue[r], abs=1e-12)
+
+
+def test_missing_rows_of_one_model_are_left_out_of_the_pair():
+    a, b, mask = _one_run(n_questions=10, n_seeds=3)
+    frame = to_scores(a, b, mask, "coupled")
+    dropped = frame.drop(frame[(frame["model"] == "m_b") & (frame["seed"] == 2)].index)
+    result = mean_difference(dropped, "m_a", "m_b")
+    expected = (a[:, :2] - b[:, :2]).mean()
+    assert result.estimate == pytest.approx(expected)
+    assert result.n_rows == 20
+
+
+# ----------------------------------------------------------------------------- degenerate
+def test_identical_models_report_zero_plainly():
+    a, _, mask = _one_run(n_questions=30, n_seeds=4)
+    result = mean_difference(to_scores(a, a, mask, "coupled"), "m_a", "m_b")
+    assert (result.estimate, result.ci_low, result.ci_high, result.pvalue) == (0, 0, 0, 1)
+    assert "never differ" in result.note
+    reduction = variance_reduction(to_scores(a, a, mask, "coupled"), "m_a", "m_b")
+    values = [v for v in reduction.__dict__.values() if isinstance(v, float)]
+    assert np.all(np.isfinite(values))
+    assert reduction.ratio == 0.0 and reduction.ratio_ci_high == 0.0
+    assert reduction.saving == 1.0
+
+
+def test_identical_models_one_seed_mcnemar_without_discordance():
+    a, _, mask = _one_run(n_questions=30, n_seeds=1)
+    result = mean_difference(to_scores(a, a, mask, "coupled"), "m_a", "m_b")
+    assert (result.estimate, result.ci_low, result.ci_high, result.pvalue) == (0, 0, 0, 1)
+    assert result.test == "mcnemar" and "no discordant" in result.note
+
+
+def test_constant_difference_is_not_nan():
+    ones = np.ones((20, 3))
+    frame = to_scores(ones, np.zeros((20, 3)), np.ones((20, 3), bool), "coupled")
+    result = mean_difference(frame, "m_a", "m_b")
+    assert (result.estimate, result.ci_low, result.ci_high, result.pvalue) == (1, 1, 1, 0)
+
+
+def test_no_variance_in_either_mode():
+    ones = np.ones((20, 3))
+    frame = to_scores(ones, ones, np.ones((20, 3), bool), "coupled")
+    reduction = variance_reduction(frame, "m_a", "m_b")
+    assert reduction.ratio == 1.0 and reduction.saving == 0.0 and "no variance" in reduction.note
+
+
+# ----------------------------------------------------------------------------- tests
+def test_one_seed_binary_uses_statsmodels_mcnemar():
+    a, b, mask = _one_run(n_questions=200, n_seeds=1, seed=3)
+    result = mean_difference(to_scores(a, b, mask, "coupled"), "m_a", "m_b")
+    n10 = int(((a == 1) & (b == 0)).sum())
+    n01 = int(((a == 0) & (b == 1)).sum())
+    assert n10 + n01 >= 25
+    assert result.test == "mcnemar"
+    assert result.pvalue == pytest.approx(
+        mcnemar([[0, n10], [n01, 0]], exact=False, correction=True).pvalue)
+
+
+def test_plain_mcnemar_over_rejects_on_clustered_rows_but_our_test_does_not():
+    # Null population: half the questions favour a, the mirror half favour b — the mean
+    # difference is exactly 0, but per-question differences are not, so rows of a question are
+    # correlated. 400 replicates: Monte-Carlo SE of a 5 % rate is 1.09 points; our test must sit
+    # within 3.3 SEs of 5 %, plain McNemar on all rows is expected far above it.
+    half = make_population(n=1000, seed=11)
+    null = Population(p=np.vstack([half.p, half.q]), q=np.vstack([half.q, half.p]))
+    assert abs(null.effect) < 1e-15
+    reps = 400
+    a, b, mask = simulate_replicates(null, reps, 50, 10, "coupled", np.random.default_rng(5))
+    ours = mean_difference_replicates(a, b, mask).pvalue < 0.05
+    n10 = ((a == 1) & (b == 0)).sum(axis=(1, 2))
+    n01 = ((a == 0) & (b == 1)).sum(axis=(1, 2))
+    plain = np.array([mcnemar([[0, x], [y, 0]]).pvalue < 0.05 for x, y in zip(n10, n01,
+                                                                             strict=True)])
+    band = 3.3 * np.sqrt(0.05 * 0.95 / reps)
+    assert abs(ours.mean() - 0.05) < band
+    assert plain.mean() > 0.05 + 3 * band  # plain McNemar: wildly anti-conservative
+
+
+# ----------------------------------------------------------------------------- variances
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # pandas' cov of a single-seed question
+def test_question_statistics_match_pandas():
+    a, b, mask = _one_run(n_questions=15, n_seeds=5, unbalanced=True)
+    frame = to_scores(a, b, mask, "coupled")
+    table = question_statistics(frame, "m_a", "m_b")
+    wide = frame.pivot(index=["prompt_id", "seed"], columns="model", values="score")
+    grouped = wide.groupby(level="prompt_id")
+    expected_cov = grouped.apply(lambda g: g["m_a"].cov(g["m_b"])).fillna(0.0)
+    table = table.set_index("prompt_id")
+    assert np.allclose(table["cov"], expected_cov.loc[table.index])
+    assert np.allclose(table["var_a"], grouped["m_a"].var().fillna(0.0).loc[table.index])
+    assert np.allclose(table["var_diff"], table["var_a"] + table["var_b"] - 2 * table["cov"])
+    assert not table.isna().any().any()
+
+
+def test_independent_variance_from_coupled_data_matches_real_independent_data():
+    # 300 replicated benchmarks: the mean (over replicates) within-question independent variance
+    # estimated from coupled rows, the one measured on independent rows, and the population
+    # truth must agree within 4 Monte-Carlo SEs of their difference.
+    rng = np.random.default_rng(8)
+    reps = 300
+    ca, cb, cm = simulate_replicates(POP, reps, 60, 8, "coupled", rng)
+    ia, ib, im = simulate_replicates(POP, reps, 60, 8, "independent", rng)
+    from_coupled = question_moments(ca, cb, cm).var_diff_if_independent.mean(axis=-1)
+    measured = question_moments(ia, ib, im).var_diff.mean(axis=-1)
+    se = np.sqrt(from_coupled.var() / reps + measured.var() / reps)
+    assert abs(from_coupled.mean() - measured.mean()) < 4 * se
+    truth = POP.within("independent")
+    assert abs(from_coupled.mean() - truth) < 4 * from_coupled.std() / np.sqrt(reps)
+    coupled_within = question_moments(ca, cb, cm).var_diff.mean(axis=-1)
+    assert abs(coupled_within.mean() - POP.within("coupled")) < 4 * coupled_within.std() / 18
+
+
+def test_variance_reduction_both_sources_on_one_run():
+    a, b, mask = _one_run(n_questions=400, n_seeds=10, seed=2)
+    ia, ib, im = _one_run("independent", n_questions=400, n_seeds=10, seed=3)
+    frame = pd.concat([to_scores(a, b, mask, "coupled"), to_scores(ia, ib, im, "independent")])
+    measured = variance_reduction(frame, "m_a", "m_b", n_resamples=999)
+    alone = variance_reduction(frame, "m_a", "m_b", independent="from_coupled", n_resamples=999)
+    assert measured.independent_source == "measured"
+    assert alone.independent_source == "from_coupled"
+    for result in (measured, alone):
+        # Truth within 4 SEs (SE read off the 95 % interval's half-width); calibration of the
+        # interval itself is the job of tests/test_coverage_benchmark.py.
+        se = (result.ratio_ci_high - result.ratio_ci_low) / (2 * 1.96)
+        assert abs(result.ratio - POP.ratio()) < 4 * se
+        assert result.saving == pytest.approx(1 - result.ratio)
+        assert result.saving_ci_low == pytest.approx(1 - result.ratio_ci_high)
+    assert measured.var_coupled == alone.var_coupled
+
+
+def test_variance_ratio_core_agrees_with_dataframe_api():
+    a, b, mask = _one_run(n_questions=50, n_seeds=5, unbalanced=True)
+    frame = to_scores(a, b, mask, "coupled")
+    api = variance_reduction(frame, "m_a", "m_b", n_resamples=499, seed=3)
+    core = variance_ratio_from_moments(question_moments(a, b, mask), n_resamples=499, rng=3)
+    assert api.ratio == pytest.approx(core["ratio"])
+    assert api.ratio_ci_low == pytest.approx(core["ratio_ci_low"])
+
+
+# ----------------------------------------------------------------------------- whole table
+def test_compare_models_pairs_modes_and_subjects():
+    a, b, mask = _one_run(n_questions=40, n_seeds=4)
+    c, _, _ = _one_run(n_questions=40, n_seeds=4, seed=9)
+    subjects = np.array(["alg", "geo"] * 20)
+    coupled = pd.concat([to_scores(a, b, mask, "coupled", subjects=subjects),
+                         to_scores(c, b, mask, "coupled", models=("m_c", "m_b"),
+                                   subjects=subjects).query("model == 'm_c'")])
+    ia, ib, im = _one_run("independent", n_questions=40, n_seeds=4, seed=5)
+    independent = to_scores(ia, ib, im, "independent", subjects=subjects)
+    frame = pd.concat([coupled, independent], ignore_index=True)
+    report = compare_models(frame, by_subject=True, n_resamples=199)
+    diffs = report.differences
+    overall = diffs[diffs["subject"] == "(all)"]
+    # pairs (m_a, m_b), (m_a, m_c), (m_b, m_c) coupled; only (m_a, m_b) independent
+    assert len(overall) == 4
+    assert set(diffs["subject"]) == {"(all)", "alg", "geo"}
+    row = diffs[(diffs["subject"] == "geo") & (diffs["mode"] == "coupled")
+                & (diffs["model_a"] == "m_a") & (diffs["model_b"] == "m_b")].iloc[0]
+    direct = mean_difference(frame[frame["subject"] == "geo"], "m_a", "m_b")
+    assert row["estimate"] == pytest.approx(direct.estimate)
+    assert row["ci_low"] == pytest.approx(direct.ci_low)
+    vr = report.variance_reduction
+    assert set(vr[vr["subject"] == "(all)"]["independent_source"]) == {"measured",
+                                                                       "from_coupled"}
+    assert not diffs.drop(columns="note").isna().any().any()
+
+
+def test_bad_input_names_the_problem():
+    a, b, mask = _one_run(n_questions=5, n_seeds=2)
+    frame = to_scores(a, b, mask, "coupled")
+    with pytest.raises(ValueError, match="model_b: model 'nope'"):
+        mean_difference(frame, "m_a", "nope")
+    with pytest.raises(ValueError, match="no rows with mode 'independent'"):
+        mean_difference(frame, "m_a", "m_b", mode="independent")
+    with pytest.raises(TableError, match="score"):
+        mean_difference(frame.drop(columns="score"), "m_a", "m_b")
+    with pytest.raises(ValueError, match="by_subject"):
+        compare_models(frame, by_subject=True)
+    with pytest.raises(ValueError, match="must differ"):
+        mean_difference(frame, "m_a", "m_a")
