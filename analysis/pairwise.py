@@ -46,6 +46,7 @@ __all__ = [
     "average_win_rates",
     "average_win_rates_from_counts",
     "compare_modes",
+    "mode_difference_from_rates",
     "derive_comparisons",
     "load_comparisons",
     "pair_counts",
@@ -163,8 +164,12 @@ class PairCounts:
         return self.wins_a[b:b + 1], self.wins_b[b:b + 1], self.n[b:b + 1]
 
 
-def pair_counts(comparisons: pd.DataFrame, models: list[str] | None = None) -> PairCounts:
-    """Count a *validated* comparisons table into per-prompt, per-pair arrays (see module doc)."""
+def pair_counts(comparisons: pd.DataFrame, models: list[str] | None = None,
+                cluster_by: tuple[str, ...] = ("task", "prompt_id")) -> PairCounts:
+    """Count a *validated* comparisons table into per-prompt, per-pair arrays (see module doc).
+
+    ``cluster_by`` names the sampling unit (the prompt); ``("task", "prompt_id", "seed")`` gives
+    per-row clusters, which planning uses to separate within- from between-prompt variance."""
     names = sorted(set(comparisons["model_a"]) | set(comparisons["model_b"]))
     if models is not None:
         missing = sorted(set(names) - set(models))
@@ -181,7 +186,7 @@ def pair_counts(comparisons: pd.DataFrame, models: list[str] | None = None) -> P
     ia, ib = pair_indices(k)
     pair_of[ia, ib] = np.arange(len(ia))
     pair = pair_of[a, b]
-    prompt, prompts = _factorize_rows(comparisons, ["task", "prompt_id"])
+    prompt, prompts = _factorize_rows(comparisons, list(cluster_by))
     block, blocks = _factorize_rows(comparisons, ["mode", "coupling"])
     n_blocks, n_prompts, n_pairs = len(blocks), len(prompts), len(ia)
     flat = (block * n_prompts + prompt) * n_pairs + pair
@@ -328,6 +333,31 @@ def average_win_rates_from_counts(wins_a: np.ndarray, wins_b: np.ndarray, n: np.
                            n_total, (prompt_has > 0).sum(axis=1).astype(float), rates.n_clusters)
 
 
+@dataclass(frozen=True)
+class ModeDifference:
+    """Coupled minus independent directed win-rates ``[R, 2, P]`` (side 0: P(model_a wins),
+    side 1: P(model_b wins)) with paired, prompt-clustered standard errors and z-test p-values."""
+
+    difference: np.ndarray
+    se: np.ndarray
+    z: np.ndarray
+    pvalue: np.ndarray
+
+
+def mode_difference_from_rates(coupled: PairRates, independent: PairRates,
+                               n_coupled: np.ndarray, n_independent: np.ndarray
+                               ) -> ModeDifference:
+    """Paired z-test of coupled vs independent win-rates on the *same* prompt index: the variance
+    is that of ``IF_coupled(q) - IF_independent(q)``, clustered over every prompt of either mode."""
+    clusters = ((n_coupled.sum(axis=2) + n_independent.sum(axis=2)) > 0).sum(axis=1).astype(float)
+    difference = np.stack([coupled.win_a - independent.win_a,
+                           coupled.win_b - independent.win_b], axis=1)
+    se = np.sqrt(np.stack([clustered_variance(coupled.if_a - independent.if_a, clusters),
+                           clustered_variance(coupled.if_b - independent.if_b, clusters)], axis=1))
+    z = _z(difference, se)
+    return ModeDifference(difference, se, z, two_sided_pvalue(z))
+
+
 def two_sided_pvalue(z: np.ndarray) -> np.ndarray:
     return 2 * stats.norm.sf(np.abs(z))
 
@@ -464,17 +494,16 @@ def compare_modes(comparisons: pd.DataFrame | str | os.PathLike, model: str | No
         if ("coupled", coupling) not in counts.blocks or \
                 ("independent", coupling) not in counts.blocks:
             continue
-        coupled = pair_rates_from_counts(*counts.block("coupled", coupling))
-        independent = pair_rates_from_counts(*counts.block("independent", coupling))
-        clusters = (counts.n[[counts.blocks.index(("coupled", coupling)),
-                              counts.blocks.index(("independent", coupling))]].sum(axis=(0, 2))
-                    > 0).sum()[None].astype(float)
-        for first, second, rate, influence in ((ia, ib, "win_a", "if_a"),
-                                               (ib, ia, "win_b", "if_b")):
-            wc, wi = getattr(coupled, rate)[0], getattr(independent, rate)[0]
-            diff = wc - wi
-            se = np.sqrt(clustered_variance(getattr(coupled, influence)
-                                            - getattr(independent, influence), clusters))[0]
+        coupled_counts = counts.block("coupled", coupling)
+        independent_counts = counts.block("independent", coupling)
+        coupled = pair_rates_from_counts(*coupled_counts)
+        independent = pair_rates_from_counts(*independent_counts)
+        test = mode_difference_from_rates(coupled, independent,
+                                          coupled_counts[2], independent_counts[2])
+        for first, second, side in ((ia, ib, 0), (ib, ia, 1)):
+            wc = (coupled.win_a, coupled.win_b)[side][0]
+            wi = (independent.win_a, independent.win_b)[side][0]
+            diff, se = test.difference[0, side], test.se[0, side]
             frames.append(pd.DataFrame({
                 "model": names[first], "opponent": names[second], "coupling": coupling,
                 "win_rate_coupled": wc, "win_rate_independent": wi, "difference": diff,

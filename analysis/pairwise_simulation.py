@@ -70,14 +70,17 @@ def true_average_win_rates(prompt_probs: np.ndarray, mode: str, judge_noise: flo
 def simulate_pair_counts(prompt_probs: np.ndarray, n_prompts: int, n_seeds: int | tuple[int, int],
                          mode: str, rng: np.random.Generator | int, n_replicates: int = 1, *,
                          judge_noise: float = 0.0, pair_keep: float = 1.0,
-                         shared_uniforms: np.ndarray | None = None) -> SimulatedCounts:
+                         shared_uniforms: np.ndarray | None = None,
+                         prompt_type: np.ndarray | None = None) -> SimulatedCounts:
     """Simulate ``n_replicates`` experiments of ``n_prompts`` prompts.
 
     ``n_seeds``: seeds per prompt, or ``(low, high)`` for a per-prompt count drawn uniformly in
     ``[low, high]`` (an unbalanced design); ``pair_keep`` < 1 drops each comparison independently
     (unbalanced pairs). Both are independent of the outcomes, so the estimands are unchanged.
     ``shared_uniforms`` ``[R, Q, S]`` (optional) are the per-(prompt, seed) uniforms of coupled
-    mode — pass the same ones to two calls to get coupled and independent data on shared draws."""
+    mode — pass the same ones to two calls to get coupled and independent data on shared draws;
+    ``prompt_type`` ``[R, Q]`` (optional) fixes which prompt types are drawn, so two calls can
+    share their prompts (as the two modes of one run do)."""
     rng = np.random.default_rng(rng)
     probs = np.asarray(prompt_probs, dtype=float)
     if probs.ndim != 2 or np.any((probs < 0) | (probs > 1)):
@@ -85,7 +88,8 @@ def simulate_pair_counts(prompt_probs: np.ndarray, n_prompts: int, n_seeds: int 
     k = probs.shape[1]
     low, high = (n_seeds, n_seeds) if np.isscalar(n_seeds) else n_seeds
     shape = (n_replicates, n_prompts, high)
-    prompt_type = rng.integers(0, probs.shape[0], size=shape[:2])
+    if prompt_type is None:
+        prompt_type = rng.integers(0, probs.shape[0], size=shape[:2])
     p = probs[prompt_type]                                            # [R, Q, k]
     if mode == "coupled":
         u = rng.random(shape) if shared_uniforms is None else shared_uniforms
