@@ -1,0 +1,235 @@
+"""Tasks: multiple-choice questions and open prompts with a pairwise judge (paper, appendix C).
+
+Torch-free: loading the task files, writing the prompts (the paper's system prompts, Tables 2-4),
+rendering them with a tokenizer's chat template, and parsing answers and verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from coupled.runner.keys import text_hash
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_EXAMPLES = 3
+
+
+def prompt_text(name: str) -> str:
+    """A packaged prompt template from ``runner/prompts/<name>.txt``."""
+    return resources.files("coupled.runner").joinpath("prompts", f"{name}.txt").read_text().strip()
+
+
+def _bad(path: Path, column: str, problem: str, rows: pd.DataFrame | None = None) -> ValueError:
+    message = f"{path}, column {column!r}: {problem}"
+    if rows is not None and len(rows):
+        message += f" ({len(rows)} row(s); e.g.)\n" + rows.head(_EXAMPLES).to_string(max_colwidth=40)
+    return ValueError(message)
+
+
+def _read_any(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"task file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return pd.read_json(path, lines=suffix == ".jsonl", dtype={"prompt_id": str})
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype={"prompt_id": str, "subject": str})
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise ValueError(f"task file {path}: unsupported type {suffix!r}; use .jsonl, .csv or .parquet")
+
+
+def _with_prompt_ids(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    if "prompt_id" not in df.columns:
+        df.insert(0, "prompt_id", [str(i) for i in range(len(df))])
+    df["prompt_id"] = df["prompt_id"].astype(str)
+    duplicated = df["prompt_id"].duplicated(keep=False)
+    if duplicated.any():
+        raise _bad(path, "prompt_id", "duplicated prompt ids", df[duplicated])
+    return df
+
+
+def load_multiple_choice(path: str | Path) -> pd.DataFrame:
+    """Questions from JSONL / CSV / parquet as ``prompt_id, question, choices, answer[, subject]``.
+
+    ``choices`` is a list per row (in CSV: a JSON list, or one column per letter ``A, B, ...``);
+    ``answer`` may be a letter, a 0-based index or the text of the correct choice and comes
+    back as a letter. ``prompt_id`` defaults to the row number.
+    """
+    path = Path(path)
+    df = _read_any(path)
+    if "choices" not in df.columns:
+        letter_columns = [c for c in LETTERS if c in df.columns]
+        if len(letter_columns) < 2:
+            raise _bad(path, "choices", f"missing; give a 'choices' list or columns A, B, ... "
+                                        f"(found {list(df.columns)})")
+        df["choices"] = [[str(v) for v in row if pd.notna(v)]
+                         for row in df[letter_columns].itertuples(index=False)]
+    for column in ("question", "answer"):
+        if column not in df.columns:
+            raise _bad(path, column, f"missing (found {list(df.columns)})")
+    df = _with_prompt_ids(df.copy(), path)
+    df["choices"] = [_as_choice_list(c) for c in df["choices"]]
+    short = df["choices"].map(lambda c: c is None or len(c) < 2 or len(c) > len(LETTERS))
+    if short.any():
+        raise _bad(path, "choices", f"each question needs 2 to {len(LETTERS)} choices", df[short])
+    df["answer"] = [_answer_letter(a, c) for a, c in zip(df["answer"], df["choices"], strict=True)]
+    bad = df["answer"].isna()
+    if bad.any():
+        raise _bad(path, "answer", "not a letter, 0-based index or choice text of that row",
+                   df[bad])
+    keep = ["prompt_id", "question", "choices", "answer"] + (["subject"] if "subject" in df else [])
+    out = df[keep].reset_index(drop=True)
+    out["question"] = out["question"].astype(str)
+    return out
+
+
+def _as_choice_list(value: object) -> list[str] | None:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if not isinstance(value, list | tuple):
+        return None
+    return [str(v) for v in value]
+
+
+def _answer_letter(answer: object, choices: list[str]) -> str | None:
+    if isinstance(answer, str):
+        stripped = answer.strip()
+        if len(stripped) == 1 and stripped.upper() in LETTERS[:len(choices)]:
+            return stripped.upper()
+        if stripped in choices:
+            return LETTERS[choices.index(stripped)]
+        if stripped.isdigit():
+            answer = int(stripped)
+    if isinstance(answer, int | float) and float(answer).is_integer():
+        if 0 <= int(answer) < len(choices):
+            return LETTERS[int(answer)]
+    return None
+
+
+def load_open_prompts(path: str | Path) -> pd.DataFrame:
+    """Open prompts from JSONL / CSV / parquet as ``prompt_id, prompt[, subject]``."""
+    path = Path(path)
+    df = _read_any(path)
+    if "prompt" not in df.columns:
+        raise _bad(path, "prompt", f"missing (found {list(df.columns)})")
+    df = _with_prompt_ids(df.copy(), path)
+    empty = df["prompt"].isna() | (df["prompt"].astype(str).str.strip() == "")
+    if empty.any():
+        raise _bad(path, "prompt", "empty prompts", df[empty])
+    keep = ["prompt_id", "prompt"] + (["subject"] if "subject" in df.columns else [])
+    return df[keep].reset_index(drop=True)
+
+
+def multiple_choice_system_prompt(n_choices: int) -> str:
+    """The paper's Table 3 system prompt, adapted to ``n_choices`` options (A, B, C, ...)."""
+    quoted = [f"'{letter}'" for letter in LETTERS[:n_choices]]
+    letters = (", ".join(quoted[:-1]) + ", or " + quoted[-1]) if n_choices > 2 else " or ".join(
+        quoted)
+    return prompt_text("multiple_choice_system").format(letters=letters)
+
+
+def multiple_choice_user_turn(question: str, choices: list[str]) -> str:
+    options = "\n".join(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
+    return f"{question}\n\n{options}"
+
+
+# Robust answer parsing. In order: the reply is (or starts with) a lone letter, possibly wrapped
+# as "(B)", "B.", "**B**", "B) Paris"; then "answer is B" / "Answer: (B)"; then exactly one
+# distinct stand-alone capital letter among the options anywhere in the reply.
+_LEADING = re.compile(r"^[\s*_`'\"(\[]*([A-Z])(?![A-Za-z0-9])")
+_STATED = re.compile(r"\b(?:answer|option|choice)\s*(?:is|:)?\s*[*_`'\"(\[]*([A-Z])(?![A-Za-z0-9])",
+                     re.IGNORECASE)
+_LONE = re.compile(r"(?<![A-Za-z0-9'])([A-Z])(?![A-Za-z0-9'])")
+
+
+def parse_choice(response: str, n_choices: int) -> str | None:
+    """The option letter a reply gives, or None when it cannot be read unambiguously."""
+    valid = LETTERS[:n_choices]
+    for pattern in (_LEADING, _STATED):
+        match = pattern.search(response)
+        if match and match.group(1).upper() in valid:
+            return match.group(1).upper()
+    lone = {m.group(1) for m in _LONE.finditer(response)} & set(valid)
+    return lone.pop() if len(lone) == 1 else None
+
+
+def score_choice(response: str, answer: str, n_choices: int) -> tuple[float, bool]:
+    """(score, parse_failed): 1 for the right letter, 0 otherwise; unparseable scores 0."""
+    letter = parse_choice(response, n_choices)
+    return (float(letter == answer), letter is None)
+
+
+def judge_user_turn(prompt: str, answer_a: str, answer_b: str) -> str:
+    return prompt_text("judge_user").format(prompt=prompt, answer_a=answer_a, answer_b=answer_b)
+
+
+# Letters are case-sensitive (a lowercase "a" is an article); "tie" is not.
+_VERDICT = re.compile(r"\[\[\s*(A|B|(?i:tie))\s*\]\]|\b((?i:tie))\b|(?<![A-Za-z])(A|B)(?![A-Za-z])")
+
+
+def parse_verdict(text: str) -> str | None:
+    """The judge's verdict about the answers *as shown*: 'A', 'B', 'tie', or None if unreadable.
+
+    The first verdict-like token decides ("[[A]]", "'B'", "Tie", "Assistant A is better").
+    """
+    match = _VERDICT.search(text)
+    if not match:
+        return None
+    word = next(g for g in match.groups() if g)
+    return "tie" if word.lower() == "tie" else word.upper()
+
+
+def shown_first(task: str, prompt_id: str, seed: int, model_a: str, model_b: str) -> str:
+    """Which model of the canonical pair the judge sees as 'Assistant A': 'a' or 'b'.
+
+    A reproducible coin from the key (not from the mode, so both modes show a pair's answers in
+    the same order and the order adds no noise to the coupled-vs-independent comparison).
+    """
+    coin = text_hash("\x1f".join((task, prompt_id, str(seed), model_a, model_b))) & 1
+    return "a" if coin == 0 else "b"
+
+
+def outcome_from_verdict(verdict: str | None, first: str) -> tuple[str, bool]:
+    """(outcome about the canonical pair, parse_failed). Unreadable verdicts count as a tie."""
+    if verdict is None:
+        return "tie", True
+    if verdict == "tie":
+        return "tie", False
+    shown_a_is_model_a = first == "a"
+    return ("a" if (verdict == "A") == shown_a_is_model_a else "b"), False
+
+
+def render_prompt(tokenizer, system: str | None, user: str, plain_answer_cue: str) -> str:
+    """The text to feed a model: its chat template with the system prompt, else a plain prompt.
+
+    Templates without a system role (they raise, or drop the system text) get the system prompt
+    folded into the user turn; tokenizers with no chat template get
+    ``system \\n\\n user \\n\\n plain_answer_cue``.
+    """
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        parts = [p for p in (system, user, plain_answer_cue) if p]
+        return "\n\n".join(parts)
+    if system:
+        try:
+            text = tokenizer.apply_chat_template(
+                [{"role": "system", "content": system}, {"role": "user", "content": user}],
+                tokenize=False, add_generation_prompt=True)
+            if system in text:
+                return text
+        except Exception:  # jinja raises for "system role not supported": fold it instead
+            pass
+        user = f"{system}\n\n{user}"
+    return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                         add_generation_prompt=True)
