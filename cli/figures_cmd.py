@@ -1,9 +1,77 @@
-"""CLI subcommands for the figures group (to be filled in)."""
+"""`coupled figures` (the paper's figures and tables) and `coupled demo` (all of it, simulated)."""
 
 from __future__ import annotations
 
 import argparse
 
 
+def _pair(text: str) -> tuple[str, str]:
+    a, sep, b = text.partition(":")
+    if not sep or not a or not b or a == b:
+        raise argparse.ArgumentTypeError(f"expected MODEL_A:MODEL_B (two different models), "
+                                         f"got {text!r}")
+    return a, b
+
+
+def _alpha(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"alpha must be in (0, 1), got {text}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this group's subcommands to the `coupled` parser."""
+    """Add `figures` and `demo` to the `coupled` parser."""
+    figures = subparsers.add_parser(
+        "figures", help="draw the paper's figures and tables from a run or a simulation",
+        description="Fig. 2 (per pair of models), Fig. 3, Table 1 (Markdown, LaTeX, CSV), the "
+                    "appendix B.6 example and, for simulated input, a calibration figure "
+                    "(theory vs simulation). PNG and PDF.")
+    source = figures.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from", dest="source", metavar="DIR",
+                        help="a run's output folder (scores/, comparisons/) or one table file")
+    source.add_argument("--simulated", action="store_true",
+                        help="simulate the default six-model family (or --config) first")
+    figures.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    figures.add_argument("--pairs", nargs="+", type=_pair, metavar="A:B",
+                         help="pairs of models for Fig. 2 (default: every pair)")
+    figures.add_argument("--model", help="the model of Fig. 3 (default: the best by average "
+                                         "win-rate under coupled generation)")
+    figures.add_argument("--alpha", type=_alpha, default=0.05,
+                         help="level of the rank-sets and tests (default 0.05)")
+    figures.add_argument("--config", metavar="FILE.toml",
+                         help="with --simulated: a simulation config for `coupled simulate`")
+    figures.add_argument("--no-progress", action="store_true", help="no progress bar")
+    figures.set_defaults(func=_figures)
+
+    demo = subparsers.add_parser(
+        "demo", help="simulate the default family, analyse, plan, and write every figure, "
+                     "table and a REPORT.md (what `make demo` runs)")
+    demo.add_argument("--out", default="demo-output", metavar="DIR",
+                      help="folder to write into (default demo-output)")
+    demo.add_argument("--quick", action="store_true",
+                      help="a smaller simulation (fewer questions and seeds), for tests")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.set_defaults(func=_demo)
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from coupled.paper_figures.figures import figures_command
+
+    if args.config and not args.simulated:
+        raise ValueError("--config goes with --simulated (a run folder has its own manifest)")
+    result = figures_command(source=args.source, simulated=args.simulated, out_dir=args.out,
+                             pairs=args.pairs, model=args.model, alpha=args.alpha,
+                             config=args.config, progress=not args.no_progress)
+    print(f"wrote {len(result.files)} files to {result.out_dir}")
+    for path in result.files:
+        print(f"  {path.name}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from coupled.paper_figures.demo import run_demo
+
+    result = run_demo(out_dir=args.out, quick=args.quick, progress=not args.no_progress)
+    print(result.screen_summary)
+    return 0

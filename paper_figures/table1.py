@@ -1,0 +1,113 @@
+"""Table 1 of the paper: average win-rate ± CI and rank-set of every model, for both modes.
+
+Every number comes from ``coupled.analysis.ranksets.rank_sets``; this module only lays the
+result out (Markdown, LaTeX via pandas ``to_latex`` — needs jinja2, no LaTeX install — and CSV).
+The CSV is ``rank_sets``' own tidy frame, unchanged, so a machine reads back exactly what the
+analysis returned.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from coupled.paper_figures.style import MODE_LABELS
+from coupled.tables.io import _atomic_write
+
+RANK_COLUMNS = ("model", "mode", "win_rate", "ci_low", "ci_high", "rank_low", "rank_high")
+
+
+@dataclass(frozen=True)
+class RankingTable:
+    """``ranks``: rank_sets' frame; ``wide``: one row per model, two columns per mode."""
+
+    ranks: pd.DataFrame
+    wide: pd.DataFrame
+    caption: str
+    alpha: float
+    comparisons_derived: bool
+
+
+def rank_set_label(rank_low: int, rank_high: int) -> str:
+    """'2' for a single rank, '1–3' for a set of ranks (en dash, like the paper)."""
+    return f"{rank_low}" if rank_low == rank_high else f"{rank_low}\u2013{rank_high}"
+
+
+def win_rate_label(estimate: float, ci_low: float, ci_high: float, digits: int = 4) -> str:
+    """'0.3670 ± 0.0020' when the CI is symmetric (to the digits shown), else '0.3670 [lo, hi]'.
+
+    Score-type intervals near 0 or 1 are asymmetric; printing them as ± would misstate them.
+    """
+    below, above = estimate - ci_low, ci_high - estimate
+    if round(below, digits) == round(above, digits):
+        return f"{estimate:.{digits}f} \u00b1 {above:.{digits}f}"
+    return f"{estimate:.{digits}f} [{ci_low:.{digits}f}, {ci_high:.{digits}f}]"
+
+
+def ranking_table(comparisons: pd.DataFrame, alpha: float = 0.05,
+                  comparisons_derived: bool = False) -> RankingTable:
+    """Rank-sets of both modes (``rank_sets(comparisons, alpha)``), laid out as the paper's Table 1."""
+    from coupled.analysis.ranksets import rank_sets
+
+    ranks = rank_sets(comparisons, alpha=alpha)
+    missing = [c for c in RANK_COLUMNS if c not in ranks.columns]
+    if missing:  # a contract check on the analysis part, not on user input
+        raise RuntimeError(f"rank_sets returned no column(s) {missing}")
+    modes = [m for m in MODE_LABELS if m in set(ranks["mode"])]
+    blocks = []
+    for mode in modes:
+        block = ranks[ranks["mode"] == mode].set_index("model")
+        blocks.append(pd.DataFrame({
+            (MODE_LABELS[mode], "Rank"): [rank_set_label(int(lo), int(hi)) for lo, hi
+                                          in zip(block["rank_low"], block["rank_high"], strict=True)],
+            (MODE_LABELS[mode], "Avg. win-rate"): [
+                win_rate_label(w, lo, hi) for w, lo, hi
+                in zip(block["win_rate"], block["ci_low"], block["ci_high"], strict=True)],
+            (MODE_LABELS[mode], "_order"): block["win_rate"].to_numpy(),
+        }, index=block.index))
+    wide = pd.concat(blocks, axis=1)
+    # Best model first, by the first mode shown (coupled when present), as in the paper.
+    wide = wide.sort_values((MODE_LABELS[modes[0]], "_order"), ascending=False)
+    wide = wide.drop(columns=[(MODE_LABELS[m], "_order") for m in modes])
+    wide.index.name = "Model"
+    level = 1 - alpha
+    caption = (f"Average win-rate of each model against all others with {level:.0%} confidence "
+               f"intervals, and its rank-set (simultaneous {level:.0%} confidence; rank 1 is "
+               f"the best), under {' and '.join(MODE_LABELS[m].lower() for m in modes)} "
+               f"generation.")
+    if comparisons_derived:
+        caption += (" No judged comparisons in this run: comparisons are derived from the "
+                    "scores (a beats b when its score is higher; equal scores tie).")
+    return RankingTable(ranks, wide, caption, alpha, comparisons_derived)
+
+
+def to_markdown(table: RankingTable) -> str:
+    flat = table.wide.copy()
+    flat.columns = [f"{mode} {what}".strip() for mode, what in flat.columns]
+    return f"{flat.to_markdown()}\n\n{table.caption}\n"
+
+
+def to_latex(table: RankingTable) -> str:
+    wide = table.wide.copy()
+    wide = wide.map(lambda text: text.replace("\u00b1", r"$\pm$").replace("\u2013", "--"))
+    return wide.to_latex(caption=table.caption, label="tab:ranking", multicolumn=True,
+                         multicolumn_format="c", escape=False)
+
+
+def write_ranking_table(table: RankingTable, out_dir: str | os.PathLike,
+                        stem: str = "table1_ranking") -> list[Path]:
+    """``stem.md``, ``stem.tex`` and ``stem.csv`` (the tidy rank_sets frame), each atomically."""
+    out = Path(out_dir)
+    texts = {"md": to_markdown(table), "tex": to_latex(table)}
+    written = []
+    for suffix, text in texts.items():
+        target = out / f"{stem}.{suffix}"
+        _atomic_write(target, lambda tmp, text=text: tmp.write_text(text))
+        written.append(target)
+    target = out / f"{stem}.csv"
+    _atomic_write(target, lambda tmp: table.ranks.to_csv(tmp, index=False))
+    written.append(target)
+    return written
