@@ -85,6 +85,9 @@ def derive_comparisons(scores: pd.DataFrame | str | os.PathLike) -> pd.DataFrame
     sa, sb = table[:, ia], table[:, ib]                      # [G, P]
     present = ~(np.isnan(sa) | np.isnan(sb))
     rows, pairs = np.nonzero(present)
+    if len(rows) == 0:
+        raise ValueError("scores: no two models share a (task, prompt_id, seed, mode, coupling) "
+                         "key, so no comparison can be derived")
     first, second = sa[rows, pairs], sb[rows, pairs]
     outcome = np.where(first > second, "a", np.where(first < second, "b", "tie")).astype(object)
     out = group_index.iloc[rows].reset_index(drop=True)
