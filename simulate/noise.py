@@ -121,3 +121,20 @@ def shared_uniform(rows: np.ndarray | int, step: int | np.ndarray,
                    dtype: type = np.float64) -> np.ndarray:
     """Inverse-CDF's one shared uniform per (row, step): u at token id 2**32 - 1."""
     return uniforms(rows, step, UNIFORM_TOKEN, dtype)
+
+
+def row_keys_grid(task: str, prompt_ids: Sequence[str], seeds: Sequence[int] | np.ndarray,
+                  streams: Sequence[int] | np.ndarray | int = 0) -> np.ndarray:
+    """:func:`row_keys` on the grid prompts x seeds x streams: uint64 of shape (N, S, K).
+
+    Hashes each prompt once (``row_keys`` hashes once per row), which is what makes whole
+    tables of rows cheap; every entry equals ``row_key(task, prompt_ids[n], seeds[s],
+    streams[k])``.
+    """
+    prompt_hashes = np.array([text_hash(f"{task}\x1f{p}") for p in prompt_ids], dtype=np.uint64)
+    seeds = np.asarray(seeds)
+    if seeds.size and seeds.min() < 0:
+        raise ValueError(f"seeds must be non-negative, got {seeds.min()}")
+    seeds = seeds.astype(np.uint64).reshape(1, -1, 1)
+    streams = np.atleast_1d(np.asarray(streams, dtype=np.uint64)).reshape(1, 1, -1)
+    return splitmix64(splitmix64(prompt_hashes.reshape(-1, 1, 1) ^ seeds) ^ streams)

@@ -1,0 +1,173 @@
+"""Samplers driven by the counter-based noise function (DESIGN §1-2): Gumbel-max and
+shared-uniform inverse-CDF, each usable in coupled mode (every model reads the same noise) or
+independent mode (each model reads its own stream), plus a fast path that draws token pairs
+straight from an exact joint law.
+
+Every draw is a pure function of its noise key ``(task, prompt_id, seed, stream, step,
+token)``: the same key gives the same token whatever the batch, the chunking or the other
+models of a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from coupled.simulate import noise
+
+SAMPLERS = ("gumbel", "inverse_cdf")
+# ``sample_tokens``' couplings: the two coupled samplers, and independent generation.
+SAMPLE_COUPLINGS = ("gumbel", "inverse_cdf", "independent")
+MODES = ("coupled", "independent")
+
+# Rows per chunk in the Gumbel path: keeps each temporary (rows x V) around a few MiB, which is
+# faster than one huge array (cache) and bounds memory for V = 32k vocabularies.
+_CHUNK_ELEMENTS = 1 << 16
+
+
+def check_choice(name: str, value: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def check_distributions(probs: np.ndarray, name: str = "dists") -> np.ndarray:
+    """``probs`` as float64 with the last axis a distribution (non-negative, sums to 1)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim < 1 or probs.shape[-1] < 1:
+        raise ValueError(f"{name} must have a last axis of tokens, got shape {probs.shape}")
+    if not np.all(np.isfinite(probs)) or np.any(probs < 0):
+        raise ValueError(f"{name} must hold finite non-negative probabilities")
+    totals = probs.sum(axis=-1)
+    bad = np.abs(totals - 1.0) > 1e-6
+    if np.any(bad):
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} must sum to 1 over the last axis; at index {where} the sum "
+                         f"is {totals[where]!r}")
+    return probs / totals[..., None]
+
+
+def gumbel_max_tokens(log_probs: np.ndarray, rows: np.ndarray, step: int = 0) -> np.ndarray:
+    """Gumbel-max: ``argmax_t (log d_t + g_t)`` with ``g`` the noise of ``rows`` at ``step``.
+
+    ``log_probs`` has shape ``(..., V)`` (``-inf`` for impossible tokens, which are never
+    drawn); ``rows`` (uint64 row keys) must broadcast against ``log_probs.shape[:-1]``. Noise is
+    generated once per *distinct* row: in coupled mode pass rows of shape ``(..., 1)`` so all
+    models share one noise vector.
+    """
+    log_probs = np.asarray(log_probs)
+    rows = np.asarray(rows, dtype=np.uint64)
+    out_shape = np.broadcast_shapes(rows.shape, log_probs.shape[:-1])
+    vocab = log_probs.shape[-1]
+    rows = rows.reshape((1,) * (len(out_shape) - rows.ndim) + rows.shape)
+    log_probs = log_probs.reshape((1,) * (len(out_shape) + 1 - log_probs.ndim) + log_probs.shape)
+    if not out_shape:
+        return np.asarray(np.argmax(log_probs + noise.gumbel_noise(rows, step, vocab)))
+    tokens = np.empty(out_shape, dtype=np.int64)
+    # Chunk the leading axis; noise for each chunk is a pure function of its rows.
+    lead = out_shape[0]
+    per_lead = max(1, int(np.prod(rows.shape[1:])) * vocab)
+    chunk = max(1, _CHUNK_ELEMENTS // per_lead)
+    for start in range(0, lead, chunk):
+        part = slice(start, min(start + chunk, lead))
+        r = rows[part] if rows.shape[0] > 1 else rows
+        lp = log_probs[part] if log_probs.shape[0] > 1 else log_probs
+        g = noise.gumbel_noise(r, step, vocab)
+        if np.broadcast_shapes(g.shape, lp.shape) == g.shape:
+            g += lp
+        else:
+            g = g + lp
+        tokens[part] = np.argmax(g, axis=-1)
+    return tokens
+
+
+def inverse_cdf_tokens(probs: np.ndarray, rows: np.ndarray, step: int = 0) -> np.ndarray:
+    """Shared-uniform inverse-CDF: the token ``t`` with ``cdf[t-1] <= u < cdf[t]``, token order
+    fixed (ids ascending), ``u`` the noise's shared uniform of ``rows`` at ``step``.
+
+    ``probs`` ``(..., V)``; ``rows`` broadcast against ``probs.shape[:-1]``. Zero-probability
+    tokens are never drawn (their cdf step is exactly empty, and the cdf is pinned to exactly 1
+    from the last possible token on, so rounding cannot leak mass onto a trailing zero).
+    """
+    u = noise.shared_uniform(np.asarray(rows, dtype=np.uint64), step)
+    cdf = _pinned_cdf(np.asarray(probs, dtype=np.float64))
+    return np.count_nonzero(cdf[..., :-1] <= u[..., None], axis=-1)
+
+
+def _pinned_cdf(probs: np.ndarray) -> np.ndarray:
+    cdf = np.cumsum(probs, axis=-1)
+    cdf /= cdf[..., -1:]
+    vocab = probs.shape[-1]
+    last_possible = vocab - 1 - np.argmax(probs[..., ::-1] > 0, axis=-1)
+    cdf[np.arange(vocab) >= last_possible[..., None]] = 1.0
+    return cdf
+
+
+def draw_tokens(probs: np.ndarray, rows: np.ndarray, step: int = 0,
+                sampler: str = "gumbel") -> np.ndarray:
+    """One token per (row, distribution) with ``sampler`` (``"gumbel"`` or ``"inverse_cdf"``).
+
+    ``probs`` ``(..., V)`` next-token distributions; ``rows`` uint64 row keys broadcasting
+    against ``probs.shape[:-1]`` (coupled mode: one key per row shared by the models axis;
+    independent mode: one key per model, from each model's stream).
+    """
+    check_choice("sampler", sampler, SAMPLERS)
+    if sampler == "gumbel":
+        with np.errstate(divide="ignore"):
+            return gumbel_max_tokens(np.log(probs), rows, step)
+    return inverse_cdf_tokens(probs, rows, step)
+
+
+def model_streams(mode: str, models: Sequence[str]) -> np.ndarray:
+    """Stream keys (uint64) for ``models``: all 0 in coupled mode, H(name) in independent mode."""
+    check_choice("mode", mode, MODES)
+    return np.array([noise.stream_key(mode, m) for m in models], dtype=np.uint64)
+
+
+def sample_tokens(dists: np.ndarray, n_samples: int, coupling: str = "gumbel", seed: int = 0,
+                  *, models: Sequence[str] | None = None,
+                  task: str = "sample_tokens") -> np.ndarray:
+    """``n_samples`` draws of one token per model: int array ``(n_samples, n_models)``.
+
+    ``dists`` ``(n_models, V)``. Sample ``i`` uses the noise key of prompt ``str(i)`` (task
+    ``task``, noise seed ``seed``) at step 0, so any chunking of the samples gives the same
+    draws. ``coupling``: ``"gumbel"`` or ``"inverse_cdf"`` — coupled, one shared draw per sample
+    (stream 0); ``"independent"`` — Gumbel-max on each model's own stream ``H(models[m])``
+    (``models`` defaults to ``"0", "1", ...``). Known truth: each column has law ``dists[m]``;
+    in coupled mode the pair law of columns ``m, m'`` is ``coupled.theory.joint(dists[m],
+    dists[m'], coupling)``, in independent mode the product.
+    """
+    check_choice("coupling", coupling, SAMPLE_COUPLINGS)
+    probs = check_distributions(dists)
+    if probs.ndim != 2:
+        raise ValueError(f"dists must have shape (n_models, V), got {probs.shape}")
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be non-negative, got {n_samples}")
+    names = [str(m) for m in range(len(probs))] if models is None else list(models)
+    if len(names) != len(probs):
+        raise ValueError(f"models has {len(names)} names for {len(probs)} distributions")
+    prompt_ids = [str(i) for i in range(n_samples)]
+    if coupling == "independent":
+        rows = noise.row_keys_grid(task, prompt_ids, [seed], model_streams("independent", names))
+        return draw_tokens(probs, rows[:, 0, :], 0, "gumbel")
+    rows = noise.row_keys_grid(task, prompt_ids, [seed], 0)
+    return draw_tokens(probs, rows[:, 0, :], 0, coupling)
+
+
+def sample_pairs_from_joint(joint: np.ndarray, n: int,
+                            rng: np.random.Generator | int | None = None) -> np.ndarray:
+    """``n`` i.i.d. token pairs ``(a, b)`` with law ``joint`` (a ``(V, V)`` matrix summing to
+    1): int array ``(n, 2)``. The fast path for small ``V`` — it samples the pair straight from
+    the exact joint law instead of hashing noise for every token.
+    """
+    joint = np.asarray(joint, dtype=np.float64)
+    if joint.ndim != 2:
+        raise ValueError(f"joint must be a (V, V) matrix, got shape {joint.shape}")
+    flat = check_distributions(joint.ravel(), "joint")
+    rng = np.random.default_rng(rng)
+    cdf = _pinned_cdf(flat)
+    # Inverse-CDF on the flattened joint: one uniform and one binary search per pair.
+    cells = np.searchsorted(cdf, rng.random(n), side="right")
+    a, b = np.divmod(cells, joint.shape[1])
+    return np.stack([a, b], axis=1)
