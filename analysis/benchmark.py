@@ -127,9 +127,11 @@ def _paired_test(a: np.ndarray, b: np.ndarray, mask: np.ndarray, moments: Questi
         wrong_right = int(np.sum((a == 0) & (b == 1) & mask))
         if right_wrong + wrong_right == 0:
             return 1.0, "mcnemar", "no discordant pairs: the models agree on every question"
-        exact = right_wrong + wrong_right < 25  # the usual rule for the binomial form
+        # Exact binomial form below 25 discordant pairs (the usual rule); above, the
+        # uncorrected chi-square — the test Connor's power formula (planning.py) describes.
+        exact = right_wrong + wrong_right < 25
         table = [[0, right_wrong], [wrong_right, 0]]
-        result = mcnemar(table, exact=exact, correction=not exact)
+        result = mcnemar(table, exact=exact, correction=False)
         return float(result.pvalue), "mcnemar-exact" if exact else "mcnemar", ""
     note = ""
     if clustered.degenerate:
@@ -229,17 +231,20 @@ class VarianceReduction:
     note: str = ""
 
 
-def _total_variance(within, mean_diff, n, axis=-1):
-    within = np.moveaxis(within, axis, -1)
-    mean_diff = np.moveaxis(mean_diff, axis, -1)
-    n = np.moveaxis(n, axis, -1)
-    between, within_mean = variance_components(mean_diff, within, n, n >= 1, n >= 2)
-    return between + within_mean
+def _components(noise, target, mean_diff, n, axis=-1):
+    """(between, within) where ``noise`` is the within variance the per-question means were
+    measured with (it is subtracted from their spread) and ``target`` the within variance to
+    report — they differ when the independent variance is estimated from coupled rows: the
+    between part is then the coupled run's, since linearity makes it the same in both modes."""
+    noise, target, mean_diff, n = (np.moveaxis(x, axis, -1) for x in (noise, target, mean_diff, n))
+    between, _ = variance_components(mean_diff, noise, n, n >= 1, n >= 2)
+    _, within = variance_components(mean_diff, target, n, n >= 1, n >= 2)
+    return between, within
 
 
-def _ratio_statistic(w_c, m_c, n_c, w_i, m_i, n_i, axis=-1):
-    top = _total_variance(w_c, m_c, n_c, axis)
-    bottom = _total_variance(w_i, m_i, n_i, axis)
+def _ratio_statistic(w_c, m_c, n_c, noise_i, w_i, m_i, n_i, axis=-1):
+    top = sum(_components(w_c, w_c, m_c, n_c, axis))
+    bottom = sum(_components(noise_i, w_i, m_i, n_i, axis))
     return np.divide(top, bottom, out=np.ones_like(top), where=bottom > 0)
 
 
@@ -254,13 +259,16 @@ def variance_ratio_from_moments(coupled: QuestionMoments,
     Returns a dict of the :class:`VarianceReduction` numeric fields plus ``note``.
     """
     if independent is None:
-        w_i, m_i, n_i = coupled.var_diff_if_independent, coupled.mean_diff, coupled.n
+        source = coupled
+        noise_i, w_i = coupled.var_diff, coupled.var_diff_if_independent
     else:
-        w_i, m_i, n_i = independent.var_diff, independent.mean_diff, independent.n
-    data = (coupled.var_diff, coupled.mean_diff, coupled.n, w_i, m_i, n_i)
-    between_c, within_c = variance_components(coupled.mean_diff, coupled.var_diff, coupled.n,
-                                              coupled.n >= 1, coupled.n >= 2)
-    between_i, within_i = variance_components(m_i, w_i, n_i, n_i >= 1, n_i >= 2)
+        source = independent
+        noise_i = w_i = independent.var_diff
+    m_i, n_i = source.mean_diff, source.n
+    data = (coupled.var_diff, coupled.mean_diff, coupled.n, noise_i, w_i, m_i, n_i)
+    between_c, within_c = _components(coupled.var_diff, coupled.var_diff, coupled.mean_diff,
+                                      coupled.n)
+    between_i, within_i = _components(noise_i, w_i, m_i, n_i)
     var_c, var_i = float(between_c + within_c), float(between_i + within_i)
     note = ""
     if not (np.any(coupled.n >= 2) and np.any(n_i >= 2)):
