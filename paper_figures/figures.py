@@ -183,15 +183,28 @@ def make_figures(tables: RunTables, out_dir: str | os.PathLike, *,
     def add(paths: list[Path], caption: str) -> None:
         artifacts.extend(Artifact(p, caption) for p in paths)
 
+    comparisons, scores = tables.comparisons, tables.scores
+    # Check every name first: a typo must fail before minutes of drawing, not after.
+    chosen: list[tuple[str, str]] = []
+    if scores is not None and "coupled" in set(scores["mode"]):
+        models = sorted(set(scores["model"]))
+        chosen = list(itertools.combinations(models, 2)) if pairs is None else list(pairs)
+        for a, b in chosen:
+            unknown = sorted({a, b} - set(models))
+            if unknown:
+                raise ValueError(f"--pairs {a}:{b}: model(s) {unknown} not in the scores "
+                                 f"(models: {models})")
+    if comparisons is not None and model is not None:
+        known = sorted(set(comparisons["model_a"]) | set(comparisons["model_b"]))
+        if model not in known:
+            raise ValueError(f"--model {model!r} is not among the compared models {known}")
+
     ranking, fig3_model, tests = None, None, None
-    comparisons = tables.comparisons
     if comparisons is not None:
         step("Table 1")
-        ranking = table1.ranking_table(comparisons, alpha, tables.comparisons_derived)
+        ranking = table1.ranking_table(
+            scores if tables.comparisons_derived else comparisons, alpha)
         add(table1.write_ranking_table(ranking, out), "Table 1: " + ranking.caption)
-        known = sorted(set(comparisons["model_a"]) | set(comparisons["model_b"]))
-        if model is not None and model not in known:
-            raise ValueError(f"--model {model!r} is not among the compared models {known}")
         ranks = ranking.ranks
         first_mode = "coupled" if "coupled" in set(ranks["mode"]) else ranks["mode"].iloc[0]
         fig3_model = model or str(ranks[ranks["mode"] == first_mode]
@@ -203,23 +216,13 @@ def make_figures(tables: RunTables, out_dir: str | os.PathLike, *,
             _fig3_caption(fig3_model, tables.comparisons_derived, tests is not None))
 
     analyses: dict[tuple[str, str], PairAnalysis] = {}
-    scores = tables.scores
-    if scores is not None and "coupled" in set(scores["mode"]):
-        models = sorted(set(scores["model"]))
-        chosen = list(itertools.combinations(models, 2)) if pairs is None else list(pairs)
-        for a, b in chosen:
-            unknown = sorted({a, b} - set(models))
-            if unknown:
-                raise ValueError(f"--pairs {a}:{b}: model(s) {unknown} not in the scores "
-                                 f"(models: {models})")
-        for a, b in chosen:
-            step(f"Fig. 2 {a} vs {b}")
-            analysis = analyse_pair(scores, a, b, unit=unit, n_resamples=n_resamples,
-                                    alpha=alpha)
-            analyses[(a, b)] = analysis
-            figure = fig2.plot_pair(pair_panels(analysis, unit))
-            add(save_figure(figure, out, f"fig2_{_slug(a)}_vs_{_slug(b)}"),
-                fig2_caption(analysis, unit))
+    for a, b in chosen:
+        step(f"Fig. 2 {a} vs {b}")
+        analysis = analyse_pair(scores, a, b, unit=unit, n_resamples=n_resamples, alpha=alpha)
+        analyses[(a, b)] = analysis
+        figure = fig2.plot_pair(pair_panels(analysis, unit))
+        add(save_figure(figure, out, f"fig2_{_slug(a)}_vs_{_slug(b)}"),
+            fig2_caption(analysis, unit))
 
     step("B.6 example")
     from coupled.paper_figures import example_b6

@@ -17,7 +17,7 @@ import pandas as pd
 from coupled.paper_figures.style import MODE_LABELS
 from coupled.tables.io import _atomic_write
 
-RANK_COLUMNS = ("model", "mode", "win_rate", "ci_low", "ci_high", "rank_low", "rank_high")
+RANK_COLUMNS = ["model", "mode", "win_rate", "ci_low", "ci_high", "rank_low", "rank_high"]
 
 
 @dataclass(frozen=True)
@@ -47,15 +47,19 @@ def win_rate_label(estimate: float, ci_low: float, ci_high: float, digits: int =
     return f"{estimate:.{digits}f} [{ci_low:.{digits}f}, {ci_high:.{digits}f}]"
 
 
-def ranking_table(comparisons: pd.DataFrame, alpha: float = 0.05,
-                  comparisons_derived: bool = False) -> RankingTable:
-    """Rank-sets of both modes (``rank_sets(comparisons, alpha)``), laid out as the paper's Table 1."""
+def ranking_table(comparisons_or_scores: pd.DataFrame, alpha: float = 0.05) -> RankingTable:
+    """Rank-sets of both modes (``rank_sets(table, alpha)``), laid out as the paper's Table 1.
+
+    Give a scores table when the run has no judged comparisons: ``rank_sets`` derives them
+    and flags its output (column ``derived``), which the caption repeats.
+    """
     from coupled.analysis.ranksets import rank_sets
 
-    ranks = rank_sets(comparisons, alpha=alpha)
+    ranks = rank_sets(comparisons_or_scores, alpha=alpha)
     missing = [c for c in RANK_COLUMNS if c not in ranks.columns]
     if missing:  # a contract check on the analysis part, not on user input
         raise RuntimeError(f"rank_sets returned no column(s) {missing}")
+    comparisons_derived = bool(ranks["derived"].any()) if "derived" in ranks else False
     modes = [m for m in MODE_LABELS if m in set(ranks["mode"])]
     blocks = []
     for mode in modes:

@@ -1,0 +1,194 @@
+"""paper_figures: every figure file exists and decodes at its size, tables equal the analysis
+outputs, benchmark-only runs get derived comparisons, and a failing command writes nothing.
+
+Small simulated runs (3 models, 40 questions, 4 seeds, V = 4) keep the file fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from coupled.analysis.pairwise import compare_modes, win_rate_matrix
+from coupled.analysis.ranksets import rank_sets
+from coupled.cli.main import main
+from coupled.paper_figures import fig2, fig3, table1
+from coupled.paper_figures.figures import fig3_frames, make_figures
+from coupled.paper_figures.inputs import load_run, tables_from_frames
+from coupled.paper_figures.style import DPI, use_paper_style
+from coupled.simulate import simulate_comparisons, simulate_scores
+from coupled.tables import write_shard
+
+MODELS = ["large", "medium", "small"]
+
+
+def _family(n_prompts: int = 40, vocab: int = 4, seed: int = 1) -> tuple[np.ndarray, ...]:
+    """Three related categorical models: a shared logit base plus shrinking skill."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n_prompts, 1, vocab))
+    skill = np.array([2.0, 1.2, 0.4])[None, :, None] * np.eye(vocab)[0][None, None, :]
+    logits = base + skill + 0.3 * rng.normal(size=(n_prompts, len(MODELS), vocab))
+    dists = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+    rewards = rng.normal(size=(n_prompts, vocab))
+    rewards[:, 0] += 1.0
+    return dists, np.zeros(n_prompts, dtype=int), rewards
+
+
+@pytest.fixture(scope="module")
+def run_tables():
+    dists, correct, rewards = _family()
+    scores = simulate_scores(dists, correct, 4, models=MODELS)
+    comparisons = simulate_comparisons(dists, rewards, 4, models=MODELS)
+    return scores, comparisons
+
+
+@pytest.fixture(scope="module")
+def figure_set(run_tables, tmp_path_factory):
+    scores, comparisons = run_tables
+    out = tmp_path_factory.mktemp("figures")
+    tables = tables_from_frames(scores, comparisons)
+    return make_figures(tables, out, pairs=[("large", "small")], n_resamples=200)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    height, width = matplotlib.image.imread(path).shape[:2]
+    return width, height
+
+
+def test_every_artifact_exists_and_decodes(figure_set):
+    names = {a.path.name for a in figure_set.artifacts}
+    expected = {"table1_ranking.md", "table1_ranking.tex", "table1_ranking.csv",
+                "fig3_win_rates_large.png", "fig3_win_rates_large.pdf",
+                "fig2_large_vs_small.png", "fig2_large_vs_small.pdf"}
+    assert expected <= names
+    for artifact in figure_set.artifacts:
+        assert artifact.path.is_file() and artifact.path.stat().st_size > 0
+        assert artifact.caption
+        if artifact.path.suffix == ".pdf":
+            assert artifact.path.read_bytes()[:5] == b"%PDF-"
+    # Fig. 2 is 12 x 3.8 inches at DPI; the PNG must decode at exactly that size.
+    assert _png_size(figure_set.out_dir / "fig2_large_vs_small.png") == (12 * DPI,
+                                                                         round(3.8 * DPI))
+    width, height = _png_size(figure_set.out_dir / "fig3_win_rates_large.png")
+    assert (width, height) == (round(6.0 * DPI), round(4.2 * DPI))
+
+
+def test_table_csv_is_rank_sets_output(figure_set, run_tables):
+    _, comparisons = run_tables
+    written = pd.read_csv(figure_set.out_dir / "table1_ranking.csv")
+    expected = rank_sets(comparisons, alpha=0.05)
+    pd.testing.assert_frame_equal(written[table1.RANK_COLUMNS].reset_index(drop=True),
+                                  expected[list(table1.RANK_COLUMNS)].reset_index(drop=True),
+                                  check_dtype=False, rtol=1e-12, atol=0)
+
+
+def test_markdown_and_latex_show_the_rank_sets(figure_set, run_tables):
+    _, comparisons = run_tables
+    ranks = rank_sets(comparisons, alpha=0.05)
+    markdown = (figure_set.out_dir / "table1_ranking.md").read_text()
+    latex = (figure_set.out_dir / "table1_ranking.tex").read_text()
+    for row in ranks.itertuples():
+        assert f"{row.win_rate:.4f}" in markdown and f"{row.win_rate:.4f}" in latex
+    # The best coupled model gets rank-set label from rank_low/rank_high, not recomputed.
+    best = ranks[ranks["mode"] == "coupled"].iloc[0]
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| {best.model} "))
+    assert table1.rank_set_label(int(best.rank_low), int(best.rank_high)) in line
+    assert "\\begin{table}" in latex and "\\caption{" in latex
+
+
+def test_fig3_model_defaults_to_best_coupled_and_uses_pairwise_analysis(figure_set, run_tables):
+    _, comparisons = run_tables
+    ranks = rank_sets(comparisons)
+    assert figure_set.fig3_model == ranks[ranks["mode"] == "coupled"]["model"].iloc[0]
+    win_rates, stars, tests = fig3_frames(comparisons, "large")
+    matrix = win_rate_matrix(comparisons)
+    mine = matrix[matrix["model"] == "large"].reset_index(drop=True)
+    np.testing.assert_array_equal(win_rates["win_rate"].to_numpy(), mine["win_rate"].to_numpy())
+    np.testing.assert_array_equal(win_rates["ci_high"].to_numpy(),
+                                  mine["win_ci_high"].to_numpy())
+    expected = compare_modes(comparisons, model="large", correction="holm")
+    assert list(stars["stars"]) == list(expected["stars"])
+    assert len(tests) == len(MODELS) - 1
+
+
+def test_fig2_uses_question_statistics(figure_set, run_tables):
+    from coupled.analysis.benchmark import question_statistics
+
+    scores, _ = run_tables
+    analysis = figure_set.pairs[("large", "small")]
+    stats = question_statistics(scores, "large", "small", mode="coupled")
+    np.testing.assert_allclose(np.sort(analysis.questions["cov"]), np.sort(stats["cov"]))
+    assert analysis.independent_source == "measured"
+    assert set(analysis.curves["mode"]) == {"coupled", "independent"}
+
+
+def test_rank_and_win_rate_labels():
+    assert table1.rank_set_label(2, 2) == "2"
+    assert table1.rank_set_label(1, 3) == "1\u20133"
+    assert table1.win_rate_label(0.367, 0.365, 0.369) == "0.3670 \u00b1 0.0020"
+    assert table1.win_rate_label(0.01, 0.0, 0.05) == "0.0100 [0.0000, 0.0500]"
+
+
+def test_degenerate_inputs_still_draw():
+    """Identical models: zero covariance spread, zero variances — no KDE, no crash, no NaN."""
+    use_paper_style()
+    zeros = np.zeros(20)
+    curves = pd.DataFrame({"mode": ["coupled"] * 3, "n": [10, 20, 40], "error": [0.0] * 3,
+                           "error_low": [0.0] * 3, "error_high": [0.0] * 3})
+    figure = fig2.plot_pair(fig2.PairPanels("a", "b", zeros, zeros, zeros, curves))
+    figure.canvas.draw()
+    figure = fig3.plot_win_rates("a", pd.DataFrame({
+        "opponent": ["b"], "mode": ["coupled"], "win_rate": [0.0], "ci_low": [0.0],
+        "ci_high": [0.1]}), pd.DataFrame({"opponent": [], "stars": []}))
+    figure.canvas.draw()
+
+
+def test_missing_columns_are_named():
+    with pytest.raises(ValueError, match="curves: missing column"):
+        fig2.plot_pair(fig2.PairPanels("a", "b", np.zeros(3), np.zeros(3), np.zeros(3),
+                                       pd.DataFrame({"n": [1]})))
+
+
+@pytest.fixture(scope="module")
+def scores_only_dir(run_tables, tmp_path_factory):
+    scores, _ = run_tables
+    folder = tmp_path_factory.mktemp("benchmark-only")
+    write_shard(scores, folder, "scores", "chunk-000000")
+    return folder
+
+
+def test_figures_from_benchmark_only_folder(scores_only_dir, tmp_path, capsys):
+    out = tmp_path / "figs"
+    code = main(["figures", "--from", str(scores_only_dir), "--out", str(out),
+                 "--pairs", "medium:small", "--no-progress"])
+    assert code == 0
+    assert load_run(scores_only_dir).comparisons_derived
+    markdown = (out / "table1_ranking.md").read_text()
+    assert "derived from the scores" in markdown
+    written = pd.read_csv(out / "table1_ranking.csv")
+    assert written["derived"].all()
+    assert (out / "fig2_medium_vs_small.png").is_file()
+    printed = capsys.readouterr().out
+    assert "fig3_win_rates_" in printed
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".figs.staging")]
+
+
+def test_failing_command_writes_nothing(scores_only_dir, tmp_path, capsys):
+    out = tmp_path / "figs"
+    code = main(["figures", "--from", str(scores_only_dir), "--out", str(out),
+                 "--pairs", "large:nobody", "--no-progress"])
+    assert code == 2
+    assert "nobody" in capsys.readouterr().err
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no staging folder left behind either
+
+
+def test_bad_source_is_one_clear_error(tmp_path, capsys):
+    code = main(["figures", "--from", str(tmp_path / "missing"), "--out", str(tmp_path / "o"),
+                 "--no-progress"])
+    assert code == 2
+    assert "missing" in capsys.readouterr().err
