@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from coupled.analysis.pairwise import (
+    average_win_rate_map,
     average_win_rates_from_counts,
     load_comparisons,
     pair_counts,
@@ -73,7 +74,7 @@ def _max_t_critical(covariance: np.ndarray, sd: np.ndarray, alpha: float,
     root = eigvec * np.sqrt(np.maximum(eigval, 0))[:, None, :]           # [R, k, k]
     normals = rng.standard_normal((n_draws, k))
     inverse_sd = np.where(sd > 0, 1 / np.where(sd > 0, sd, 1), 0.0)      # [R, P]
-    chunk = max(1, int(2e7 // (n_draws * max(len(ia), 1))))
+    chunk = max(1, int(2e6 // (n_draws * max(len(ia), 1))))     # ~16 MB blocks stay in cache
     critical = np.empty(n_rep)
     for start in range(0, n_rep, chunk):
         stop = min(start + chunk, n_rep)
@@ -128,13 +129,11 @@ def public_code_covariance(wins_a: np.ndarray, wins_b: np.ndarray, n: np.ndarray
     shrinks the variance by about ``(k/2)^2`` in a balanced design. Never use it for inference."""
     rates = pair_rates_from_counts(wins_a, wins_b, n)
     k = int(round((1 + np.sqrt(1 + 8 * rates.win_a.shape[-1])) / 2))
-    ia, ib = pair_indices(k)
+    first, second = average_win_rate_map(k)         # 1/(k-1) where the model is in the pair
     total = n.sum(axis=(1, 2))[:, None, None]
-    per_pair_a = wins_a - rates.win_a[:, None, :] * n
-    per_pair_b = wins_b - rates.win_b[:, None, :] * n
-    influence = np.zeros(n.shape[:2] + (k,))
-    np.add.at(influence, (slice(None), slice(None), ia), per_pair_a / total)
-    np.add.at(influence, (slice(None), slice(None), ib), per_pair_b / total)
+    per_pair_a = (wins_a - rates.win_a[:, None, :] * n) / total
+    per_pair_b = (wins_b - rates.win_b[:, None, :] * n) / total
+    influence = (per_pair_a @ first.T + per_pair_b @ second.T) * (k - 1)
     q = rates.n_clusters
     return np.einsum("rqi,rqj->rij", influence, influence) * (q / (q - 1))[:, None, None]
 
