@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                          "win-rate under coupled generation)")
     figures.add_argument("--alpha", type=_alpha, default=0.05,
                          help="level of the rank-sets and tests (default 0.05)")
+    figures.add_argument("--unit", choices=("row", "question"), default="row",
+                         help="what Fig. 2c subsamples: rows (question, seed) as the paper "
+                              "does (default), or whole questions")
     figures.add_argument("--config", metavar="FILE.toml",
                          help="with --simulated: a simulation config for `coupled simulate`")
     figures.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -62,7 +65,8 @@ def _figures(args: argparse.Namespace) -> int:
         raise ValueError("--config goes with --simulated (a run folder has its own manifest)")
     result = figures_command(source=args.source, simulated=args.simulated, out_dir=args.out,
                              pairs=args.pairs, model=args.model, alpha=args.alpha,
-                             config=args.config, progress=not args.no_progress)
+                             unit=args.unit, config=args.config,
+                             progress=not args.no_progress)
     print(f"wrote {len(result.files)} files to {result.out_dir}")
     for path in result.files:
         print(f"  {path.name}")

@@ -28,6 +28,8 @@ def staged_output(out_dir: str | os.PathLike) -> Iterator[Path]:
     """Yield a staging folder; on success move its files into ``out_dir`` (replacing
     same-named files, leaving others alone); on error delete it."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
