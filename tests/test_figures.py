@@ -192,3 +192,62 @@ def test_bad_source_is_one_clear_error(tmp_path, capsys):
                  "--no-progress"])
     assert code == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_b6_table_is_the_theory_example(tmp_path):
+    from coupled.paper_figures.example_b6 import example_table, write_example
+    from coupled.theory.examples import three_model_example
+
+    example = three_model_example()
+    table = example_table()
+    for k, model in enumerate(example.models):
+        row = table[table["model"] == model].iloc[0]
+        assert float(row["avg win-rate coupled"]) == float(example.average_win_rate_coupled[k])
+        assert float(row["avg win-rate independent"]) == float(
+            example.average_win_rate_independent[k])
+    # The paper's numbers, exactly as printed in appendix B.6.
+    assert list(table["avg win-rate independent"]) == ["0.1545", "0.15675", "0.16225"]
+    assert list(table["avg win-rate coupled"]) == ["0.0525", "0.0225", "0.03"]
+    assert list(table["coupled rank"]) == [1, 3, 2]
+    assert list(table["independent rank"]) == [3, 2, 1]
+    paths = write_example(tmp_path)
+    assert pd.read_csv(paths[-1], dtype=str)["avg win-rate independent"].tolist() == [
+        "0.1545", "0.15675", "0.16225"]
+
+
+def test_calibration_points_match_theory_and_analysis(run_tables, tmp_path):
+    """Theory values are coupled.theory's; estimates are the analysis'; and they agree within
+    5 standard errors (SE = CI half-width / 1.96) on this seeded run."""
+    from coupled.analysis.benchmark import compare_models
+    from coupled.paper_figures.calibration import KnownTruth, calibration_points, plot_calibration
+    from coupled.theory import pairwise_rates, score_difference_moments
+
+    scores, comparisons = run_tables
+    dists, correct, rewards = _family()
+    indicator = np.eye(dists.shape[-1])[correct]
+    coupling = {"coupled": "gumbel", "independent": "independent"}
+    truth = KnownTruth(
+        models=MODELS,
+        win={m: pairwise_rates(dists, rewards, coupling=c).win for m, c in coupling.items()},
+        mean_difference={m: score_difference_moments(dists, indicator, coupling=c)
+                         .mean_difference for m, c in coupling.items()},
+        variance_difference={m: score_difference_moments(dists, indicator, coupling=c)
+                             .variance_difference for m, c in coupling.items()})
+    tables = tables_from_frames(scores, comparisons)
+    points = calibration_points(truth, tables)
+    assert len(points.win_rates) == 2 * 2 * 3  # modes x ordered pairs
+    assert len(points.mean_differences) == 2 * 3 and len(points.variances) == 2 * 3
+    row = points.win_rates.query("mode == 'coupled' and model == 'large' and "
+                                 "opponent == 'small'").iloc[0]
+    assert row["truth"] == truth.win["coupled"][0, 2]
+    reductions = compare_models(scores).variance_reduction
+    assert sorted(points.variances.query("mode == 'coupled'")["estimate"]) == sorted(
+        reductions["var_coupled"])
+    for frame in (points.win_rates, points.mean_differences):
+        se = (frame["ci_high"] - frame["ci_low"]).to_numpy(dtype=float) / (2 * 1.96)
+        gap = np.abs(frame["estimate"] - frame["truth"]).to_numpy(dtype=float)
+        assert np.all(gap <= 5 * se + 1e-12), frame.assign(gap=gap, se=se)
+    use_paper_style()
+    figure, caption = plot_calibration(truth, tables)
+    assert "CIs cover the theory value" in caption
+    figure.canvas.draw()
