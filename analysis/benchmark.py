@@ -206,7 +206,8 @@ class VarianceReduction:
 
     ``independent_source``: ``"measured"`` (an independent run of the same questions) or
     ``"from_coupled"`` (``Var(R_a) + Var(R_b)`` within questions of the coupled run). The CI
-    is a BCa bootstrap over questions (scipy.stats.bootstrap). ``within_ratio`` is the ratio
+    is a BCa bootstrap over questions (scipy.stats.bootstrap) at Hesterberg's expanded level
+    (:func:`expanded_level`). ``within_ratio`` is the ratio
     of the mean within-question variances alone (Fig. 2b; the saving when adding seeds to a
     fixed set of questions).
     """
@@ -248,6 +249,20 @@ def _ratio_statistic(w_c, m_c, n_c, noise_i, w_i, m_i, n_i, axis=-1):
     return np.divide(top, bottom, out=np.ones_like(top), where=bottom > 0)
 
 
+def expanded_level(level: float, n: int) -> float:
+    """Nominal level for a bootstrap interval over ``n`` clusters, expanded for small samples.
+
+    Bootstrap intervals are too narrow in small samples (they use the plug-in variance, ddof 0,
+    and normal rather than t tails). Hesterberg's expanded percentile interval ("What teachers
+    should know about the bootstrap", Am. Stat. 2015) corrects both by asking for the level
+    whose normal quantile is ``sqrt(n / (n - 1)) * t_{n-1}``. Written here because no library
+    has it; the coverage tests (tests/test_coverage_benchmark.py) show its effect.
+    """
+    alpha = 1.0 - level
+    z = np.sqrt(n / (n - 1.0)) * stats.t.ppf(1.0 - alpha / 2.0, n - 1)
+    return float(1.0 - 2.0 * stats.norm.sf(z))
+
+
 def variance_ratio_from_moments(coupled: QuestionMoments,
                                 independent: QuestionMoments | None = None, *,
                                 alpha: float = 0.05, n_resamples: int = 1999,
@@ -284,7 +299,8 @@ def variance_ratio_from_moments(coupled: QuestionMoments,
                 # Degenerate resamples (all equal) make BCa warn and return NaN: handled below.
                 warnings.simplefilter("ignore")
                 boot = stats.bootstrap(data, _ratio_statistic, paired=True, vectorized=True,
-                                       n_resamples=n_resamples, confidence_level=1 - alpha,
+                                       n_resamples=n_resamples,
+                                       confidence_level=expanded_level(1 - alpha, len(coupled.n)),
                                        method=method, rng=np.random.default_rng(rng))
             low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
             if not (np.isfinite(low) and np.isfinite(high)):

@@ -1,9 +1,295 @@
-"""CLI subcommands for the analysis group (to be filled in)."""
+"""CLI subcommands for the analysis group: ``coupled analyze`` and ``coupled plan``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+DEFAULT_SEEDS = "1,2,5,10"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the `coupled` parser."""
+    analyze = subparsers.add_parser(
+        "analyze", help="benchmark report: paired differences, tests, variance reduction",
+        description="For every pair of models and mode in a scores table: the mean score "
+                    "difference (mean over questions) with a question-clustered CI and a "
+                    "design-respecting test, within-question variances and covariance, and the "
+                    "coupled/independent variance ratio and sample saving with bootstrap CIs "
+                    "(the independent variance is estimated from coupled rows when the run has "
+                    "no independent rows).")
+    analyze.add_argument("path", metavar="FILE_OR_DIR",
+                         help="scores file (parquet/CSV), shard folder or output directory")
+    analyze.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level")
+    analyze.add_argument("--models", nargs="+", help="only these models (default: all)")
+    analyze.add_argument("--by-subject", action="store_true",
+                         help="add one row per subject (needs a 'subject' column)")
+    analyze.add_argument("--bootstrap", type=int, default=1999, metavar="B",
+                         help="bootstrap resamples for the variance-ratio CI (default 1999)")
+    analyze.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    _add_output_options(analyze)
+    analyze.set_defaults(func=_analyze)
+
+    plan = subparsers.add_parser(
+        "plan", help="questions x seeds needed, coupled vs independent; detectable effects",
+        description="Plan a comparison: the questions needed (for each number of seeds per "
+                    "question) to detect a mean score difference EFFECT with the given power, "
+                    "coupled vs independent, and/or the minimum detectable effect at a budget "
+                    "of questions. Assumptions come from a pilot scores table (--pilot) or a "
+                    "CSV of per-question probabilities of a correct answer (--accuracies, "
+                    "columns p_a, p_b and optionally p_both for the coupled joint). With "
+                    "--win-rate: questions needed to separate two models' average win-rates "
+                    "(pilot comparisons table, or --prompt-probs).")
+    source = plan.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pilot", metavar="FILE_OR_DIR", help="pilot scores (or comparisons "
+                                                               "with --win-rate)")
+    source.add_argument("--accuracies", metavar="CSV",
+                        help="per-question probabilities: columns p_a, p_b[, p_both]")
+    source.add_argument("--prompt-probs", metavar="CSV",
+                        help="--win-rate only: [prompt types x models] probabilities of the "
+                             "preferred answer")
+    plan.add_argument("--models", nargs=2, metavar=("A", "B"),
+                      help="the two models of the pilot (default: the pilot's only two)")
+    plan.add_argument("--effect", type=float,
+                      help="difference to detect (default: the one the assumptions imply)")
+    plan.add_argument("--power", type=float, default=0.8)
+    plan.add_argument("--alpha", type=float, default=0.05)
+    plan.add_argument("--seeds", default=DEFAULT_SEEDS,
+                      help=f"seeds per question to plan for, comma-separated ({DEFAULT_SEEDS})")
+    plan.add_argument("--budget", type=int, metavar="Q",
+                      help="also report the minimum detectable effect with Q questions")
+    plan.add_argument("--win-rate", action="store_true",
+                      help="plan the separation of two models' average win-rates instead")
+    plan.add_argument("--coupling", help="coupling of the pilot rows (if it has several)")
+    _add_output_options(plan)
+    plan.set_defaults(func=_plan)
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--out", metavar="FILE",
+                        help="also write the result as JSON to FILE (written atomically)")
+
+
+# ----------------------------------------------------------------------------- output
+def _records(frame) -> list[dict]:
+    # JSON has no NaN: missing numbers become null.
+    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def _emit(payload: dict, screen: str, args: argparse.Namespace) -> int:
+    text = json.dumps(payload, indent=2, default=_json_default)
+    if args.out:  # everything is computed before anything is written; rename is atomic
+        target = Path(args.out)
+        if not target.parent.exists():
+            raise FileNotFoundError(f"--out: folder {target.parent} does not exist")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text + "\n")
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    sys.stdout.write((text if args.json else screen) + "\n")
+    return 0
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) \
+        else f"{x:.{digits}f}"
+
+
+def _pvalue(p: float) -> str:
+    return "<1e-4" if p < 1e-4 else f"{p:.4f}"
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, disable_numparse=True)
+
+
+# ----------------------------------------------------------------------------- analyze
+def _analyze(args: argparse.Namespace) -> int:
+    from coupled.analysis.benchmark import compare_models
+
+    if args.bootstrap < 99:
+        raise ValueError(f"--bootstrap: need at least 99 resamples, got {args.bootstrap}")
+    report = compare_models(args.path, alpha=args.alpha, models=args.models,
+                            by_subject=args.by_subject, n_resamples=args.bootstrap,
+                            seed=args.seed)
+    diffs, reduction = report.differences, report.variance_reduction
+    level = f"{100 * (1 - args.alpha):g}% CI"
+    rows = []
+    for r in diffs.to_dict(orient="records"):
+        rows.append(([r["subject"]] if args.by_subject else []) + [
+            f"{r['model_a']} − {r['model_b']}", r["mode"], r["coupling"], _fmt(r["estimate"]),
+            f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", _pvalue(r["pvalue"]), r["test"],
+            str(r["n_questions"]), str(r["n_rows"]), _fmt(r["mean_var_diff"]),
+            _fmt(r["mean_cov"]), r["note"]])
+    head = (["subject"] if args.by_subject else []) + [
+        "pair", "mode", "coupling", "difference", level, "p-value", "test", "questions", "rows",
+        "var(diff|q)", "cov(q)", "note"]
+    screen = "Mean score differences (mean over questions; SE clustered by question)\n"
+    screen += _table(rows, head)
+    if len(reduction):
+        rows = []
+        for r in reduction.to_dict(orient="records"):
+            rows.append(([r["subject"]] if args.by_subject else []) + [
+                f"{r['model_a']} − {r['model_b']}", r["coupling"], r["independent_source"],
+                _fmt(r["var_coupled"]), _fmt(r["var_independent"]),
+                f"{_fmt(r['ratio'], 3)} [{_fmt(r['ratio_ci_low'], 3)}, "
+                f"{_fmt(r['ratio_ci_high'], 3)}]",
+                f"{100 * r['saving']:.1f}% [{100 * r['saving_ci_low']:.1f}, "
+                f"{100 * r['saving_ci_high']:.1f}]", r["note"]])
+        head = (["subject"] if args.by_subject else []) + [
+            "pair", "coupling", "independent from", "Var coupled", "Var independent",
+            f"ratio [{level}]", "sample saving", "note"]
+        screen += ("\n\nVariance of one row's difference, coupled vs independent "
+                   "(bootstrap over questions)\n" + _table(rows, head))
+    payload = {"differences": _records(diffs), "variance_reduction": _records(reduction),
+               "alpha": args.alpha}
+    return _emit(payload, screen, args)
+
+
+# ----------------------------------------------------------------------------- plan
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError as error:
+        raise ValueError(f"--seeds: expected comma-separated integers, got {text!r}") from error
+    if not seeds or min(seeds) < 1:
+        raise ValueError(f"--seeds: seeds per question must be positive, got {text!r}")
+    return seeds
+
+
+def _read_csv(path: str, option: str):
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{option}: no such file {path}")
+    try:
+        return pd.read_csv(path)
+    except Exception as error:
+        raise ValueError(f"{option}: {path} cannot be read as CSV: {error}") from error
+
+
+def _pilot_models(path: str, models: list[str] | None) -> tuple[str, str]:
+    from coupled.tables import read_scores
+
+    if models:
+        return models[0], models[1]
+    present = sorted(read_scores(path)["model"].unique())
+    if len(present) != 2:
+        raise ValueError(f"--pilot: holds models {present}; name two with --models A B")
+    return present[0], present[1]
+
+
+def _plan(args: argparse.Namespace) -> int:
+    seeds = _parse_seeds(args.seeds)
+    if args.win_rate:
+        return _plan_win_rate(args, seeds)
+    if args.prompt_probs:
+        raise ValueError("--prompt-probs is for --win-rate; use --accuracies for scores")
+    from coupled.analysis.planning import (
+        components_from_accuracies,
+        components_from_pilot,
+        plan_mean_difference,
+    )
+
+    if args.pilot:
+        from coupled.tables import read_scores
+
+        scores = read_scores(args.pilot)
+        model_a, model_b = _pilot_models(args.pilot, args.models)
+        components = components_from_pilot(scores, model_a, model_b, coupling=args.coupling)
+        binary = bool(scores["score"].isin((0.0, 1.0)).all())
+        source = f"pilot {args.pilot} ({model_a} − {model_b})"
+    else:
+        table = _read_csv(args.accuracies, "--accuracies")
+        missing = [c for c in ("p_a", "p_b") if c not in table.columns]
+        if missing:
+            raise ValueError(f"--accuracies: {args.accuracies} lacks column(s) {missing} "
+                             f"(found {list(table.columns)})")
+        both = table["p_both"].to_numpy() if "p_both" in table.columns else None
+        components = components_from_accuracies(table["p_a"].to_numpy(),
+                                                 table["p_b"].to_numpy(), both)
+        binary = True
+        source = f"accuracies {args.accuracies} ({len(table)} questions)"
+    effect = args.effect if args.effect is not None else components.effect
+    if effect == 0 and args.budget is None:
+        raise ValueError("--effect: the assumptions imply no difference; give --effect or "
+                         "--budget")
+    frame = plan_mean_difference(components, effect if effect != 0 else None, seeds=seeds,
+                                 power=args.power, alpha=args.alpha,
+                                 budget_questions=args.budget, binary=binary)
+    rows = []
+    for r in frame.to_dict(orient="records"):
+        row = [r["mode"], str(r["n_seeds"])]
+        if "n_questions" in r:
+            row += [r["test"], str(r["n_questions"]), str(r["n_rows"]), _fmt(r["power"], 3),
+                    _fmt(r["design_effect"], 2)]
+        if args.budget is not None:
+            row += [_fmt(r["mde"])]
+        rows.append(row)
+    head = ["mode", "seeds/question"]
+    if "n_questions" in frame.columns:
+        head += ["test", "questions", "rows", "power", "design effect"]
+    if args.budget is not None:
+        head += [f"MDE at {args.budget} questions"]
+    screen = (f"Plan from {source}: effect {_fmt(effect)}, power {args.power}, "
+              f"alpha {args.alpha}\nvariance components: between {_fmt(components.between)}, "
+              f"within coupled {_fmt(components.within_coupled)}, within independent "
+              f"{_fmt(components.within_independent)}\n" + _table(rows, head))
+    payload = {"source": source, "effect": effect, "power": args.power, "alpha": args.alpha,
+               "components": components.__dict__, "plans": _records(frame)}
+    return _emit(payload, screen, args)
+
+
+def _plan_win_rate(args: argparse.Namespace, seeds: tuple[int, ...]) -> int:
+    try:
+        from coupled.analysis.pairwise_planning import plan_win_rate_separation
+    except ImportError as error:  # the pairwise half may not be installed in this tree
+        raise ValueError(f"--win-rate: planning for win-rates is unavailable ({error})") \
+            from error
+    from dataclasses import asdict
+
+    if args.accuracies:
+        raise ValueError("--accuracies is for score differences; use --prompt-probs or --pilot "
+                         "with --win-rate")
+    kwargs = dict(effect=args.effect, alpha=args.alpha, power=args.power,
+                  coupling=args.coupling)
+    if args.pilot:
+        if not args.models:
+            raise ValueError("--win-rate --pilot: name the two models with --models A B")
+        kwargs.update(pilot=args.pilot, model=args.models[0], opponent=args.models[1])
+    else:
+        probs = _read_csv(args.prompt_probs, "--prompt-probs").to_numpy(dtype=float)
+        kwargs.update(prompt_probs=probs, model=0, opponent=1)
+        if args.models:
+            raise ValueError("--prompt-probs: models are its columns 0 and 1; drop --models")
+    plans = [asdict(plan_win_rate_separation(n_seeds=s, **kwargs)) for s in seeds]
+    rows = [[str(p["n_seeds"]), _fmt(p["effect_coupled"]), str(p["n_questions_coupled"]),
+             _fmt(p["effect_independent"]), str(p["n_questions_independent"]),
+             "—" if not math.isfinite(p["saving"]) else f"{100 * p['saving']:.1f}%"]
+            for p in plans]
+    head = ["seeds/question", "effect coupled", "questions coupled", "effect independent",
+            "questions independent", "saving"]
+    screen = (f"Separating average win-rates of {kwargs['model']} and {kwargs['opponent']}: "
+              f"power {args.power}, alpha {args.alpha}\n" + _table(rows, head))
+    payload = {"plans": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                          for k, v in p.items()} for p in plans]}
+    return _emit(payload, screen, args)
