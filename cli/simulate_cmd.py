@@ -1,9 +1,108 @@
-"""CLI subcommands for the simulate group (to be filled in)."""
+"""CLI subcommands for the simulate group: ``coupled simulate --out DIR [--config FILE.toml]``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the `coupled` parser."""
+    parser = subparsers.add_parser(
+        "simulate",
+        help="simulate a family of synthetic models; write scores/comparisons tables and truth",
+        description="Simulate a family of synthetic autoregressive models (default: the paper's "
+                    "six — large, medium, small and three quantized variants of the large) on a "
+                    "benchmark and a pairwise task, in coupled and independent mode. Writes "
+                    "DIR/scores/, DIR/comparisons/ (parquet shards), DIR/truth/*.parquet (exact "
+                    "per-prompt values from the pair chain) and DIR/manifest.json.",
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="output directory (must be new or empty, unless --force)")
+    parser.add_argument("--config", type=Path, metavar="FILE.toml",
+                        help="simulation config (see examples/simulate/); default: the paper's "
+                             "six-model family, 200 + 200 prompts, 10 seeds")
+    parser.add_argument("--seed", type=int, help="override the config's seed")
+    parser.add_argument("--n-seeds", type=int, help="override the config's n_seeds")
+    parser.add_argument("--no-truth", action="store_true",
+                        help="skip the exact pair-chain truth (tables only)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace DIR if it holds an earlier `coupled simulate` output")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.set_defaults(func=run_simulate)
+
+
+def _check_out_dir(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        manifest = out / "manifest.json"
+        ours = False
+        if manifest.is_file():
+            try:
+                ours = json.loads(manifest.read_text()).get("producer") == "coupled.simulate"
+            except (OSError, ValueError):
+                ours = False
+        if not force:
+            raise ValueError(f"--out {out} is not empty; use a new directory"
+                             + (" or --force to replace this simulation" if ours else ""))
+        if not ours:
+            raise ValueError(f"--out {out} is not empty and does not hold a `coupled simulate` "
+                             f"output (no manifest.json from coupled.simulate); refusing --force")
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from coupled.simulate.family import (
+        SimulationConfig,
+        load_config,
+        simulate_family,
+        write_simulation,
+    )
+
+    _check_out_dir(args.out, args.force)
+    config = load_config(args.config) if args.config else SimulationConfig()
+    overrides = {name: value for name, value in (("seed", args.seed), ("n_seeds", args.n_seeds))
+                 if value is not None}
+    if overrides:
+        config = SimulationConfig.from_mapping({**config.as_dict(), **overrides})
+    result = simulate_family(None, config, progress=not args.quiet, truth=not args.no_truth)
+    # Write next to the target and rename at the end: an interrupted or failed write leaves no
+    # half-written output directory behind.
+    out = args.out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write_simulation(result, staging)
+        if out.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            out.rename(retired / out.name)
+            staging.rename(out)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not args.quiet:
+        _print_summary(result, out)
+    return 0
+
+
+def _print_summary(result, out: Path) -> None:
+    import pandas as pd
+
+    print(f"wrote {out}")
+    if result.scores is not None:
+        table = (result.scores.groupby(["model", "mode"])["score"].mean().unstack("mode")
+                 .rename_axis(columns=None))
+        print(f"\nscores: {len(result.scores)} rows; mean score by model and mode")
+        print(table.to_string(float_format=lambda x: f"{x:.3f}"))
+    if result.comparisons is not None:
+        comparisons = result.comparisons
+        shares = (comparisons.groupby("mode")["outcome"].value_counts(normalize=True)
+                  .unstack("outcome").reindex(columns=["a", "b", "tie"]).fillna(0.0))
+        print(f"\ncomparisons: {len(comparisons)} rows; outcome shares by mode")
+        print(pd.DataFrame(shares).to_string(float_format=lambda x: f"{x:.3f}"))

@@ -29,6 +29,10 @@ from coupled.simulate.samplers import (
     model_streams,
 )
 
+SCORE_COLUMNS = ["task", "prompt_id", "seed", "mode", "coupling", "model", "score"]
+COMPARISON_COLUMNS = ["task", "prompt_id", "seed", "mode", "coupling", "model_a", "model_b",
+                      "outcome"]
+
 __all__ = ["model_dists", "simulate_scores", "simulate_comparisons", "pair_order",
            "simulated_seeds", "judge_stream"]
 
@@ -100,22 +104,6 @@ def _tokens(probs: np.ndarray, names: list[str], mode: str, sampler: str, task: 
     return draw_tokens(probs[:, None, :, :], rows, 0, sampler)
 
 
-def _key_columns(task: str, ids: list[str], seeds: np.ndarray, n_inner: int, mode: str,
-                 sampler: str, subjects: np.ndarray | None) -> dict[str, object]:
-    """Key columns of rows ordered (prompt, seed, inner) with ``n_inner`` rows per seed."""
-    n, s = len(ids), len(seeds)
-    columns: dict[str, object] = {
-        "task": np.full(n * s * n_inner, task, dtype=object),
-        "prompt_id": np.repeat(np.asarray(ids, dtype=object), s * n_inner),
-        "seed": np.tile(np.repeat(seeds, n_inner), n),
-        "mode": np.full(n * s * n_inner, mode, dtype=object),
-        "coupling": np.full(n * s * n_inner, sampler, dtype=object),
-    }
-    if subjects is not None:
-        columns["subject"] = np.repeat(subjects, s * n_inner)
-    return columns
-
-
 def simulate_scores(dists: np.ndarray | Mapping[str, np.ndarray], correct: np.ndarray,
                     n_seeds: int, *, models: Sequence[str] | None = None,
                     modes: Sequence[str] = MODES, coupling: str = "gumbel", seed: int = 0,
@@ -146,15 +134,9 @@ def simulate_scores(dists: np.ndarray | Mapping[str, np.ndarray], correct: np.nd
         check_choice("modes", mode, MODES)
         tokens = _tokens(probs, names, mode, coupling, task, ids, seeds)        # (N, S, M)
         score = correct_set[np.arange(n_prompts)[:, None, None], tokens]       # (N, S, M)
-        columns = _key_columns(task, ids, seeds, n_models, mode, coupling, subj)
-        columns["model"] = np.tile(np.asarray(names, dtype=object), n_prompts * len(seeds))
-        columns["score"] = score.reshape(-1).astype(np.float64)
-        columns["response"] = tokens.reshape(-1).astype(str).astype(object)
-        frames.append(_frame(columns))
-    if not frames:
-        raise ValueError("modes must name at least one of ['coupled', 'independent']")
-    return _ordered(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0],
-                    ["task", "prompt_id", "seed", "mode", "coupling", "model", "score"])
+        frames.append(scores_frame(task, ids, seeds, mode, coupling, subj, names, score,
+                                   response=tokens.astype(str)))
+    return concat_frames(frames)
 
 
 def _correct_set(correct: np.ndarray, n_prompts: int, vocab: int) -> np.ndarray:
@@ -264,27 +246,63 @@ def simulate_comparisons(dists: np.ndarray | Mapping[str, np.ndarray], rewards: 
         outcome, shown = judge_verdicts(reward[..., ia] - reward[..., ib], task, ids, seeds,
                                         names_arr[ia], names_arr[ib], judge_noise, tie_margin,
                                         position_bias)
-        columns = _key_columns(task, ids, seeds, len(ia), mode, coupling, subj)
-        columns["model_a"] = np.tile(names_arr[ia], n_prompts * len(seeds))
-        columns["model_b"] = np.tile(names_arr[ib], n_prompts * len(seeds))
-        columns["outcome"] = np.array(["tie", "a", "b"], dtype=object)[outcome.reshape(-1)]
-        columns["shown_first"] = np.array(["", "a", "b"], dtype=object)[shown.reshape(-1)]
-        frames.append(_frame(columns))
+        frames.append(comparisons_frame(task, ids, seeds, mode, coupling, subj,
+                                        names_arr[ia], names_arr[ib], outcome, shown))
+    return concat_frames(frames)
+
+
+def key_columns(task: str, ids: Sequence[str], seeds: np.ndarray, n_inner: int, mode: str,
+                sampler: str, subjects: np.ndarray | None) -> dict[str, object]:
+    """Key columns of rows ordered (prompt, seed, inner) with ``n_inner`` rows per seed."""
+    n, s = len(ids), len(seeds)
+    columns: dict[str, object] = {
+        "task": np.full(n * s * n_inner, task, dtype=object),
+        "prompt_id": np.repeat(np.asarray(ids, dtype=object), s * n_inner),
+        "seed": np.tile(np.repeat(np.asarray(seeds, dtype=np.int64), n_inner), n),
+        "mode": np.full(n * s * n_inner, mode, dtype=object),
+        "coupling": np.full(n * s * n_inner, sampler, dtype=object),
+    }
+    if subjects is not None:
+        columns["subject"] = np.repeat(np.asarray(subjects, dtype=object), s * n_inner)
+    return columns
+
+
+def scores_frame(task: str, ids: Sequence[str], seeds: np.ndarray, mode: str, sampler: str,
+                 subjects: np.ndarray | None, names: Sequence[str], score: np.ndarray,
+                 **extra: np.ndarray) -> pd.DataFrame:
+    """A scores table from ``score`` ``(N, S, M)`` (and optional columns of the same shape)."""
+    columns = key_columns(task, ids, seeds, len(names), mode, sampler, subjects)
+    columns["model"] = np.tile(np.asarray(names, dtype=object), len(ids) * len(seeds))
+    columns["score"] = np.asarray(score, dtype=np.float64).reshape(-1)
+    for name, values in extra.items():
+        values = np.asarray(values).reshape(-1)
+        columns[name] = values.astype(object) if values.dtype.kind in "US" else values
+    return _frame(columns, SCORE_COLUMNS)
+
+
+def comparisons_frame(task: str, ids: Sequence[str], seeds: np.ndarray, mode: str,
+                      sampler: str, subjects: np.ndarray | None, names_a: np.ndarray,
+                      names_b: np.ndarray, outcome: np.ndarray, shown_first: np.ndarray
+                      ) -> pd.DataFrame:
+    """A comparisons table from outcome codes and shown_first codes ``(N, S, P)``."""
+    columns = key_columns(task, ids, seeds, len(names_a), mode, sampler, subjects)
+    columns["model_a"] = np.tile(np.asarray(names_a, dtype=object), len(ids) * len(seeds))
+    columns["model_b"] = np.tile(np.asarray(names_b, dtype=object), len(ids) * len(seeds))
+    columns["outcome"] = np.array(["tie", "a", "b"], dtype=object)[outcome.reshape(-1)]
+    columns["shown_first"] = np.array(["", "a", "b"], dtype=object)[shown_first.reshape(-1)]
+    return _frame(columns, COMPARISON_COLUMNS)
+
+
+def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         raise ValueError("modes must name at least one of ['coupled', 'independent']")
-    return _ordered(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0],
-                    ["task", "prompt_id", "seed", "mode", "coupling", "model_a", "model_b",
-                     "outcome"])
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def _frame(columns: dict[str, object]) -> pd.DataFrame:
-    # Text columns stay ``object`` (what coupled.tables.validate returns); pandas >= 3 would
-    # otherwise infer its string dtype.
-    return pd.DataFrame({name: pd.Series(values, dtype=object)
-                         if getattr(values, "dtype", np.dtype(float)).kind == "O" else values
-                         for name, values in columns.items()}, copy=False)
-
-
-def _ordered(frame: pd.DataFrame, required: list[str]) -> pd.DataFrame:
-    # The column order coupled.tables.validate returns: required columns first.
-    return frame[required + [c for c in frame.columns if c not in required]]
+def _frame(columns: dict[str, object], required: list[str]) -> pd.DataFrame:
+    # Text columns stay ``object`` (what coupled.tables.validate returns; pandas >= 3 would
+    # otherwise infer its string dtype), required columns first as validate orders them.
+    order = required + [c for c in columns if c not in required]
+    return pd.DataFrame({name: pd.Series(columns[name], dtype=object)
+                         if getattr(columns[name], "dtype", np.dtype(float)).kind == "O"
+                         else columns[name] for name in order}, copy=False)
