@@ -80,25 +80,36 @@ def _gumbel_max_joint(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     # a form with no cancellation and no division by the slope B (which may be 0).
     previous_r = np.concatenate([np.zeros((n_rows, 1)), r[:, :-1]], axis=1)
     previous_g = np.concatenate([p.sum(axis=1, keepdims=True), g_at[:, :-1]], axis=1)
+    # Divide twice rather than by G0 * G1, which overflows when ratios reach 1e300.
     with np.errstate(invalid="ignore"):
-        pieces = np.where(finite, (np.where(finite, r, 0.0) - previous_r)
-                          / (previous_g * np.where(finite, g_at, 1.0)), 0.0)
+        pieces = np.where(finite, (np.where(finite, r, 0.0) - previous_r) / previous_g
+                          / np.where(finite, g_at, 1.0), 0.0)
     # The first token with r = inf (p > 0, q = 0) closes the integral to infinity, where
     # G(v) = A + B v with B = sum(q): int_{t0}^inf dv / (A + B v)^2 = 1 / (B G(t0)).
     first_infinite = ~finite & np.isfinite(previous_g)
     total_q = q.sum(axis=1, keepdims=True)
     pieces = np.where(first_infinite, 1.0 / (total_q * np.where(first_infinite, previous_g, 1.0)),
                       pieces)
-    f_sorted = np.cumsum(pieces, axis=1)
-    inverse = np.argsort(order, axis=1)
-    f = np.take_along_axis(f_sorted, inverse, axis=1)
-    g_token = np.take_along_axis(g_at, inverse, axis=1)
-
-    joint = p[:, :, None] * q[:, None, :] * np.maximum(f[:, :, None] - f[:, None, :], 0.0)
-    on_both = (p > 0) & (q > 0)  # only these tokens have a finite, positive G(r_a)
-    diagonal = np.where(on_both, p / np.where(on_both, g_token, 1.0), 0.0)
-    rows = np.arange(size)
-    joint[:, rows, rows] = diagonal
+    # F(r_(i)) - F(r_(j)) for sorted positions j < i is the sum of the pieces in (j, i]. Summing
+    # those non-negative pieces directly (instead of subtracting two values of F) keeps every
+    # cell accurate relative to its own size, even cells of 1e-300 next to cells of order 1.
+    lower = np.tril(np.ones((size, size), dtype=bool))  # l <= i
+    pieces_up_to_i = np.where(lower[None], pieces[:, None, :], 0.0)
+    # sums[n, i, j] = sum of pieces over j <= l <= i (0 when j > i); one zero column appended.
+    sums = np.zeros((n_rows, size, size + 1))
+    sums[:, :, :-1] = np.cumsum(pieces_up_to_i[:, :, ::-1], axis=2)[:, :, ::-1]
+    # Back in token order: F(r_a) - F(r_b) = sums[pos_a, pos_b + 1], which is 0 unless b sorts
+    # before a (exactly the counterfactually stable cells).
+    position = np.argsort(order, axis=1)
+    gap = sums[np.arange(n_rows)[:, None, None], position[:, :, None], position[:, None, :] + 1]
+    joint = p[:, :, None] * q[:, None, :] * gap
+    # P(T = T' = a) = p_a / G(r_a) = p_a q_a / (q_a sum_{r_j >= r_a} p_j + p_a sum_{r_j < r_a} q_j),
+    # the second form free of the rounded ratio r_a (exact 0.9 for p = (1, 0), q = (.9, .1)).
+    on_both = (p_sorted > 0) & (q_sorted > 0)
+    denominator = q_sorted * p_from_k + p_sorted * q_before_k
+    diagonal = np.where(on_both, p_sorted * q_sorted / np.where(on_both, denominator, 1.0), 0.0)
+    tokens = np.arange(size)
+    joint[:, tokens, tokens] = np.take_along_axis(diagonal, position, axis=1)
     return joint
 
 
@@ -212,7 +223,7 @@ def _integral_of_inverse_square(p, q, a, b, start, stop) -> float:
     edges = np.unique(np.concatenate([[start, stop], kinks[(kinks > start) & (kinks < stop)]]))
     total = 0.0
     for t0, t1 in zip(edges[:-1], edges[1:], strict=True):
-        middle = t0 + 1.0 if np.isinf(t1) else 0.5 * (t0 + t1)
+        middle = 2.0 * t0 + 1.0 if np.isinf(t1) else 0.5 * (t0 + t1)
         linear = slope * middle > level  # which branch each token is on in this piece
         intercept = 1.0 + level[~linear].sum()
         gradient = 1.0 + slope[linear].sum()
