@@ -147,3 +147,45 @@ def test_planned_power_is_achieved_full(mode, n_seeds):
     print(f"\nFULL power {mode}, {n_seeds} seeds: planned {planned:.4f}, achieved "
           f"{achieved:.4f} ({reps} reps)")
     _check_rate(achieved, planned, reps, True, 0.05, f"power {mode}, {n_seeds} seeds")
+
+
+# ----------------------------------------------------------------------------- coupled.simulate
+def _coverage_on_simulate(mode: str, unbalanced: bool, reps: int, seed: int) -> float:
+    """The DataFrame API end to end on ``coupled.simulate.simulate_scores`` tables (noise
+    function and all): 60 questions drawn from the population, 5 seeds; unbalanced drops a
+    random 30 % of model b's rows."""
+    simulate = pytest.importorskip("coupled.simulate")
+    from coupled.analysis.benchmark import mean_difference
+
+    rng = np.random.default_rng(seed)
+    covered = 0
+    for r in range(reps):
+        index = rng.integers(0, len(POP.p), size=60)
+        frame = simulate.simulate_scores({"m_a": POP.p[index], "m_b": POP.q[index]},
+                                         np.zeros(60, dtype=int), 5, models=["m_a", "m_b"],
+                                         modes=[mode], seed=seed * 100_000 + r)
+        if unbalanced:
+            drop = (frame["model"] == "m_b").to_numpy() & (rng.random(len(frame)) < 0.3)
+            frame = frame[~drop]
+        result = mean_difference(frame, "m_a", "m_b", mode=mode)
+        covered += result.ci_low <= POP.effect <= result.ci_high
+    return covered / reps
+
+
+@pytest.mark.parametrize("mode", ["coupled", "independent"])
+def test_mean_difference_coverage_on_coupled_simulate_data(mode):
+    reps = 60  # end-to-end smoke check; the calibrated runs are the array ones above
+    rate = _coverage_on_simulate(mode, mode == "independent", reps, seed=len(mode))
+    _check_rate(rate, LEVEL, reps, False, 0.015, f"{mode} coverage on coupled.simulate data")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "unbalanced"), [("coupled", True), ("independent", False)])
+def test_mean_difference_coverage_on_coupled_simulate_data_full(mode, unbalanced):
+    # ~0.1 s per replicate (noise function + validation), so two of the four configurations;
+    # the other two run in the reduced test above, all four on the array path.
+    reps = 2000
+    rate = _coverage_on_simulate(mode, unbalanced, reps, seed=10 + len(mode) + unbalanced)
+    print(f"\nFULL coverage on coupled.simulate data {mode}/"
+          f"{'unbalanced' if unbalanced else 'balanced'}: {rate:.4f} ({reps} reps)")
+    _check_rate(rate, LEVEL, reps, True, 0.015, f"{mode} coverage on coupled.simulate data")

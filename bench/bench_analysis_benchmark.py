@@ -1,0 +1,123 @@
+"""Speed of the benchmark analysis: error-vs-n curves, the full report, planning.
+
+Run: ``.venv/bin/python bench/bench_analysis_benchmark.py``. Every figure is printed with its
+ratio against a baseline measured in the same process; the figures are recorded in
+``bench/analysis_benchmark.md``.
+
+Workload (MMLU-sized, like the paper's Fig. 2c): 14 042 questions × 10 seeds = 140 420 paired
+rows per mode, two models, binary scores from a Gumbel-max simulation; error curves with 1000
+resamples at 20 sample sizes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from coupled.analysis.benchmark import compare_models
+from coupled.analysis.errorcurve import default_sizes, error_curves, subsample_mean_errors
+from coupled.analysis.planning import (
+    components_from_accuracies,
+    components_from_pilot,
+    plan_mean_difference,
+)
+
+N_QUESTIONS, N_SEEDS, N_RESAMPLES = 14_042, 10, 1000
+
+
+def _timed(function, repeat: int = 1):
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = function()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def _simulated_scores(rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    logits = rng.normal(size=(N_QUESTIONS, 4))
+    logits[:, 0] += rng.normal(1.2, 0.9, size=N_QUESTIONS)
+    other = logits + rng.normal(0, 0.8, size=logits.shape)
+    other[:, 0] -= 0.25
+    frames = []
+    prompt_ids = np.array([f"q{i:05d}" for i in range(N_QUESTIONS)])
+    for mode in ("coupled", "independent"):
+        g = rng.gumbel(size=(N_QUESTIONS, N_SEEDS, 4))
+        g2 = g if mode == "coupled" else rng.gumbel(size=g.shape)
+        for model, lg, noise in (("small", logits, g), ("large", other, g2)):
+            right = (np.argmax(lg[:, None, :] + noise, axis=-1) == 0).astype(float)
+            frames.append(pd.DataFrame({
+                "task": "mmlu", "prompt_id": np.repeat(prompt_ids, N_SEEDS),
+                "seed": np.tile(np.arange(N_SEEDS), N_QUESTIONS), "mode": mode,
+                "coupling": "gumbel", "model": model, "score": right.ravel()}))
+    softmax = [np.exp(x) / np.exp(x).sum(axis=1, keepdims=True) for x in (logits, other)]
+    return pd.concat(frames, ignore_index=True), softmax[0][:, 0], softmax[1][:, 0]
+
+
+def _naive_curve(values: np.ndarray, sizes: np.ndarray, n_resamples: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """The straightforward way: a Python loop over resamples, indices drawn per resample."""
+    reference = values.mean()
+    errors = np.empty((len(sizes), n_resamples))
+    for i, n in enumerate(sizes):
+        for r in range(n_resamples):
+            errors[i, r] = abs(values[rng.integers(0, len(values), size=n)].mean() - reference)
+    return errors
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    scores, p_small, p_large = _simulated_scores(rng)
+    n_rows = len(scores) // 4
+    print(f"workload: {N_QUESTIONS} questions × {N_SEEDS} seeds = {n_rows} paired rows per "
+          f"mode; {N_RESAMPLES} resamples × 20 sizes")
+
+    # --- error-vs-n curves, both modes, rows and questions, from the DataFrame
+    for unit in ("row", "question"):
+        seconds, (_, saving) = _timed(lambda unit=unit: error_curves(
+            scores, "large", "small", unit=unit, n_resamples=N_RESAMPLES, seed=1))
+        print(f"error_curves(unit={unit!r}), both modes, incl. validation + variance-ratio "
+              f"bootstrap: {seconds:.2f} s (saving {100 * saving.saving:.1f} %, theory "
+              f"{100 * saving.theoretical_saving:.1f} %)")
+
+    # --- the core on one mode's 140k differences: counting path vs index path vs naive loop
+    binary = np.random.default_rng(2).choice([-1.0, 0.0, 1.0], p=[0.1, 0.75, 0.15],
+                                             size=n_rows)
+    graded = np.random.default_rng(3).normal(size=n_rows)  # many distinct levels
+    sizes = default_sizes(n_rows)
+    t_count, _ = _timed(lambda: subsample_mean_errors(binary, sizes, N_RESAMPLES, rng=4), 3)
+    t_index, _ = _timed(lambda: subsample_mean_errors(graded, sizes, N_RESAMPLES, rng=5))
+    t_index_norep, _ = _timed(lambda: subsample_mean_errors(graded, sizes, N_RESAMPLES,
+                                                            replace=False, rng=6))
+    naive_resamples = 10
+    t_naive_part, _ = _timed(lambda: _naive_curve(graded, sizes, naive_resamples,
+                                                  np.random.default_rng(7)))
+    t_naive = t_naive_part * N_RESAMPLES / naive_resamples
+    print(f"baseline (Python loop over resamples, {naive_resamples} resamples timed, "
+          f"extrapolated to {N_RESAMPLES}): {t_naive:.1f} s")
+    for name, seconds in (("counting path (binary differences)", t_count),
+                          ("index path, with replacement (float scores)", t_index),
+                          ("index path, without replacement (float scores)", t_index_norep)):
+        print(f"subsample_mean_errors {name}: {seconds:.3f} s — {t_naive / seconds:.0f}× "
+              f"faster than the baseline")
+
+    # --- whole report
+    seconds, _ = _timed(lambda: compare_models(scores, n_resamples=1999))
+    print(f"compare_models (2 modes, 1999-resample BCa ratio CI): {seconds:.2f} s")
+
+    # --- planning
+    t_acc, components = _timed(lambda: components_from_accuracies(p_large, p_small), 5)
+    t_plan, _ = _timed(lambda: plan_mean_difference(components, 0.03, seeds=(1, 2, 5, 10),
+                                                    budget_questions=1000, binary=True), 5)
+    pilot = scores[scores["prompt_id"] < "q01000"]
+    t_pilot, _ = _timed(lambda: components_from_pilot(pilot, "large", "small"), 3)
+    print(f"planning: components from {N_QUESTIONS} accuracies {1000 * t_acc:.1f} ms; "
+          f"plan table (2 modes × 4 seed counts, sizes + MDE) {1000 * t_plan:.1f} ms; "
+          f"components from a {len(pilot)}-row pilot {1000 * t_pilot:.1f} ms; "
+          f"total {t_acc + t_plan + t_pilot:.3f} s (target ≤ 1 s)")
+
+
+if __name__ == "__main__":
+    main()
