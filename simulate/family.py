@@ -39,6 +39,8 @@ from coupled.simulate.tasks import (
 )
 from coupled.tables import write_manifest, write_shard, write_table
 
+# base_bigram_logits' knobs, recorded in full in every manifest.
+DEFAULT_BASE = {"strength": 1.5, "spread": 1.0, "end_logit": -0.5, "end_after_points": 1.5}
 TRUTH_COLUMNS = ("mean_a", "mean_b", "both", "cov", "var_diff", "win_a", "win_b", "tie")
 
 
@@ -65,7 +67,7 @@ class SimulationConfig:
     judge_noise: float = 0.1
     tie_margin: float = 0.0
     position_bias: float = 0.5
-    base: dict[str, float] = field(default_factory=dict)
+    base: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BASE))
     models: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_FAMILY))
 
     def __post_init__(self) -> None:
@@ -87,9 +89,11 @@ class SimulationConfig:
             raise ValueError(f"config: vocab_size must be at least 2, got {self.vocab_size}")
         if len(self.models) < 2:
             raise ValueError("config: models must name at least two models")
-        unknown = set(self.base) - {"strength", "spread", "end_logit", "end_after_points"}
+        unknown = set(self.base) - set(DEFAULT_BASE)
         if unknown:
-            raise ValueError(f"config: unknown key(s) in [base]: {sorted(unknown)}")
+            raise ValueError(f"config: unknown key(s) in [base]: {sorted(unknown)}; known: "
+                             f"{sorted(DEFAULT_BASE)}")
+        object.__setattr__(self, "base", {**DEFAULT_BASE, **self.base})
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> SimulationConfig:
