@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     analyze.add_argument("--bootstrap", type=int, default=1999, metavar="B",
                          help="bootstrap resamples for the variance-ratio CI (default 1999)")
     analyze.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    analyze.add_argument("--error-curve", choices=("row", "question"), metavar="UNIT",
+                         help="also fit error-vs-n curves (Fig. 2c) subsampling rows or "
+                              "questions, and report how many fewer samples coupled needs "
+                              "(needs coupled and independent rows)")
     _add_output_options(analyze)
     analyze.set_defaults(func=_analyze)
 
@@ -162,7 +166,43 @@ def _analyze(args: argparse.Namespace) -> int:
                    "(bootstrap over questions)\n" + _table(rows, head))
     payload = {"differences": _records(diffs), "variance_reduction": _records(reduction),
                "alpha": args.alpha}
+    if args.error_curve:
+        savings = _error_curve_savings(args, diffs)
+        payload["sample_saving"] = savings
+        rows = [[f"{r['model_a']} − {r['model_b']}", r["coupling"], r["unit"],
+                 f"{100 * r['saving']:.1f}%",
+                 f"{100 * r['theoretical_saving']:.1f}% [{100 * r['theoretical_ci_low']:.1f}, "
+                 f"{100 * r['theoretical_ci_high']:.1f}]", _fmt(r["error"]),
+                 f"{r['n_coupled']:.0f}", f"{r['n_independent']:.0f}"] for r in savings]
+        screen += ("\n\nSamples needed for the same error (fit E|error| = c/sqrt(n) to "
+                   "subsampling curves)\n" + _table(rows, [
+                       "pair", "coupling", "unit", "saving (curves)", "1 − Var ratio",
+                       "at error", "n coupled", "n independent"]))
     return _emit(payload, screen, args)
+
+
+def _error_curve_savings(args: argparse.Namespace, diffs) -> list[dict]:
+    from dataclasses import asdict
+
+    from coupled.analysis.errorcurve import error_curves
+    from coupled.tables import read_scores
+
+    scores = read_scores(args.path)
+    both = diffs.groupby(["model_a", "model_b", "coupling"])["mode"].nunique()
+    if "subject" in diffs.columns:
+        both = diffs[diffs["subject"] == "(all)"].groupby(
+            ["model_a", "model_b", "coupling"])["mode"].nunique()
+    pairs = [key for key, n_modes in both.items() if n_modes == 2]
+    if not pairs:
+        raise ValueError("--error-curve: no pair of models has both coupled and independent "
+                         "rows")
+    savings = []
+    for model_a, model_b, coupling in pairs:
+        _, saving = error_curves(scores, model_a, model_b, unit=args.error_curve,
+                                 coupling=coupling, alpha=args.alpha, seed=args.seed)
+        savings.append({"model_a": model_a, "model_b": model_b, "coupling": coupling,
+                        **asdict(saving)})
+    return savings
 
 
 # ----------------------------------------------------------------------------- plan

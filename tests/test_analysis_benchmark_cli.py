@@ -50,6 +50,16 @@ def test_analyze_screen_json_and_out(files, capsys):
     assert printed["variance_reduction"][0]["independent_source"] == "measured"
 
 
+def test_analyze_error_curve_saving(files, capsys):
+    assert main(["analyze", str(files / "scores.csv"), "--bootstrap", "199",
+                 "--error-curve", "row", "--json"]) == 0
+    saving = json.loads(capsys.readouterr().out)["sample_saving"][0]
+    assert saving["unit"] == "row" and 0 < saving["saving"] < 1
+    assert saving["n_coupled"] < saving["n_independent"]
+    assert main(["analyze", str(files / "pilot.parquet"), "--error-curve", "row"]) == 2
+    assert "both coupled and independent" in capsys.readouterr().err
+
+
 def test_analyze_bad_table_fails_cleanly_and_writes_nothing(files, capsys):
     out = files / "never.json"
     assert main(["analyze", str(files / "broken.csv"), "--out", str(out)]) == 2
