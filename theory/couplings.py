@@ -62,7 +62,9 @@ def _gumbel_max_joint(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     # Written by hand: no library has this law. Derivation: exponential race
     # T = argmin_j E_j / p_j, T' = argmin_j E_j / q_j with shared E_j ~ Exp(1).
     n_rows, size = p.shape
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # A ratio that overflows (q subnormal) becomes inf, i.e. q_j is treated as 0 in F only:
+    # the cells it affects are of order q_j <= 1e-308.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ratio = np.where(p > 0, p / np.where(q > 0, q, 1.0), 0.0)
     ratio = np.where((p > 0) & (q == 0), np.inf, ratio)
     order = np.argsort(ratio, axis=1, kind="stable")
