@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default="demo-output", metavar="DIR",
                       help="folder to write into (default demo-output)")
     demo.add_argument("--quick", action="store_true",
-                      help="a smaller simulation (fewer questions and seeds), for tests")
+                      help="a smaller simulation (fewer questions and seeds) and one Fig. 2 "
+                           "pair, for tests and a first look")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
 

@@ -48,8 +48,9 @@ class CalibrationPoints:
     variances: pd.DataFrame
 
 
-def calibration_points(truth: KnownTruth, tables: RunTables, alpha: float = 0.05
-                       ) -> CalibrationPoints:
+def calibration_points(truth: KnownTruth, tables: RunTables, alpha: float = 0.05,
+                       benchmark: object | None = None) -> CalibrationPoints:
+    """``benchmark``: ``compare_models(tables.scores, alpha=alpha)`` if already computed."""
     from coupled.analysis.benchmark import compare_models
     from coupled.analysis.pairwise import win_rate_matrix
 
@@ -71,8 +72,14 @@ def calibration_points(truth: KnownTruth, tables: RunTables, alpha: float = 0.05
     variances = pd.DataFrame(columns=["mode", "model", "opponent", "truth", "estimate"])
     if truth.mean_difference is not None and tables.scores is not None:
         index = {m: k for k, m in enumerate(truth.benchmark_models or truth.models)}
-        result = compare_models(tables.scores, alpha=alpha)
-        diff = result.differences[result.differences["mode"].isin(truth.mean_difference)]
+        if benchmark is None:
+            from coupled.paper_figures.figures import scores_view
+
+            benchmark = compare_models(scores_view(tables.scores), alpha=alpha)
+        result = benchmark
+        couplings = set(tables.scores["coupling"])
+        diff = result.differences[result.differences["mode"].isin(truth.mean_difference)
+                                  & result.differences["coupling"].isin(couplings)]
         means = pd.DataFrame({
             "mode": diff["mode"].to_numpy(), "model": diff["model_a"].to_numpy(),
             "opponent": diff["model_b"].to_numpy(),
@@ -81,7 +88,9 @@ def calibration_points(truth: KnownTruth, tables: RunTables, alpha: float = 0.05
             "estimate": diff["estimate"].to_numpy(), "ci_low": diff["ci_low"].to_numpy(),
             "ci_high": diff["ci_high"].to_numpy()})
         rows = []
-        for r in result.variance_reduction.itertuples():
+        reductions = result.variance_reduction
+        reductions = reductions[reductions["coupling"].isin(couplings)]
+        for r in reductions.itertuples():
             i, j = index[r.model_a], index[r.model_b]
             for mode, estimate in (("coupled", r.var_coupled),
                                    ("independent", r.var_independent)):
@@ -127,11 +136,12 @@ def coverage_line(points: pd.DataFrame) -> str:
     return f"{int(covered.sum())} of {len(points)} CIs cover the theory value"
 
 
-def plot_calibration(truth: KnownTruth, tables: RunTables, alpha: float = 0.05
-                     ) -> tuple[plt.Figure, str]:
-    """The figure and its caption."""
-    points = calibration_points(truth, tables, alpha)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
+def plot_calibration(truth: KnownTruth, tables: RunTables, alpha: float = 0.05,
+                     benchmark: object | None = None) -> tuple[plt.Figure, str]:
+    """The figure and its caption (``benchmark``: see :func:`calibration_points`)."""
+    points = calibration_points(truth, tables, alpha, benchmark)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.13, top=0.86, wspace=0.28)
     _panel(axes[0], points.win_rates, "(a) win-rate P(i beats j)", True)
     _panel(axes[1], points.mean_differences, "(b) mean score difference", True)
     _panel(axes[2], points.variances, "(c) variance of the score difference", False)

@@ -68,13 +68,14 @@ def _write_text(path: Path, text: str) -> Path:
 def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
              progress: bool = True, config: str | os.PathLike | None = None,
              alpha: float = 0.05, power: float = 0.8) -> DemoResult:
-    """Run the whole demo; see the module docstring. ``quick``: a smaller simulation."""
+    """Run the whole demo; see the module docstring. ``quick``: a smaller simulation and one
+    Fig. 2 pair (for tests and a first look)."""
     from tqdm.auto import tqdm
 
     from coupled.analysis.benchmark import compare_models
     from coupled.analysis.planning import components_from_pilot, plan_mean_difference
     from coupled.paper_figures.example_b6 import example_text
-    from coupled.paper_figures.figures import make_figures
+    from coupled.paper_figures.figures import make_figures, scores_view
     from coupled.paper_figures.simulated import simulated_tables
 
     started = time.perf_counter()
@@ -98,7 +99,7 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
             done("simulate")
 
             stage("analyse")
-            benchmark = compare_models(tables.scores, alpha=alpha)
+            benchmark = compare_models(scores_view(tables.scores), alpha=alpha)
             reductions = benchmark.variance_reduction
             if "coupling" in reductions:
                 reductions = reductions[reductions["coupling"] == "gumbel"]
@@ -109,7 +110,8 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
 
             stage("plan")
             a, b = planning_pair(differences)
-            components = components_from_pilot(tables.scores, a, b, coupling="gumbel")
+            components = components_from_pilot(scores_view(tables.scores, (a, b)), a, b,
+                                               coupling="gumbel")
             seeds = tuple(sorted({1, about["n_seeds"]}))
             plan = plan_mean_difference(components, components.effect, seeds=seeds,
                                         power=power, alpha=alpha)
@@ -117,8 +119,9 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
 
             stage("figures")
             models = sorted(set(tables.scores["model"]))
-            figures = make_figures(tables, staging, pairs=featured_pairs(models), alpha=alpha,
-                                   truth=truth, step=bar.set_postfix_str)
+            pairs = featured_pairs(models)[:1] if quick else featured_pairs(models)
+            figures = make_figures(tables, staging, pairs=pairs, alpha=alpha,
+                                   truth=truth, benchmark=benchmark, step=bar.set_postfix_str)
             artifacts = list(figures.artifacts)
             data_files = sorted(p for p in (staging / "data").rglob("*") if p.is_file())
             artifacts += [Artifact(p, "Simulated tables (DESIGN §2 layout): redraw with "
@@ -236,10 +239,14 @@ def _report_text(headline, reductions, figures, change, plan, artifacts, staging
         "## What each file shows",
         "",
     ]
+    # One line per figure or table: its formats share a caption.
+    groups: dict[tuple[str, str], list[str]] = {}
     for artifact in artifacts:
-        if rel(artifact.path).startswith("data/"):
-            continue
-        sections.append(f"- `{rel(artifact.path)}` — {artifact.caption}")
+        if not rel(artifact.path).startswith("data/"):
+            stem = rel(artifact.path.with_suffix(""))
+            groups.setdefault((stem, artifact.caption), []).append(rel(artifact.path))
+    for (_, caption), names in groups.items():
+        sections.append(f"- {', '.join(f'`{n}`' for n in names)} — {caption}")
     sections += ["", f"Simulated tables: {files_of('data/')}.", ""]
     return "\n".join(sections)
 

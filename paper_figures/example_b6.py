@@ -49,7 +49,7 @@ def example_table() -> pd.DataFrame:
 
 def example_text() -> str:
     """The table as plain text for the screen."""
-    return example_table().to_markdown(index=False)
+    return example_table().to_markdown(index=False, disable_numparse=True)
 
 
 def write_example(out_dir: str | os.PathLike, stem: str = "example_b6") -> list[Path]:

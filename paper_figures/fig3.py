@@ -58,8 +58,9 @@ def plot_win_rates(model: str, win_rates: pd.DataFrame, stars: pd.DataFrame,
     ax.set_xticks(x, opponents, rotation=20 if len(opponents) > 4 else 0, ha="center")
     ax.set_ylabel(f"Win-rate of {model}")
     ax.set_xlabel("Opponent")
-    ax.set_ylim(0, min(1.0, float(np.max(tops, initial=0.5)) + 0.08))
-    ax.legend(fontsize=8, loc="upper right")
+    # Head-room above the tallest interval for the stars and the legend.
+    ax.set_ylim(0, min(1.1, float(np.max(tops, initial=0.5)) + 0.15))
+    ax.legend(fontsize=8, loc="upper left", ncol=len(modes))
     lines = [f"Win-rate of {model} against every other model"]
     if comparisons_derived:
         lines.append("(comparisons derived from scores: no judged comparisons in this run)")

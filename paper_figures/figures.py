@@ -20,6 +20,7 @@ from coupled.paper_figures import fig2, fig3, table1
 from coupled.paper_figures.inputs import RunTables, load_run
 from coupled.paper_figures.output import Artifact, relocate, staged_output
 from coupled.paper_figures.style import save_figure, use_paper_style
+from coupled.tables import SCORE_KEY
 
 Step = Callable[[str], None]  # reports the stage being drawn (a progress bar's postfix)
 
@@ -56,6 +57,14 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
 
 
+def scores_view(scores: pd.DataFrame, models: Sequence[str] | None = None) -> pd.DataFrame:
+    """The key and score columns only (and only ``models``' rows): what the benchmark analysis
+    reads. Every analysis call re-validates its input, so a narrow frame is a fast one."""
+    columns = [*SCORE_KEY, "score"]
+    rows = scores if models is None else scores[scores["model"].isin(list(models))]
+    return rows[columns].reset_index(drop=True)
+
+
 def choose_coupling(tables: RunTables, coupling: str | None = None) -> tuple[RunTables, str]:
     """Restrict the tables to one sampler: ``coupling`` or, by default, Gumbel-max when present
     (the paper's sampler), else the only one there is."""
@@ -83,6 +92,7 @@ def analyse_pair(scores: pd.DataFrame, model_a: str, model_b: str, *, unit: str 
     from coupled.analysis.benchmark import question_statistics, variance_reduction
     from coupled.analysis.errorcurve import error_curve, error_curves
 
+    scores = scores_view(scores, (model_a, model_b))
     questions = question_statistics(scores, model_a, model_b, mode="coupled")
     has_independent = {model_a, model_b} <= set(
         scores.loc[scores["mode"] == "independent", "model"])
@@ -171,9 +181,13 @@ def make_figures(tables: RunTables, out_dir: str | os.PathLike, *,
                  pairs: Sequence[tuple[str, str]] | None = None, model: str | None = None,
                  alpha: float = 0.05, unit: str = "row", coupling: str | None = None,
                  truth: object | None = None, n_resamples: int = 1000,
-                 step: Step | None = None) -> FigureSet:
+                 benchmark: object | None = None, step: Step | None = None) -> FigureSet:
     """Draw every figure and table the tables allow into ``out_dir`` (written as it goes;
-    :func:`figures_command` wraps it so that a failure writes nothing)."""
+    :func:`figures_command` wraps it so that a failure writes nothing).
+
+    ``benchmark``: a ``compare_models`` result of these scores already at hand (the demo's),
+    reused by the calibration figure instead of being computed again.
+    """
     step = step or (lambda name: None)
     out = Path(out_dir)
     use_paper_style()
@@ -233,7 +247,8 @@ def make_figures(tables: RunTables, out_dir: str | os.PathLike, *,
         step("calibration")
         from coupled.paper_figures import calibration
 
-        figure, caption = calibration.plot_calibration(truth, tables, alpha=alpha)
+        figure, caption = calibration.plot_calibration(truth, tables, alpha=alpha,
+                                                       benchmark=benchmark)
         add(save_figure(figure, out, "calibration_theory_vs_simulation"), caption)
     return FigureSet(out, artifacts, coupling, ranking, fig3_model, tests, analyses)
 
