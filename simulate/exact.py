@@ -74,13 +74,16 @@ def _points_chain(start: np.ndarray, transitions: np.ndarray, offsets: np.ndarra
     pad = int(offsets.max())
     law = np.zeros((n, symbols, flat_size))
     np.put_along_axis(law, offsets[..., None], start[..., None], axis=-1)
-    # law_next[n, t2, j] = moved[n, t2, j - offsets[n, t2]]: a gather from a zero-padded copy.
-    source = np.arange(flat_size)[None, None, :] - offsets[..., None] + pad
+    # law_next[n, t2, j] = moved[n, t2, j - offsets[n, t2]]: a gather from a zero-padded copy,
+    # through precomputed flat indices (much faster than take_along_axis' index grids).
+    width = pad + flat_size
+    source = (np.arange(n * symbols).reshape(n, symbols, 1) * width
+              + np.arange(flat_size)[None, None, :] - offsets[..., None] + pad)
     to_next = np.ascontiguousarray(transitions.transpose(0, 2, 1))
-    padded = np.zeros((n, symbols, pad + flat_size))
+    padded = np.zeros((n, symbols, width))
     for _ in range(steps - 1):
         padded[..., pad:] = np.matmul(to_next, law)
-        law = np.take_along_axis(padded, source, axis=-1)
+        law = padded.ravel()[source]
     return law.sum(axis=1)
 
 

@@ -274,3 +274,26 @@ def test_row_keys_grid_matches_row_key():
                 assert int(grid[n, s, k]) == noise.row_key("t", p, seed, stream)
     with pytest.raises(ValueError, match="seeds"):
         noise.row_keys_grid("t", ["0"], [-1])
+
+
+def test_sample_pairs_do_not_depend_on_the_block_size(monkeypatch):
+    from coupled.simulate import samplers
+
+    rng = np.random.default_rng(5)
+    joint = rng.dirichlet(np.ones(16)).reshape(4, 4)
+    whole = sample_pairs_from_joint(joint, 10_000, 9)
+    monkeypatch.setattr(samplers, "_PAIR_BLOCK", 999)
+    assert np.array_equal(sample_pairs_from_joint(joint, 10_000, 9), whole)
+    assert sample_pairs_from_joint(joint, 0, 9).shape == (0, 2)
+
+
+def test_alias_table_reproduces_the_distribution_exactly():
+    from coupled.simulate.samplers import alias_table
+
+    probs = np.array([0.5, 0.0, 0.125, 0.3, 0.075])
+    keep, alias = alias_table(probs)
+    # P(cell j) = (keep[j] + sum over k aliased to j of (1 - keep[k])) / K.
+    mass = keep.copy()
+    np.add.at(mass, alias, 1.0 - keep)
+    np.testing.assert_allclose(mass / len(probs), probs, atol=1e-15)
+    assert keep[1] == 0.0
