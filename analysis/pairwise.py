@@ -345,6 +345,7 @@ class ModeDifference:
     se: np.ndarray
     z: np.ndarray
     pvalue: np.ndarray
+    df: np.ndarray         # [R] prompts - 1
 
 
 def mode_difference_from_rates(coupled: PairRates, independent: PairRates,
@@ -358,11 +359,24 @@ def mode_difference_from_rates(coupled: PairRates, independent: PairRates,
     se = np.sqrt(np.stack([clustered_variance(coupled.if_a - independent.if_a, clusters),
                            clustered_variance(coupled.if_b - independent.if_b, clusters)], axis=1))
     z = _z(difference, se)
-    return ModeDifference(difference, se, z, two_sided_pvalue(z))
+    return ModeDifference(difference, se, z, two_sided_pvalue(z, (clusters - 1)[:, None, None]),
+                          clusters - 1)
 
 
-def two_sided_pvalue(z: np.ndarray) -> np.ndarray:
-    return 2 * stats.norm.sf(np.abs(z))
+def two_sided_pvalue(z: np.ndarray, df: np.ndarray | float = np.inf) -> np.ndarray:
+    """Two-sided p-value of a z statistic with a prompt-clustered SE, referred to Student's t
+    with ``df`` = prompts - 1 (the usual small-sample reference for cluster-robust SEs; it
+    matters in the far tail that Holm and simultaneous rank-sets use; ``inf``: normal)."""
+    z, df = np.broadcast_arrays(np.abs(np.asarray(z, dtype=float)), np.asarray(df, dtype=float))
+    return 2 * np.where(np.isfinite(df), stats.t.sf(z, np.where(np.isfinite(df), df, 1)),
+                        stats.norm.sf(z))
+
+
+def t_quantile(level: float, df: np.ndarray | float) -> np.ndarray:
+    """Upper ``level`` quantile of Student's t with ``df`` (normal where ``df`` is infinite)."""
+    df = np.asarray(df, dtype=float)
+    return np.where(np.isfinite(df), stats.t.isf(level, np.where(np.isfinite(df), df, 1)),
+                    stats.norm.isf(level))
 
 
 def _z(difference: np.ndarray, se: np.ndarray) -> np.ndarray:
@@ -433,7 +447,8 @@ def win_rate_matrix(comparisons: pd.DataFrame | str | os.PathLike, alpha: float 
             low, high = wilson_effective_ci(rate, se, rates.n_total, rates.n_prompts, alpha)
             columns[label] = (rate[0], low[0], high[0])
         se_even = np.sqrt(clustered_variance(rates.if_a - rates.if_b, rates.n_clusters))[0]
-        pvalue = two_sided_pvalue(_z(rates.win_a[0] - rates.win_b[0], se_even))
+        pvalue = two_sided_pvalue(_z(rates.win_a[0] - rates.win_b[0], se_even),
+                                  rates.n_clusters[0] - 1)
         pvalue = np.where(rates.n_total[0] > 0, pvalue, np.nan)
         adjusted = adjust_pvalues(pvalue, correction)
         half = {"mode": mode, "coupling": coupling,
@@ -478,7 +493,8 @@ def compare_modes(comparisons: pd.DataFrame | str | os.PathLike, model: str | No
                   correction: Correction = "holm", alpha: float = 0.05,
                   models: list[str] | None = None) -> pd.DataFrame:
     """Two-tailed z-test of coupled vs independent win-rate, P(model beats opponent), per ordered
-    pair (Fig. 3): all ordered pairs, or only ``model`` against each opponent.
+    pair (Fig. 3): all ordered pairs, or only ``model`` against each opponent. The statistic is
+    referred to t with prompts - 1 degrees of freedom (see :func:`two_sided_pvalue`).
 
     The two modes share their prompts, so the difference's variance uses the *paired* per-prompt
     influence functions ``IF_coupled(q) - IF_independent(q)`` (the sum of the two variances would
@@ -491,7 +507,6 @@ def compare_modes(comparisons: pd.DataFrame | str | os.PathLike, model: str | No
     if model is not None and model not in counts.models:
         raise ValueError(f"model {model!r} is not among the compared models {list(names)}")
     ia, ib = pair_indices(len(names))
-    z_alpha = stats.norm.isf(alpha / 2)
     frames = []
     for coupling in sorted({c for _, c in counts.blocks}):
         if ("coupled", coupling) not in counts.blocks or \
@@ -507,12 +522,13 @@ def compare_modes(comparisons: pd.DataFrame | str | os.PathLike, model: str | No
             wc = (coupled.win_a, coupled.win_b)[side][0]
             wi = (independent.win_a, independent.win_b)[side][0]
             diff, se = test.difference[0, side], test.se[0, side]
+            t_alpha = t_quantile(alpha / 2, test.df[0])
             frames.append(pd.DataFrame({
                 "model": names[first], "opponent": names[second], "coupling": coupling,
                 "win_rate_coupled": wc, "win_rate_independent": wi, "difference": diff,
-                "se": se, "ci_low": diff - z_alpha * se, "ci_high": diff + z_alpha * se,
-                "z": _z(diff, se), "n_coupled": coupled.n_total[0],
-                "n_independent": independent.n_total[0]}))
+                "se": se, "ci_low": diff - t_alpha * se, "ci_high": diff + t_alpha * se,
+                "z": test.z[0, side], "pvalue": test.pvalue[0, side], "df": test.df[0],
+                "n_coupled": coupled.n_total[0], "n_independent": independent.n_total[0]}))
     if not frames:
         raise ValueError("comparisons: column 'mode' must hold both 'coupled' and 'independent' "
                          "rows (for the same coupling) to compare the modes")
@@ -520,7 +536,6 @@ def compare_modes(comparisons: pd.DataFrame | str | os.PathLike, model: str | No
     if model is not None:
         out = out[out["model"] == model]
     out = out[(out["n_coupled"] > 0) & (out["n_independent"] > 0)].copy()
-    out["pvalue"] = two_sided_pvalue(out["z"].to_numpy())
     out["pvalue_adjusted"] = np.nan
     for _, index in out.groupby("coupling").groups.items():
         out.loc[index, "pvalue_adjusted"] = adjust_pvalues(out.loc[index, "pvalue"].to_numpy(),

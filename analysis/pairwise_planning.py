@@ -7,7 +7,8 @@ per-(question, seed) contribution ``L``; with ``s`` seeds per question its per-q
 ``sigma_between^2 + sigma_within^2 / s`` (variance components: the spread of questions' expected
 contributions, and the seed-to-seed spread inside a question). The two-sided z-test on ``Q``
 questions then needs ``Q`` with ``sqrt(Q) * delta / sd(s)`` at the usual power equation, solved by
-statsmodels' ``NormalIndPower`` (``ratio=0``: the one-sample case).
+statsmodels' ``TTestPower`` (one-sample t: the test refers the clustered z to t with
+questions - 1 degrees of freedom).
 
 Targets: ``"average"`` — ``A_i - A_j`` (average win-rates, ties are not wins); ``"pairwise"`` —
 ``P(i beats j) - P(j beats i)``, i.e. the pair's win-rate with ties split evenly against 1/2.
@@ -30,7 +31,7 @@ from itertools import product
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.power import TTestPower
 
 from coupled.analysis.pairwise import (
     average_win_rate_map,
@@ -168,7 +169,7 @@ def separation_test_from_counts(wins_a: np.ndarray, wins_b: np.ndarray, n: np.nd
     estimate = rates.win_a @ coef_a + rates.win_b @ coef_b
     influence = (rates.if_a @ coef_a + rates.if_b @ coef_b)[..., None]
     se = np.sqrt(clustered_variance(influence, rates.n_clusters))[:, 0]
-    return SeparationTest(estimate, se, two_sided_pvalue(_z(estimate, se)))
+    return SeparationTest(estimate, se, two_sided_pvalue(_z(estimate, se), rates.n_clusters - 1))
 
 
 def _models_from_pairs(n_pairs: int) -> int:
@@ -220,8 +221,8 @@ def _questions_needed(effect: float, sd: float, alpha: float, power: float) -> i
         return None
     if sd == 0:
         return 2          # a deterministic difference: the smallest clustered design
-    n = NormalIndPower().solve_power(effect_size=abs(effect) / sd, alpha=alpha, power=power,
-                                     ratio=0.0, alternative="two-sided")
+    n = TTestPower().solve_power(effect_size=abs(effect) / sd, alpha=alpha, power=power,
+                                 alternative="two-sided")
     return max(2, math.ceil(n))
 
 

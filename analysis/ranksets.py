@@ -5,8 +5,11 @@ models *at once* with probability >= 1 - alpha (asymptotically).
 Method. The vector of average win-rates ``A`` has a prompt-clustered covariance ``Sigma``
 (:func:`coupled.analysis.pairwise.average_win_rates_from_counts`). We build simultaneous intervals
 for all ``k(k-1)/2`` differences ``A_i - A_j``: ``|A_i - A_j - (a_i - a_j)| <= c * sd_ij`` with
-``c`` the (1 - alpha) quantile of ``max_{i<j} |Z_i - Z_j| / sd_ij``, ``Z ~ N(0, Sigma)`` — a Gaussian
-multiplier ("max-|t|") quantile, computed by Monte Carlo from a seeded generator because no
+``c`` the (1 - alpha) quantile of ``max_{i<j} |T_i - T_j| / sd_ij``, ``T`` multivariate t with
+covariance ``Sigma`` and prompts - 1 degrees of freedom (the clustered covariance is estimated
+from that many independent prompts; with a Gaussian reference the simultaneous coverage measured
+0.929 at k = 8, 100 prompts, against 0.940 with t) — a multiplier ("max-|t|") quantile as in
+Hothorn et al.'s multcomp, computed by Monte Carlo from a seeded generator because no
 library offers the quantile of a maximum of >1000 correlated |normals| (scipy's multivariate
 normal CDF is limited to a few dozen dimensions). It uses the correlation between differences, so
 it is never wider than Bonferroni (``method="bonferroni"``, exact-but-conservative, also offered).
@@ -63,9 +66,10 @@ def _difference_sd(covariance: np.ndarray) -> np.ndarray:
 
 
 def _max_t_critical(covariance: np.ndarray, sd: np.ndarray, alpha: float,
-                    rng: np.random.Generator, n_draws: int) -> np.ndarray:
-    """(1 - alpha) quantile of ``max_p |Z_a - Z_b| / sd_p`` per replicate, one set of standard
-    normal draws shared by all replicates (common random numbers)."""
+                    rng: np.random.Generator, n_draws: int, df: np.ndarray) -> np.ndarray:
+    """(1 - alpha) quantile of ``max_p |T_a - T_b| / sd_p`` per replicate, ``T`` multivariate t
+    with covariance ``Sigma`` and ``df`` degrees of freedom (``inf``: Gaussian); one set of draws
+    shared by all replicates (common random numbers)."""
     n_rep, k, _ = covariance.shape
     ia, ib = pair_indices(k)
     # A PSD square root (eigen-decomposition) also works for singular Sigma, e.g. a model that
@@ -73,21 +77,32 @@ def _max_t_critical(covariance: np.ndarray, sd: np.ndarray, alpha: float,
     eigval, eigvec = np.linalg.eigh(covariance)
     root = eigvec * np.sqrt(np.maximum(eigval, 0))[:, None, :]           # [R, k, k]
     normals = rng.standard_normal((n_draws, k))
+    chi_uniform = rng.random(n_draws)
+    scale = np.ones((n_rep, n_draws))
+    for value in np.unique(df[np.isfinite(df)]):
+        # T = Z / sqrt(W / df), W ~ chi2(df) shared by the components of one draw.
+        scale[df == value] = np.sqrt(stats.chi2.ppf(chi_uniform, value) / value)
     inverse_sd = np.where(sd > 0, 1 / np.where(sd > 0, sd, 1), 0.0)      # [R, P]
     chunk = max(1, int(2e6 // (n_draws * max(len(ia), 1))))     # ~16 MB blocks stay in cache
     critical = np.empty(n_rep)
     for start in range(0, n_rep, chunk):
         stop = min(start + chunk, n_rep)
         z = np.einsum("mk,rjk->rmj", normals, root[start:stop])           # [r, M, k]
-        t = np.abs(z[:, :, ia] - z[:, :, ib]) * inverse_sd[start:stop, None, :]
+        t = (np.abs(z[:, :, ia] - z[:, :, ib]) * inverse_sd[start:stop, None, :]
+             / scale[start:stop, :, None])
         critical[start:stop] = np.quantile(t.max(axis=2), 1 - alpha, axis=1, method="higher")
     return critical
 
 
 def rank_sets_from_estimates(estimate: np.ndarray, covariance: np.ndarray, alpha: float = 0.05,
                              *, method: str = "max_t", rng: np.random.Generator | int = 0,
-                             n_draws: int = 10_000) -> RankSets:
-    """Rank-sets from average win-rates ``[R, k]`` and their covariance ``[R, k, k]``."""
+                             n_draws: int = 10_000, df: np.ndarray | float | None = None
+                             ) -> RankSets:
+    """Rank-sets from average win-rates ``[R, k]`` and their covariance ``[R, k, k]``.
+
+    ``df``: degrees of freedom of the covariance estimate (number of prompts - 1 for a
+    prompt-clustered one), scalar or ``[R]``; the simultaneous quantile is then that of a
+    multivariate t (``None``: Gaussian)."""
     estimate, covariance = np.asarray(estimate, float), np.asarray(covariance, float)
     if estimate.ndim != 2 or covariance.shape != estimate.shape + estimate.shape[-1:]:
         raise ValueError("estimate must be [R, k] and covariance [R, k, k]")
@@ -96,10 +111,14 @@ def rank_sets_from_estimates(estimate: np.ndarray, covariance: np.ndarray, alpha
     n_rep, k = estimate.shape
     ia, ib = pair_indices(k)
     sd = _difference_sd(covariance)
+    df = np.broadcast_to(np.inf if df is None else np.asarray(df, float), (n_rep,))
+    if np.any(df <= 0):
+        raise ValueError("df must be positive (a clustered covariance needs >= 2 prompts)")
     if method == "max_t":
-        critical = _max_t_critical(covariance, sd, alpha, np.random.default_rng(rng), n_draws)
+        critical = _max_t_critical(covariance, sd, alpha, np.random.default_rng(rng), n_draws,
+                                   df)
     elif method == "bonferroni":
-        critical = np.full(n_rep, stats.norm.isf(alpha / (2 * max(len(ia), 1))))
+        critical = stats.t.isf(alpha / (2 * max(len(ia), 1)), df)
     else:
         raise ValueError(f"method must be 'max_t' or 'bonferroni', got {method!r}")
     difference = estimate[:, ia] - estimate[:, ib]                         # A_a - A_b
@@ -157,7 +176,7 @@ def rank_sets(comparisons: pd.DataFrame | str | os.PathLike, alpha: float = 0.05
     for mode, coupling in counts.blocks:
         avg = average_win_rates_from_counts(*counts.block(mode, coupling))
         ranks = rank_sets_from_estimates(avg.estimate, avg.covariance, alpha, method=method,
-                                         rng=seed, n_draws=n_draws)
+                                         rng=seed, n_draws=n_draws, df=avg.n_clusters - 1)
         low, high = wilson_effective_ci(avg.estimate, avg.se, avg.n_total, avg.n_prompts,
                                         1 - ci_level)
         frames.append(pd.DataFrame({

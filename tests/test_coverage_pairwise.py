@@ -147,7 +147,8 @@ def test_rank_sets_cover_the_true_ranking(mode, k, groups, replicates):
                                judge_noise=JUDGE_NOISE, pair_keep=0.9)
     avg = average_win_rates_from_counts(sim.wins_a, sim.wins_b, sim.n)
     best, worst = true_rank_range(true_average_win_rates(probs, mode, JUDGE_NOISE), 1e-9)
-    ranks = rank_sets_from_estimates(avg.estimate, avg.covariance, 0.05, rng=1)
+    ranks = rank_sets_from_estimates(avg.estimate, avg.covariance, 0.05, rng=1,
+                                     df=avg.n_clusters - 1)     # as rank_sets does
     coverage = float(np.mean(((ranks.rank_low <= best) & (worst <= ranks.rank_high)).all(1)))
     RESULTS[f"ranks {mode} k={k} groups={groups} R={replicates}"] = coverage
     low_band, _ = _band(replicates, 0.95 - 0.015, 1.0, 0.95)
@@ -166,7 +167,8 @@ def test_public_code_variance_collapses_rank_coverage(mode):
     best, worst = true_rank_range(true_average_win_rates(probs, mode, JUDGE_NOISE), 1e-9)
 
     def coverage(covariance):
-        ranks = rank_sets_from_estimates(avg.estimate, covariance, 0.05, rng=1)
+        ranks = rank_sets_from_estimates(avg.estimate, covariance, 0.05, rng=1,
+                                         df=avg.n_clusters - 1)
         return float(np.mean(((ranks.rank_low <= best) & (worst <= ranks.rank_high)).all(1)))
 
     ours = coverage(avg.covariance)

@@ -98,6 +98,14 @@ def test_max_t_quantile_is_exact_for_two_models_and_below_bonferroni():
     ranks = rank_sets_from_estimates(np.array([[0.4, 0.5]]),
                                      np.array([[[1e-3, 2e-4], [2e-4, 2e-3]]]), n_draws=40_000)
     assert ranks.critical_value[0] == pytest.approx(stats.norm.isf(0.025), abs=0.05)
+    # With df (prompts - 1) the reference is Student's t: the same draws, scaled.
+    with_df = rank_sets_from_estimates(np.array([[0.4, 0.5]]),
+                                       np.array([[[1e-3, 2e-4], [2e-4, 2e-3]]]), n_draws=40_000,
+                                       df=9)
+    assert with_df.critical_value[0] == pytest.approx(stats.t.isf(0.025, 9), abs=0.07)
+    bonferroni_t = rank_sets_from_estimates(np.zeros((1, 3)), np.eye(3)[None],
+                                            method="bonferroni", df=20).critical_value[0]
+    assert bonferroni_t == pytest.approx(stats.t.isf(0.05 / 6, 20))
     rng = np.random.default_rng(0)
     a = rng.normal(size=(1, 6, 6))
     cov = a @ a.transpose(0, 2, 1)
