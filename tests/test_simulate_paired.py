@@ -297,3 +297,57 @@ def test_alias_table_reproduces_the_distribution_exactly():
     np.add.at(mass, alias, 1.0 - keep)
     np.testing.assert_allclose(mass / len(probs), probs, atol=1e-15)
     assert keep[1] == 0.0
+
+
+def test_b6_example_average_win_rates_are_reproduced():
+    # Appendix B.6: two prompts, three models, a preferred token (reward 1) out of two; the
+    # table's empirical average win-rates match coupled.theory's exact values in both modes.
+    from coupled.theory.examples import three_model_example
+
+    example = three_model_example()
+    preferred = np.array(example.probabilities, dtype=float)               # (prompt, model)
+    dists = np.stack([preferred, 1 - preferred], axis=-1)                  # (2, 3, 2)
+    n_seeds = 40_000
+    frame = simulate_comparisons(dists, np.array([[1.0, 0.0], [1.0, 0.0]]), n_seeds,
+                                 models=list(example.models))
+    for mode, truth in (("coupled", example.average_win_rate_coupled),
+                        ("independent", example.average_win_rate_independent)):
+        rows = frame[frame["mode"] == mode]
+        for m, name in enumerate(example.models):
+            wins = [((rows["model_a"] == name) & (rows["outcome"] == "a")).to_numpy(),
+                    ((rows["model_b"] == name) & (rows["outcome"] == "b")).to_numpy()]
+            involved = ((rows["model_a"] == name) | (rows["model_b"] == name)).to_numpy()
+            observed = (wins[0] | wins[1])[involved].mean()
+            # Mean of 4 (prompt, opponent) groups of n_seeds draws each, correlated across
+            # opponents: its sd is at most the mean of the groups' sds (Minkowski); w <= 0.35.
+            se = np.sqrt(0.35 * 0.65 / n_seeds)
+            assert abs(observed - float(truth[m])) <= 5 * se, (mode, name, observed)
+
+
+def test_design_counterexamples_show_where_coupling_fails():
+    # DESIGN §1: graded scores r = (0, 1, 2) make the coupled variance of r(T) - r(T') larger;
+    # inverse-CDF (not counterfactually stable) can make both-correct impossible.
+    p, q, r = np.array([0.7, 0.25, 0.05]), np.array([0.05, 0.25, 0.7]), np.array([0.0, 1, 2])
+    n = 200_000
+    coupled = sample_tokens(np.stack([p, q]), n, "gumbel", seed=1)
+    independent = sample_tokens(np.stack([p, q]), n, "independent", seed=1)
+    from coupled.theory import joint
+
+    diff = r[:, None] - r[None, :]
+    observed, se = {}, {}
+    for name, tokens, coupling in (("coupled", coupled, "gumbel"),
+                                   ("independent", independent, "independent")):
+        law = joint(p, q, coupling)
+        mean = (law * diff).sum()
+        truth = (law * (diff - mean) ** 2).sum()               # 0.713 and 0.655 (DESIGN)
+        # sd of a sample variance: sqrt((mu4 - sigma^4) / n), mu4 the 4th central moment.
+        se[name] = np.sqrt(((law * (diff - mean) ** 4).sum() - truth**2) / n)
+        observed[name] = np.var(r[tokens[:, 0]] - r[tokens[:, 1]])
+        assert abs(observed[name] - truth) < 5 * se[name], (name, observed[name], truth)
+    # The two runs use different noise streams (independent): the gap is > 5 joint SEs.
+    assert observed["coupled"] - observed["independent"] > 5 * np.hypot(*se.values())
+    frame = simulate_scores({"p": np.array([[0.5, 0.3, 0.2]]), "q": np.array([[0.1, 0.3, 0.6]])},
+                            np.array([1]), 5000, coupling="inverse_cdf", modes=["coupled"])
+    wide = frame.pivot(index="seed", columns="model", values="score")
+    assert ((wide["p"] == 1) & (wide["q"] == 1)).sum() == 0
+    assert within_se(wide["p"].mean(), 0.3, 5000) and within_se(wide["q"].mean(), 0.3, 5000)
