@@ -272,7 +272,7 @@ def figures_command(*, source: str | None, simulated: bool, out_dir: str | os.Pa
             step("simulate")
             from coupled.paper_figures.simulated import simulated_tables
 
-            tables, truth = simulated_tables(config=config)
+            tables, truth, _ = simulated_tables(config=config)
         else:
             step("read")
             tables = load_run(source)

@@ -85,4 +85,5 @@ def simulated_tables(config: str | os.PathLike | dict | None = None, *, quick: b
         f"each with {config.n_seeds} seeds, in modes {', '.join(config.modes)}, sampler "
         f"{', '.join(config.couplings)}.")
     about = {"description": description, "n_seeds": config.n_seeds, "models": models}
-    return tables, known_truth(result), about
+    coupling = SAMPLER if SAMPLER in config.couplings else config.couplings[0]
+    return tables, known_truth(result, coupling), about

@@ -251,3 +251,42 @@ def test_calibration_points_match_theory_and_analysis(run_tables, tmp_path):
     figure, caption = plot_calibration(truth, tables)
     assert "CIs cover the theory value" in caption
     figure.canvas.draw()
+
+
+SMALL_FAMILY = """
+seed = 3
+n_seeds = 3
+vocab_size = 4
+max_length = 3
+benchmark_prompts = 30
+pairwise_prompts = 30
+[models.big]
+kind = "base"
+[models.big-4bit]
+kind = "quantized"
+bits = 4
+[models.little]
+kind = "weaker"
+scale = 0.5
+eps = 0.5
+"""
+
+
+def test_figures_simulated_cli_draws_calibration(tmp_path):
+    config = tmp_path / "family.toml"
+    config.write_text(SMALL_FAMILY)
+    out = tmp_path / "figs"
+    code = main(["figures", "--simulated", "--config", str(config), "--out", str(out),
+                 "--pairs", "big:little", "--model", "little", "--no-progress"])
+    assert code == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"calibration_theory_vs_simulation.png", "calibration_theory_vs_simulation.pdf",
+            "fig3_win_rates_little.png", "fig2_big_vs_little.png"} <= names
+    assert _png_size(out / "calibration_theory_vs_simulation.png") == (13 * DPI,
+                                                                       round(4.2 * DPI))
+
+
+def test_config_needs_simulated(tmp_path, capsys):
+    assert main(["figures", "--from", str(tmp_path), "--config", "x.toml", "--out",
+                 str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "--config goes with --simulated" in capsys.readouterr().err
