@@ -19,12 +19,12 @@ import pandas as pd
 from coupled.simulate import noise
 from coupled.simulate.models import SyntheticModel
 from coupled.simulate.paired import (
-    comparisons_frame,
-    concat_frames,
+    comparisons_columns,
     judge_verdicts,
     pair_order,
-    scores_frame,
+    scores_columns,
     simulated_seeds,
+    table_frame,
 )
 from coupled.simulate.samplers import MODES, SAMPLERS, check_choice, draw_tokens, model_streams
 from coupled.simulate.tasks import SequenceTask
@@ -105,10 +105,10 @@ def sequence_scores(models: Sequence[SyntheticModel], task: SequenceTask, n_seed
     frames = []
     for mode in dict.fromkeys(modes):
         out = generate_sequences(models, task, seeds, mode, coupling)
-        frames.append(scores_frame(task.name, task.prompt_ids, seeds, mode, coupling, subjects,
-                                   names, task.score_of_points(out.points),
-                                   response=out.responses(), n_tokens=out.lengths))
-    return concat_frames(frames)
+        frames.append(scores_columns(task.name, task.prompt_ids, seeds, mode, coupling,
+                                     subjects, names, task.score_of_points(out.points),
+                                     response=out.responses(), n_tokens=out.lengths))
+    return table_frame(frames, "scores")
 
 
 def sequence_comparisons(models: Sequence[SyntheticModel], task: SequenceTask, n_seeds: int, *,
@@ -133,6 +133,6 @@ def sequence_comparisons(models: Sequence[SyntheticModel], task: SequenceTask, n
         outcome, shown = judge_verdicts(reward[..., ia] - reward[..., ib], task.name,
                                         list(task.prompt_ids), seeds, names[ia], names[ib],
                                         judge_noise, tie_margin, position_bias)
-        frames.append(comparisons_frame(task.name, task.prompt_ids, seeds, mode, coupling,
-                                        subjects, names[ia], names[ib], outcome, shown))
-    return concat_frames(frames)
+        frames.append(comparisons_columns(task.name, task.prompt_ids, seeds, mode, coupling,
+                                          subjects, names[ia], names[ib], outcome, shown))
+    return table_frame(frames, "comparisons")

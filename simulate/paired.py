@@ -134,9 +134,9 @@ def simulate_scores(dists: np.ndarray | Mapping[str, np.ndarray], correct: np.nd
         check_choice("modes", mode, MODES)
         tokens = _tokens(probs, names, mode, coupling, task, ids, seeds)        # (N, S, M)
         score = correct_set[np.arange(n_prompts)[:, None, None], tokens]       # (N, S, M)
-        frames.append(scores_frame(task, ids, seeds, mode, coupling, subj, names, score,
-                                   response=tokens.astype(str)))
-    return concat_frames(frames)
+        frames.append(scores_columns(task, ids, seeds, mode, coupling, subj, names, score,
+                                     response=tokens.astype(str)))
+    return table_frame(frames, "scores")
 
 
 def _correct_set(correct: np.ndarray, n_prompts: int, vocab: int) -> np.ndarray:
@@ -246,9 +246,9 @@ def simulate_comparisons(dists: np.ndarray | Mapping[str, np.ndarray], rewards: 
         outcome, shown = judge_verdicts(reward[..., ia] - reward[..., ib], task, ids, seeds,
                                         names_arr[ia], names_arr[ib], judge_noise, tie_margin,
                                         position_bias)
-        frames.append(comparisons_frame(task, ids, seeds, mode, coupling, subj,
-                                        names_arr[ia], names_arr[ib], outcome, shown))
-    return concat_frames(frames)
+        frames.append(comparisons_columns(task, ids, seeds, mode, coupling, subj,
+                                          names_arr[ia], names_arr[ib], outcome, shown))
+    return table_frame(frames, "comparisons")
 
 
 def key_columns(task: str, ids: Sequence[str], seeds: np.ndarray, n_inner: int, mode: str,
@@ -256,53 +256,60 @@ def key_columns(task: str, ids: Sequence[str], seeds: np.ndarray, n_inner: int, 
     """Key columns of rows ordered (prompt, seed, inner) with ``n_inner`` rows per seed."""
     n, s = len(ids), len(seeds)
     columns: dict[str, object] = {
-        "task": np.full(n * s * n_inner, task, dtype=object),
+        "task": _constant(task, n * s * n_inner),
         "prompt_id": np.repeat(np.asarray(ids, dtype=object), s * n_inner),
         "seed": np.tile(np.repeat(np.asarray(seeds, dtype=np.int64), n_inner), n),
-        "mode": np.full(n * s * n_inner, mode, dtype=object),
-        "coupling": np.full(n * s * n_inner, sampler, dtype=object),
+        "mode": _constant(mode, n * s * n_inner),
+        "coupling": _constant(sampler, n * s * n_inner),
     }
     if subjects is not None:
         columns["subject"] = np.repeat(np.asarray(subjects, dtype=object), s * n_inner)
     return columns
 
 
-def scores_frame(task: str, ids: Sequence[str], seeds: np.ndarray, mode: str, sampler: str,
-                 subjects: np.ndarray | None, names: Sequence[str], score: np.ndarray,
-                 **extra: np.ndarray) -> pd.DataFrame:
-    """A scores table from ``score`` ``(N, S, M)`` (and optional columns of the same shape)."""
+def _constant(value: str, n: int) -> np.ndarray:
+    # np.full with dtype=object is ~10x slower than repeating a one-element object array.
+    return np.array([value], dtype=object).repeat(n)
+
+
+def scores_columns(task: str, ids: Sequence[str], seeds: np.ndarray, mode: str, sampler: str,
+                   subjects: np.ndarray | None, names: Sequence[str], score: np.ndarray,
+                   **extra: np.ndarray) -> dict[str, object]:
+    """Scores-table columns from ``score`` ``(N, S, M)`` (and extra columns of that shape)."""
     columns = key_columns(task, ids, seeds, len(names), mode, sampler, subjects)
     columns["model"] = np.tile(np.asarray(names, dtype=object), len(ids) * len(seeds))
     columns["score"] = np.asarray(score, dtype=np.float64).reshape(-1)
     for name, values in extra.items():
         values = np.asarray(values).reshape(-1)
         columns[name] = values.astype(object) if values.dtype.kind in "US" else values
-    return _frame(columns, SCORE_COLUMNS)
+    return columns
 
 
-def comparisons_frame(task: str, ids: Sequence[str], seeds: np.ndarray, mode: str,
-                      sampler: str, subjects: np.ndarray | None, names_a: np.ndarray,
-                      names_b: np.ndarray, outcome: np.ndarray, shown_first: np.ndarray
-                      ) -> pd.DataFrame:
-    """A comparisons table from outcome codes and shown_first codes ``(N, S, P)``."""
+def comparisons_columns(task: str, ids: Sequence[str], seeds: np.ndarray, mode: str,
+                        sampler: str, subjects: np.ndarray | None, names_a: np.ndarray,
+                        names_b: np.ndarray, outcome: np.ndarray, shown_first: np.ndarray
+                        ) -> dict[str, object]:
+    """Comparisons-table columns from outcome and shown_first codes ``(N, S, P)``."""
     columns = key_columns(task, ids, seeds, len(names_a), mode, sampler, subjects)
     columns["model_a"] = np.tile(np.asarray(names_a, dtype=object), len(ids) * len(seeds))
     columns["model_b"] = np.tile(np.asarray(names_b, dtype=object), len(ids) * len(seeds))
     columns["outcome"] = np.array(["tie", "a", "b"], dtype=object)[outcome.reshape(-1)]
     columns["shown_first"] = np.array(["", "a", "b"], dtype=object)[shown_first.reshape(-1)]
-    return _frame(columns, COMPARISON_COLUMNS)
+    return columns
 
 
-def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    if not frames:
+def table_frame(blocks: list[dict[str, object]], kind: str) -> pd.DataFrame:
+    """One DataFrame from blocks of columns (e.g. one per mode), in the column order and
+    dtypes that :func:`coupled.tables.validate` returns (text columns ``object``)."""
+    if not blocks:
         raise ValueError("modes must name at least one of ['coupled', 'independent']")
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-
-
-def _frame(columns: dict[str, object], required: list[str]) -> pd.DataFrame:
-    # Text columns stay ``object`` (what coupled.tables.validate returns; pandas >= 3 would
-    # otherwise infer its string dtype), required columns first as validate orders them.
-    order = required + [c for c in columns if c not in required]
-    return pd.DataFrame({name: pd.Series(columns[name], dtype=object)
-                         if getattr(columns[name], "dtype", np.dtype(float)).kind == "O"
-                         else columns[name] for name in order}, copy=False)
+    required = SCORE_COLUMNS if kind == "scores" else COMPARISON_COLUMNS
+    order = required + [c for c in blocks[0] if c not in required]
+    data = {}
+    for name in order:
+        values = np.concatenate([block[name] for block in blocks]) if len(blocks) > 1 \
+            else blocks[0][name]
+        # pandas >= 3 would infer its string dtype for object arrays of text.
+        data[name] = pd.Series(values, dtype=object, copy=False) if values.dtype.kind == "O" \
+            else values
+    return pd.DataFrame(data, copy=False)
