@@ -6,7 +6,9 @@
 2. The fast path ``sample_pairs_from_joint`` (token pairs straight from the exact joint law)
    in pairs per second for small V, against ``rng.random`` (one uniform per pair).
    Goal: >= 1e7 pairs/s.
-3. ``simulate_family()`` with the default config (the CLI's work): tables, and the exact truth.
+3. ``simulate_scores`` at the size of the analysis coverage tests (50 prompts x 5 seeds x 4
+   models, V = 4, both modes), against building the same-size DataFrame from ready arrays.
+4. ``simulate_family()`` with the default config (the CLI's work): tables, and the exact truth.
 
 Run: ``.venv/bin/python bench/bench_simulate.py`` (best of a few repetitions; the machine is
 shared, so compare ratios rather than absolute rates).
@@ -17,8 +19,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pandas as pd
 
-from coupled.simulate import noise, sample_pairs_from_joint, simulate_family
+from coupled.simulate import noise, sample_pairs_from_joint, simulate_family, simulate_scores
 from coupled.simulate.samplers import gumbel_max_tokens
 from coupled.theory import joint
 
@@ -63,6 +66,29 @@ def bench_pairs(n: int = 10_000_000) -> None:
               f"{uniform / seconds:.2f}x")
 
 
+def bench_small_tables(calls: int = 200) -> None:
+    rng = np.random.default_rng(0)
+    dists = rng.dirichlet(np.ones(4), size=(50, 4))
+    correct = rng.integers(0, 4, size=50)
+
+    def ours() -> None:
+        for replicate in range(calls):
+            simulate_scores(dists, correct, 5, seed=replicate)
+
+    columns = simulate_scores(dists, correct, 5).to_dict("series")
+    arrays = {name: column.to_numpy() for name, column in columns.items()}
+
+    def baseline() -> None:
+        for _ in range(calls):
+            pd.DataFrame({name: pd.Series(values, dtype=values.dtype)
+                          for name, values in arrays.items()})
+
+    seconds, frame_only = best_time(ours, repeat=3), best_time(baseline, repeat=3)
+    print("simulate_scores, 50 prompts x 5 seeds x 4 models, V = 4, both modes (2000 rows)")
+    print(f"  {1e3 * seconds / calls:.2f} ms per call; building the same DataFrame from ready "
+          f"arrays {1e3 * frame_only / calls:.2f} ms ({seconds / frame_only:.1f}x)")
+
+
 def bench_family() -> None:
     tables = best_time(lambda: simulate_family(None, progress=False, truth=False), repeat=2)
     full = best_time(lambda: simulate_family(None, progress=False, truth=True), repeat=2)
@@ -73,4 +99,5 @@ def bench_family() -> None:
 if __name__ == "__main__":
     bench_gumbel()
     bench_pairs()
+    bench_small_tables()
     bench_family()
