@@ -111,7 +111,14 @@ def load_comparisons(source: pd.DataFrame | str | os.PathLike,
     except TableError as error:
         if "holds no comparisons" not in error.problem and not _looks_like_scores(error):
             raise
-    return _restrict(derive_comparisons(source), models), True
+        original = error
+    try:
+        scores = read_scores(source)
+    except TableError as error:
+        if "holds no scores" in error.problem or "missing required column" in error.problem:
+            raise original from None     # neither table: report the comparisons problem
+        raise
+    return _restrict(derive_comparisons(scores), models), True
 
 
 def _looks_like_scores(error: TableError) -> bool:

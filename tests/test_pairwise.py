@@ -259,3 +259,17 @@ def test_even_pair_test_in_the_matrix_is_holm_adjusted_per_block():
                                adjust_pvalues(pairs["pvalue"].to_numpy(), "holm"))
     none = win_rate_matrix(table, correction="none")
     np.testing.assert_array_equal(none["pvalue_adjusted"], none["pvalue"])
+
+
+def test_a_table_that_is_neither_reports_the_comparisons_problem(tmp_path):
+    path = tmp_path / "odd.csv"
+    pd.DataFrame({"task": ["t"], "prompt_id": ["1"], "seed": [0], "mode": ["coupled"],
+                  "coupling": ["gumbel"], "model_a": ["a"], "model_b": ["b"]}).to_csv(path)
+    with pytest.raises(ValueError, match="outcome"):
+        load_comparisons(path)
+    bad_scores = tmp_path / "scores.csv"
+    pd.DataFrame({"task": ["t"], "prompt_id": ["1"], "seed": [0], "mode": ["coupled"],
+                  "coupling": ["gumbel"], "model": ["a"], "score": [float("nan")]}
+                 ).to_csv(bad_scores)
+    with pytest.raises(ValueError, match="score"):
+        load_comparisons(bad_scores)
