@@ -275,3 +275,21 @@ def test_bad_models_and_recipes_are_refused():
     task, models = bigram_instance(8)
     with pytest.raises(ValueError, match="bigram tables"):
         generate_sequences([SyntheticModel("x", np.zeros((3, 4)))], task, np.arange(2))
+
+
+@settings(max_examples=40)
+@given(seed=st.integers(0, 10_000), vocab=st.integers(2, 7),
+       coupling=st.sampled_from(["gumbel", "inverse_cdf"]),
+       zeros=st.booleans())
+def test_every_coupled_draw_lies_in_the_support_of_the_exact_joint(seed, vocab, coupling, zeros):
+    # The exact joint's zeros (counterfactual stability for Gumbel-max, the interval structure
+    # of inverse-CDF, zero-probability tokens) must never be hit by an actual draw.
+    rng = np.random.default_rng(seed)
+    p, q = rng.dirichlet(np.full(vocab, 0.7), size=2)
+    if zeros:
+        p[rng.integers(vocab)] = 0.0
+        p /= p.sum()
+    tokens = sample_tokens(np.stack([p, q]), 300, coupling, seed=seed)
+    law = joint(p, q, coupling)
+    # (a threshold, not > 0: a rounding residue in a forbidden cell must not count as support)
+    assert np.all(law[tokens[:, 0], tokens[:, 1]] > 1e-12)
