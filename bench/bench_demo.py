@@ -7,6 +7,7 @@ the fixed cost of any figure file pair — so the figures stage is reported as a
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -34,15 +35,19 @@ def main() -> None:
 
     import_seconds = time.perf_counter() - start
     baseline = blank_figure_seconds()
+    # The machine is shared: CPU seconds (this process) are the steadier figure; the load
+    # average says how much the wall-clock numbers are inflated by other work.
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     for quick in (False, True):
         with tempfile.TemporaryDirectory() as folder:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             result = run_demo(Path(folder) / "demo-output", quick=quick, progress=False)
-            total = time.perf_counter() - start
+            total, cpu = time.perf_counter() - start, time.process_time() - cpu
         n_figures = sum(p.suffix == ".png" for p in result.files)
         label = "quick" if quick else "full"
-        print(f"demo ({label}): {total:.2f} s in run_demo (+ {import_seconds:.2f} s imports), "
-              f"{len(result.files)} files, {n_figures} figures")
+        print(f"demo ({label}): {total:.2f} s wall, {cpu:.2f} s CPU in run_demo "
+              f"(+ {import_seconds:.2f} s imports), {len(result.files)} files, "
+              f"{n_figures} figures; load average now {os.getloadavg()[0]:.2f}")
         for name, seconds in result.stage_seconds.items():
             print(f"  {name:9s} {seconds:6.2f} s  ({seconds / total:5.1%})")
         figures = result.stage_seconds.get("figures", float("nan"))

@@ -86,9 +86,33 @@ def choose_coupling(tables: RunTables, coupling: str | None = None) -> tuple[Run
     return chosen, coupling
 
 
+def _known_reduction(reductions: pd.DataFrame | None, model_a: str, model_b: str,
+                     coupling: str, source: str) -> object | None:
+    """The pair's row of a ``compare_models(...).variance_reduction`` frame already computed
+    (same defaults: BCa, 1999 resamples, seed 0), as a ``VarianceReduction``; else None."""
+    from dataclasses import fields
+
+    from coupled.analysis.benchmark import VarianceReduction
+
+    if reductions is None or not len(reductions):
+        return None
+    match = reductions[(reductions["model_a"] == model_a) & (reductions["model_b"] == model_b)
+                       & (reductions["coupling"] == coupling)
+                       & (reductions["independent_source"] == source)]
+    if len(match) != 1:
+        return None
+    row = match.iloc[0]
+    return VarianceReduction(**{f.name: row[f.name] for f in fields(VarianceReduction)})
+
+
 def analyse_pair(scores: pd.DataFrame, model_a: str, model_b: str, *, unit: str = "row",
-                 n_resamples: int = 1000, alpha: float = 0.05, seed: int = 0) -> PairAnalysis:
-    """Everything Fig. 2 draws for one pair, from ``coupled.analysis``."""
+                 n_resamples: int = 1000, alpha: float = 0.05, seed: int = 0,
+                 reductions: pd.DataFrame | None = None) -> PairAnalysis:
+    """Everything Fig. 2 draws for one pair, from ``coupled.analysis``.
+
+    ``reductions``: a ``compare_models`` variance-reduction frame at the same ``alpha`` whose
+    row for this pair is reused instead of bootstrapping again.
+    """
     from coupled.analysis.benchmark import question_statistics, variance_reduction
     from coupled.analysis.errorcurve import error_curve, error_curves
 
@@ -110,8 +134,12 @@ def analyse_pair(scores: pd.DataFrame, model_a: str, model_b: str, *, unit: str 
         curves = error_curve(scores, model_a, model_b, mode="coupled", unit=unit,
                              n_resamples=n_resamples, alpha=alpha, seed=seed)
         source = "from_coupled"
-    reduction = variance_reduction(scores, model_a, model_b, independent=source, alpha=alpha,
-                                   seed=seed)
+    coupling = str(scores["coupling"].iloc[0]) if scores["coupling"].nunique() == 1 else None
+    reduction = (_known_reduction(reductions, model_a, model_b, coupling, source)
+                 if seed == 0 and coupling else None)
+    if reduction is None:
+        reduction = variance_reduction(scores, model_a, model_b, independent=source,
+                                       alpha=alpha, seed=seed)
     return PairAnalysis(model_a, model_b, questions, curves, saving, reduction, source)
 
 
@@ -232,7 +260,8 @@ def make_figures(tables: RunTables, out_dir: str | os.PathLike, *,
     analyses: dict[tuple[str, str], PairAnalysis] = {}
     for a, b in chosen:
         step(f"Fig. 2 {a} vs {b}")
-        analysis = analyse_pair(scores, a, b, unit=unit, n_resamples=n_resamples, alpha=alpha)
+        analysis = analyse_pair(scores, a, b, unit=unit, n_resamples=n_resamples, alpha=alpha,
+                                reductions=getattr(benchmark, "variance_reduction", None))
         analyses[(a, b)] = analysis
         figure = fig2.plot_pair(pair_panels(analysis, unit))
         add(save_figure(figure, out, f"fig2_{_slug(a)}_vs_{_slug(b)}"),

@@ -290,3 +290,18 @@ def test_config_needs_simulated(tmp_path, capsys):
     assert main(["figures", "--from", str(tmp_path), "--config", "x.toml", "--out",
                  str(tmp_path / "o"), "--no-progress"]) == 2
     assert "--config goes with --simulated" in capsys.readouterr().err
+
+
+def test_reused_variance_reduction_equals_a_fresh_one(run_tables):
+    """The demo hands compare_models' rows to Fig. 2 instead of bootstrapping twice: same
+    numbers as variance_reduction called afresh."""
+    from coupled.analysis.benchmark import compare_models
+    from coupled.paper_figures.figures import _known_reduction, scores_view
+
+    scores, _ = run_tables
+    reductions = compare_models(scores_view(scores)).variance_reduction
+    reused = _known_reduction(reductions, "large", "small", "gumbel", "measured")
+    from coupled.analysis.benchmark import variance_reduction
+
+    assert reused == variance_reduction(scores, "large", "small", independent="measured")
+    assert _known_reduction(reductions, "large", "small", "gumbel", "from_coupled") is None
