@@ -351,3 +351,17 @@ def test_design_counterexamples_show_where_coupling_fails():
     wide = frame.pivot(index="seed", columns="model", values="score")
     assert ((wide["p"] == 1) & (wide["q"] == 1)).sum() == 0
     assert within_se(wide["p"].mean(), 0.3, 5000) and within_se(wide["q"].mean(), 0.3, 5000)
+
+
+def test_score_rows_use_the_noise_of_their_own_key():
+    # The table's key (task, prompt_id, seed, mode, model) determines the noise exactly as
+    # DESIGN §2 says, so a runner row and a simulated row with the same key share their noise.
+    dists, correct = random_instance(9, n=4)
+    frame = simulate_scores(dists, correct, 3, models=["x", "y", "z"], task="mmlu", seed=2)
+    for row in frame.sample(12, random_state=0).itertuples():
+        stream = noise.stream_key(row.mode, row.model)
+        g = noise.gumbel_noise(noise.row_key("mmlu", row.prompt_id, row.seed, stream), 0, 4)
+        m = ["x", "y", "z"].index(row.model)
+        expected = int(np.argmax(np.log(dists[int(row.prompt_id), m]) + g))
+        assert row.response == str(expected)
+        assert row.score == float(expected == correct[int(row.prompt_id)])
