@@ -293,3 +293,22 @@ def test_every_coupled_draw_lies_in_the_support_of_the_exact_joint(seed, vocab, 
     law = joint(p, q, coupling)
     # (a threshold, not > 0: a rounding residue in a forbidden cell must not count as support)
     assert np.all(law[tokens[:, 0], tokens[:, 1]] > 1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("coupling,mode", [("gumbel", "coupled"), ("inverse_cdf", "coupled"),
+                                           ("gumbel", "independent")])
+def test_full_size_generation_matches_the_pair_chain(coupling, mode):
+    # The full-size version of test_generated_points_match_the_exact_pair_law: the default
+    # vocabulary and length, every pair of a three-model family, 100 000 seeds per prompt.
+    task, models = bigram_instance(11, n_prompts=4, vocab=6, max_length=4)
+    n_seeds = 100_000
+    out = generate_sequences(models, task, np.arange(n_seeds), mode, coupling)
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        law = exact_points_law(models[a].probs, models[b].probs, task.points, 4,
+                               coupling=coupling, mode=mode)
+        size = law.shape[1]
+        for n in range(task.n_prompts):
+            counts = np.zeros((size, size))
+            np.add.at(counts, (out.points[n, :, a], out.points[n, :, b]), 1)
+            assert_frequencies(counts / n_seeds, law[n], n_seeds)
