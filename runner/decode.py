@@ -90,8 +90,9 @@ def generate_rows(model, prompt_ids: Sequence[Sequence[int]], prompt_of_row: Seq
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
 
     cache = DynamicCache()
+    # logits_to_keep=1: only the last position's logits are needed (V x width saved).
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                past_key_values=cache, use_cache=True)
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
     gather = torch.as_tensor(list(prompt_of_row), dtype=torch.long, device=device)
     cache = out.past_key_values
     cache.batch_select_indices(gather)

@@ -1,7 +1,8 @@
 """A whole run: config -> chunks of rows -> shards in an output directory (DESIGN §2).
 
 The unit of work is a *chunk*: a fixed group of ``prompts_per_chunk`` prompts (in file order)
-x all seeds, for one model and one mode. Chunks and the batches inside them are a function of
+x all modes x all seeds, for one model (both modes in one chunk, so each prompt is prefilled
+once for all its rows, coupled and independent alike). Chunks and the batches inside them are a function of
 the config alone, so a resumed run recomputes an unfinished chunk in exactly the same batches
 and gets the same values. Each finished chunk is written as one shard with an atomic rename;
 ``resume=True`` skips the chunks whose shard exists. A run killed at any moment therefore
@@ -46,18 +47,17 @@ _PACKAGES = ("coupled", "torch", "transformers", "tokenizers", "accelerate", "bi
 
 @dataclass(frozen=True)
 class Chunk:
-    """One unit of work: prompts ``prompts[start:stop]`` x all seeds for a model and a mode."""
+    """One unit of work: prompts ``prompts[start:stop]`` x all modes x all seeds, one model."""
 
     kind: str
     model: str
-    mode: str
     index: int
     start: int
     stop: int
 
     @property
     def name(self) -> str:
-        return f"{self.mode}.{model_slug(self.model)}.{self.index:05d}"
+        return f"{model_slug(self.model)}.{self.index:05d}"
 
 
 def model_slug(name: str) -> str:
@@ -69,15 +69,15 @@ def model_slug(name: str) -> str:
 def plan_chunks(config: RunConfig, n_prompts: int, kind: str) -> list[Chunk]:
     """All chunks of a run, in the order they are computed (model by model)."""
     size = config.prompts_per_chunk
-    return [Chunk(kind, spec.name, mode, index, start, min(start + size, n_prompts))
-            for spec in config.models for mode in config.modes
+    return [Chunk(kind, spec.name, index, start, min(start + size, n_prompts))
+            for spec in config.models
             for index, start in enumerate(range(0, n_prompts, size))]
 
 
-def row_batches(n_prompts: int, seeds: Sequence[int], batch_size: int
-                ) -> Iterator[list[tuple[int, int]]]:
-    """(prompt index, seed) rows of a chunk, prompt-major, cut into batches of ``batch_size``."""
-    rows = [(p, s) for p in range(n_prompts) for s in seeds]
+def row_batches(n_prompts: int, modes: Sequence[str], seeds: Sequence[int], batch_size: int
+                ) -> Iterator[list[tuple[int, str, int]]]:
+    """(prompt index, mode, seed) rows of a chunk, prompt-major, in batches of ``batch_size``."""
+    rows = [(p, m, s) for p in range(n_prompts) for m in modes for s in seeds]
     for start in range(0, len(rows), batch_size):
         yield rows[start:start + batch_size]
 
@@ -93,10 +93,10 @@ def run(config_or_path: str | os.PathLike | dict[str, Any] | RunConfig,
     """
     config = load_config(config_or_path, out)
     out_dir = Path(config.output_dir)
-    manifest = _prepare_output(config, out_dir, resume)
     _build_missing_tiny_models(config)
     prompts = _load_task(config)
-    tokenizers = _load_tokenizers(config)
+    tokenizers = _load_tokenizers(config)  # refuses mismatched vocabularies before any write
+    manifest = _prepare_output(config, out_dir, resume)
 
     manifest.setdefault("model_hashes", {})
     from coupled.runner.models import model_file_hashes
@@ -241,6 +241,8 @@ def _free_memory() -> None:
 
 def _run_model_chunks(config: RunConfig, spec: ModelSpec, tokenizer, prompts: pd.DataFrame,
                       chunks: list[Chunk], out_dir: Path, stats: _Stats, bar) -> None:
+    import torch
+
     from coupled.runner.decode import generate_rows
     from coupled.runner.models import end_token_ids, load_model
     from coupled.runner.noise_torch import row_keys, stream_key
@@ -252,18 +254,19 @@ def _run_model_chunks(config: RunConfig, spec: ModelSpec, tokenizer, prompts: pd
         started = time.perf_counter()
         part = prompts.iloc[chunk.start:chunk.stop].reset_index(drop=True)
         records = []
-        for batch in row_batches(len(part), config.seeds, config.batch_size):
-            distinct = sorted({p for p, _ in batch})
-            keys = row_keys(config.task.name, [part["prompt_id"][p] for p, _ in batch],
-                            [s for _, s in batch], stream_key(chunk.mode, spec.name))
+        for batch in row_batches(len(part), config.modes, config.seeds, config.batch_size):
+            distinct = sorted({p for p, _, _ in batch})
+            keys = torch.cat([row_keys(config.task.name, [part["prompt_id"][p]], [s],
+                                       stream_key(m, spec.name)) for p, m, s in batch])
             generations = generate_rows(
                 model, [prompt_ids[chunk.start + p] for p in distinct],
-                [distinct.index(p) for p, _ in batch], keys,
+                [distinct.index(p) for p, _, _ in batch], keys,
                 temperature=config.temperature, top_p=config.top_p,
                 max_new_tokens=config.max_new_tokens, end_token_ids=ends,
                 pad_token_id=tokenizer.pad_token_id, vocab_size=len(tokenizer))
-            for (p, seed), generation in zip(batch, generations, strict=True):
-                records.append(_record(config, chunk, part.iloc[p], seed, tokenizer, generation))
+            for (p, mode, seed), generation in zip(batch, generations, strict=True):
+                records.append(_record(config, chunk, part.iloc[p], mode, seed, tokenizer,
+                                       generation))
                 stats.tokens += len(generation.token_ids) + generation.finished
         write_shard(pd.DataFrame.from_records(records), out_dir, chunk.kind, chunk.name)
         stats.seconds += time.perf_counter() - started
@@ -274,11 +277,11 @@ def _run_model_chunks(config: RunConfig, spec: ModelSpec, tokenizer, prompts: pd
     _free_memory()
 
 
-def _record(config: RunConfig, chunk: Chunk, prompt: pd.Series, seed: int, tokenizer,
-            generation) -> dict[str, Any]:
+def _record(config: RunConfig, chunk: Chunk, prompt: pd.Series, mode: str, seed: int,
+            tokenizer, generation) -> dict[str, Any]:
     response = tokenizer.decode(list(generation.token_ids), skip_special_tokens=True)
     record = {"task": config.task.name, "prompt_id": prompt["prompt_id"], "seed": seed,
-              "mode": chunk.mode, "coupling": COUPLING, "model": chunk.model,
+              "mode": mode, "coupling": COUPLING, "model": chunk.model,
               "response": response, "n_tokens": len(generation.token_ids)}
     if chunk.kind == "scores":
         score, failed = tasks.score_choice(response, prompt["answer"], len(prompt["choices"]))
