@@ -47,10 +47,15 @@ def transition_joints(probs_a: np.ndarray, probs_b: np.ndarray, coupling: str = 
     if a.shape != b.shape:
         raise ValueError(f"probs_a and probs_b must have the same shape, got {a.shape}, {b.shape}")
     n, contexts, vocab = a.shape
-    pa = np.broadcast_to(a[:, :, None, :], (n, contexts, contexts, vocab)).reshape(-1, vocab)
-    pb = np.broadcast_to(b[:, None, :, :], (n, contexts, contexts, vocab)).reshape(-1, vocab)
-    law = joint(pa, pb, _pair_coupling(mode, coupling))
-    return law.reshape(n, contexts, contexts, vocab, vocab)
+    # A finished model emits the end token surely, and any coupling of a point mass with q is
+    # the product: only pairs of live contexts need coupled.theory.
+    law = a[:, :, None, :, None] * b[:, None, :, None, :]
+    live = np.array([c for c in range(contexts) if c != end_token])
+    pa = np.broadcast_to(a[:, live, None, :], (n, len(live), len(live), vocab))
+    pb = np.broadcast_to(b[:, None, live, :], (n, len(live), len(live), vocab))
+    coupled = joint(pa.reshape(-1, vocab), pb.reshape(-1, vocab), _pair_coupling(mode, coupling))
+    law[:, live[:, None], live[None, :]] = coupled.reshape(n, len(live), len(live), vocab, vocab)
+    return law
 
 
 def _check_bigram(probs: np.ndarray, name: str) -> np.ndarray:

@@ -63,14 +63,6 @@ class SequenceTask:
     def vocab_size(self) -> int:
         return self.points.shape[1]
 
-    @property
-    def points_cap(self) -> int:
-        """Largest total that matters: 1 for the benchmark (contains the answer or not), else
-        ``max_length * max points``."""
-        if self.kind == "benchmark":
-            return 1
-        return int(self.max_length * self.points.max())
-
     def score_of_points(self, total: np.ndarray) -> np.ndarray:
         """Score (benchmark: 0/1) or reward (pairwise) of outputs with these total points."""
         total = np.asarray(total)
