@@ -196,8 +196,9 @@ def exact_pair_truth(models: Sequence[SyntheticModel], task: SequenceTask, *,
         columns[name] = np.repeat(np.array([block[position] for block in blocks], dtype=object), n)
     for name in TRUTH_COLUMNS:
         columns[name] = np.concatenate([getattr(block[4], name) for block in blocks])
-    return pd.DataFrame({name: pd.Series(values, dtype=values.dtype)
-                         for name, values in columns.items()})
+    # Explicit dtypes keep the text columns ``object``, as coupled.tables returns them.
+    return pd.DataFrame({name: pd.Series(column, dtype=column.dtype)
+                         for name, column in columns.items()})
 
 
 def simulate_family(out_dir: str | os.PathLike | None = None,
