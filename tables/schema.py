@@ -72,9 +72,12 @@ def validate(df: pd.DataFrame, kind: str, source: str = "<table>",
             raise TableError(source, column, "has missing values (NaN/empty)", df[nulls])
     for column in _STRING_COLUMNS:
         if column in out.columns:
-            present = out[column].notna()
-            out[column] = out[column].astype(object)
-            out.loc[present, column] = out.loc[present, column].map(_as_text)
+            values = out[column].astype(object)
+            present = values.notna()
+            # Fast path: already all text (the common case for our own writers).
+            if pd.api.types.infer_dtype(values[present], skipna=True) != "string":
+                values[present] = values[present].map(_as_text)
+            out[column] = values
     seeds = pd.to_numeric(out["seed"], errors="coerce")
     bad = seeds.isna() | (seeds != np.floor(seeds)) | (seeds < 0)
     if bad.any():
