@@ -305,3 +305,29 @@ def test_reused_variance_reduction_equals_a_fresh_one(run_tables):
 
     assert reused == variance_reduction(scores, "large", "small", independent="measured")
     assert _known_reduction(reductions, "large", "small", "gumbel", "from_coupled") is None
+
+
+def test_unknown_model_fails_before_drawing(scores_only_dir, tmp_path, capsys):
+    out = tmp_path / "figs"
+    assert main(["figures", "--from", str(scores_only_dir), "--out", str(out), "--model",
+                 "nobody", "--no-progress"]) == 2
+    assert "--model 'nobody'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_single_table_files_are_recognised(run_tables, tmp_path):
+    scores, comparisons = run_tables
+    scores.to_csv(tmp_path / "my-scores.csv", index=False)
+    comparisons.to_parquet(tmp_path / "judged.parquet", index=False)
+    from_scores = load_run(tmp_path / "my-scores.csv")
+    assert from_scores.comparisons_derived and from_scores.comparisons["derived"].all()
+    assert len(from_scores.scores) == len(scores)
+    from_comparisons = load_run(tmp_path / "judged.parquet")
+    assert from_comparisons.scores is None and not from_comparisons.comparisons_derived
+    assert len(from_comparisons.comparisons) == len(comparisons)
+    with pytest.raises(ValueError, match="unsupported file type"):
+        (tmp_path / "notes.txt").write_text("x")
+        load_run(tmp_path / "notes.txt")
+    with pytest.raises(ValueError, match="holds no scores"):
+        (tmp_path / "empty").mkdir()
+        load_run(tmp_path / "empty")
