@@ -224,14 +224,41 @@ def variance_components(mean_diff: np.ndarray, within: np.ndarray, n: np.ndarray
     ``between`` = variance of the per-question mean differences minus the part the seeds'
     noise contributes (mean of within_q / n_q), clipped at 0 (a variance).
     """
-    weight = present.astype(float)
-    q = np.maximum(weight.sum(axis=-1), 2.0)
-    spread_weight = has_spread.astype(float)
-    n_spread = spread_weight.sum(axis=-1)
-    within_mean = (within * spread_weight).sum(axis=-1) / np.maximum(n_spread, 1.0)
-    mean = (mean_diff * weight).sum(axis=-1) / q
-    observed = (((mean_diff - mean[..., None]) * weight) ** 2).sum(axis=-1) / (q - 1.0)
+    features = component_features(mean_diff, within, within, n, present, has_spread)
+    return components_from_sums(features.sum(axis=-2))
+
+
+N_COMPONENT_FEATURES = 8
+
+
+def component_features(mean_diff: np.ndarray, noise: np.ndarray, target: np.ndarray,
+                       n: np.ndarray, present: np.ndarray, has_spread: np.ndarray) -> np.ndarray:
+    """Per-question terms whose (weighted) sums over questions determine the components.
+
+    Shape ``(..., Q, 8)``. Summing them with weights — 0/1 for present questions, bootstrap
+    counts, or leave-one-out — and passing the sums to :func:`components_from_sums` gives the
+    components of the reweighted sample, so a bootstrap is one matrix product and a jackknife
+    one subtraction. ``noise``: the within variance the means were measured with (subtracted
+    from their spread); ``target``: the within variance reported (they differ only when the
+    independent variance is estimated from coupled rows).
+    """
+    w = present.astype(float)
+    spread = has_spread.astype(float) * w
+    inv_n = w / np.maximum(n, 1.0)
+    return np.stack([w, w * mean_diff, w * mean_diff**2, spread, spread * noise,
+                     spread * target, spread * noise * inv_n, (w - spread) * inv_n], axis=-1)
+
+
+def components_from_sums(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(between, within)`` from summed :func:`component_features` (last axis = 8)."""
+    (weight, sum_m, sum_mm, n_spread, sum_noise, sum_target, noise_over_n,
+     single_over_n) = np.moveaxis(sums, -1, 0)
+    q = np.maximum(weight, 2.0)
+    spread_count = np.maximum(n_spread, 1.0)
+    within_noise = sum_noise / spread_count
+    within_target = sum_target / spread_count
+    # variance (ddof 1) of the per-question means, from their sums
+    observed = np.maximum(sum_mm - sum_m**2 / q, 0.0) / (q - 1.0)
     # Single-seed questions carry within-noise too: charge them the average within variance.
-    within_q = np.where(has_spread, within, within_mean[..., None])
-    noise = (within_q / np.maximum(n, 1.0) * weight).sum(axis=-1) / q
-    return np.maximum(observed - noise, 0.0), within_mean
+    noise = (noise_over_n + within_noise * single_over_n) / q
+    return np.maximum(observed - noise, 0.0), within_target

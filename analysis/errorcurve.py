@@ -88,9 +88,9 @@ def subsample_mean_errors(values: np.ndarray, sizes: np.ndarray, n_resamples: in
             stop = min(start + chunk, n_resamples)
             if replace:
                 picked = values[rng.integers(0, n_total, size=(stop - start, n_max))]
-            else:
-                picked = rng.permuted(np.broadcast_to(values, (stop - start, n_total)),
-                                      axis=1)[:, :n_max]
+            else:  # one permutation per resample (faster than Generator.permuted on 2-D)
+                picked = np.stack([values[rng.permutation(n_total)[:n_max]]
+                                   for _ in range(stop - start)])
             # Nested subsamples (prefixes of one stream) have the right law at each size.
             sums[:, start:stop] = np.cumsum(picked, axis=1)[:, sizes - 1].T
     return np.abs(sums / sizes[:, None] - reference)
