@@ -23,7 +23,8 @@ def blank_figure_seconds(repeats: int = 3) -> float:
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(repeats):
             start = time.perf_counter()
-            fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), layout="constrained")
+            fig, _ = plt.subplots(1, 3, figsize=(12, 3.8))
+            fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.8, wspace=0.3)
             save_figure(fig, folder, "blank")
             best = min(best, time.perf_counter() - start)
     return best
