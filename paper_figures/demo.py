@@ -2,7 +2,7 @@
 analyse it, answer one planning question, and write every figure, table and ``REPORT.md``.
 
 Stages (one tqdm bar): simulate → analyse → plan → figures → report. Everything lands in
-``out_dir`` at once (staged), including the simulated tables under ``data/`` so that
+``out_dir`` at once (staged; an earlier demo output there is replaced whole), including the simulated tables under ``data/`` so that
 ``coupled figures --from OUT/data`` redraws them. The report's numbers are formatted from the
 analysis results (``coupled.analysis``) and the theory (``coupled.theory``), never typed in.
 """
@@ -92,7 +92,7 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
         bar.update()
 
     try:
-        with staged_output(out_dir) as staging:
+        with staged_output(out_dir, replace=True) as staging:
             stage("simulate")
             tables, truth, about = simulated_tables(config=config, quick=quick,
                                                     out_dir=staging / "data")

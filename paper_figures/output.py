@@ -24,16 +24,39 @@ class Artifact:
 
 
 @contextmanager
-def staged_output(out_dir: str | os.PathLike) -> Iterator[Path]:
-    """Yield a staging folder; on success move its files into ``out_dir`` (replacing
-    same-named files, leaving others alone); on error delete it."""
+def staged_output(out_dir: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
+    """Yield a staging folder; on success move its files into ``out_dir``; on error delete it.
+
+    ``replace=False``: same-named files are replaced, other files in ``out_dir`` stay.
+    ``replace=True``: ``out_dir`` becomes exactly the staging folder (the old one is removed
+    after the swap), so no stale file of an earlier run survives; refused when ``out_dir``
+    holds files but no ``REPORT.md`` (it does not look like an earlier demo output).
+    """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a folder")
+    if replace and out.is_dir() and any(out.iterdir()) and not (out / "REPORT.md").is_file():
+        raise ValueError(f"--out {out}: holds files but no REPORT.md; the demo replaces its "
+                         "output folder whole, so choose an empty or new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
         yield staging
+        if replace:
+            old = None
+            if out.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+                os.replace(out, old / out.name)
+            try:
+                os.replace(staging, out)
+            except BaseException:
+                if old is not None:  # put the earlier output back
+                    os.replace(old / out.name, out)
+                raise
+            finally:
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+            return
         out.mkdir(parents=True, exist_ok=True)
         for path in sorted(staging.rglob("*")):
             if path.is_file():

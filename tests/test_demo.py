@@ -85,3 +85,30 @@ def test_demo_refuses_a_file_as_output(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(target), "--no-progress"]) == 2
     assert target.read_text() == "x"
     assert Path(tmp_path).joinpath("not-a-folder").is_file()
+
+
+def test_replacing_output_drops_stale_files_and_keeps_foreign_folders(tmp_path):
+    from coupled.paper_figures.output import staged_output
+
+    out = tmp_path / "demo-output"
+    out.mkdir()
+    (out / "REPORT.md").write_text("old")
+    (out / "fig3_win_rates_someone-else.png").write_text("stale")
+    with staged_output(out, replace=True) as staging:
+        (staging / "REPORT.md").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["REPORT.md"]
+    assert (out / "REPORT.md").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-output"]
+
+    with pytest.raises(RuntimeError), staged_output(out, replace=True) as staging:
+        (staging / "REPORT.md").write_text("half")
+        raise RuntimeError("a stage failed")
+    assert (out / "REPORT.md").read_text() == "new"  # the earlier output is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-output"]
+
+    foreign = tmp_path / "my-thesis"
+    foreign.mkdir()
+    (foreign / "chapter1.tex").write_text("precious")
+    with pytest.raises(ValueError, match="no REPORT.md"), staged_output(foreign, replace=True):
+        pass
+    assert (foreign / "chapter1.tex").read_text() == "precious"
