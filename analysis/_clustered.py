@@ -42,9 +42,10 @@ def pad_by_question(frame: pd.DataFrame, columns: list[str],
     Returns ``(arrays, mask, questions)``: ``questions`` lists the question keys in array order
     (plus ``n_rows``). Padding cells hold 0 and are ``False`` in ``mask``.
     """
-    codes, uniques = pd.MultiIndex.from_frame(frame[list(question)]).factorize()
-    slot = pd.Series(codes).groupby(codes).cumcount().to_numpy()
-    n_questions = len(uniques)
+    groups = frame.groupby(list(question), sort=False)
+    codes = groups.ngroup().to_numpy()
+    slot = groups.cumcount().to_numpy()
+    n_questions = int(codes.max()) + 1 if len(codes) else 0
     width = int(slot.max()) + 1 if len(slot) else 0
     mask = np.zeros((n_questions, width), dtype=bool)
     mask[codes, slot] = True
@@ -53,7 +54,8 @@ def pad_by_question(frame: pd.DataFrame, columns: list[str],
         values = np.zeros((n_questions, width))
         values[codes, slot] = frame[column].to_numpy(dtype=float)
         arrays.append(values)
-    questions = pd.DataFrame(list(uniques), columns=list(question))
+    # ngroup numbers groups in order of first appearance (sort=False), as drop_duplicates keeps
+    questions = frame[list(question)].drop_duplicates().reset_index(drop=True)
     questions["n_rows"] = mask.sum(axis=1)
     return arrays, mask, questions
 

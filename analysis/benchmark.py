@@ -261,8 +261,12 @@ def bca_ratio_interval(features: np.ndarray, level: float, n_resamples: int,
     boot = np.empty(n_resamples)
     for start in range(0, n_resamples, chunk):
         stop = min(start + chunk, n_resamples)
-        counts = rng.multinomial(n_questions, np.full(n_questions, 1.0 / n_questions),
-                                 size=stop - start)
+        # Resampled questions as counts (same law as the multinomial, much faster to draw)
+        rows = stop - start
+        drawn = rng.integers(0, n_questions, size=(rows, n_questions))
+        drawn += np.arange(rows)[:, None] * n_questions
+        counts = np.bincount(drawn.ravel(), minlength=rows * n_questions)
+        counts = counts.reshape(rows, n_questions).astype(float)
         boot[start:stop] = _ratio_from_sums(counts @ features)
     jackknife = _ratio_from_sums(total - features)
     deviation = jackknife.mean() - jackknife
@@ -348,10 +352,18 @@ def variance_reduction(scores, model_a: str, model_b: str, *, coupling: str | No
     ``independent``: ``"measured"`` (needs independent rows of the same questions),
     ``"from_coupled"`` (coupled rows only), or ``"auto"`` (measured when present).
     """
+    return _variance_reduction(read_scores(scores), model_a, model_b, coupling=coupling,
+                               independent=independent, alpha=alpha, n_resamples=n_resamples,
+                               seed=seed)
+
+
+def _variance_reduction(scores: pd.DataFrame, model_a: str, model_b: str, *,
+                        coupling: str | None, independent: str, alpha: float, n_resamples: int,
+                        seed) -> VarianceReduction:
+    """:func:`variance_reduction` on an already validated table."""
     if independent not in ("auto", "measured", "from_coupled"):
         raise ValueError("independent must be 'auto', 'measured' or 'from_coupled', "
                          f"got {independent!r}")
-    scores = read_scores(scores)
     a, b, mask, questions = paired_arrays(scores, model_a, model_b, "coupled", coupling)
     _, coupling = _select(scores, "coupled", coupling)
     independent_rows = scores[(scores["mode"] == "independent")
@@ -447,10 +459,10 @@ def compare_models(scores, *, alpha: float = 0.05, models: list[str] | None = No
                 coupled_rows = part[(part["mode"] == "coupled") & (part["coupling"] == coupling)]
                 if {model_a, model_b} <= set(coupled_rows["model"]):
                     try:
-                        reduction = variance_reduction(part[part["coupling"] == coupling],
-                                                       model_a, model_b, coupling=coupling,
-                                                       alpha=alpha, n_resamples=n_resamples,
-                                                       seed=seed)
+                        reduction = _variance_reduction(
+                            part[part["coupling"] == coupling], model_a, model_b,
+                            coupling=coupling, independent="auto", alpha=alpha,
+                            n_resamples=n_resamples, seed=seed)
                     except ValueError as error:
                         if subject == "(all)":
                             raise

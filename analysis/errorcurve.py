@@ -37,7 +37,7 @@ import pandas as pd
 from scipy import stats
 
 from coupled.analysis._clustered import question_moments, variance_components
-from coupled.analysis.benchmark import paired_arrays, variance_reduction
+from coupled.analysis.benchmark import _variance_reduction, paired_arrays
 from coupled.tables import read_scores
 
 _MAX_LEVELS = 64  # beyond this many distinct values, index sampling beats counting
@@ -227,8 +227,9 @@ def error_curves(scores, model_a: str, model_b: str, *, unit: str = "question",
             error = scales["independent"] * np.sqrt(1.0 / (n_ind_total / 2) - 1.0 / n_ind_total)
     n_c = samples_for_error(scales["coupled"], error, len(values["coupled"]), replace)
     n_i = samples_for_error(scales["independent"], error, n_ind_total, replace)
-    reduction = variance_reduction(scores, model_a, model_b, coupling=coupling,
-                                   independent="measured", alpha=alpha, seed=seed)
+    reduction = _variance_reduction(scores, model_a, model_b, coupling=coupling,
+                                    independent="measured", alpha=alpha, n_resamples=1999,
+                                    seed=seed)
     if unit == "row":
         theory, low, high = reduction.saving, reduction.saving_ci_low, reduction.saving_ci_high
     else:
