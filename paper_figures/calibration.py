@@ -13,6 +13,7 @@ simulated models and prompts. Every estimate comes from ``coupled.analysis``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,6 +21,9 @@ import pandas as pd
 
 from coupled.paper_figures.inputs import RunTables
 from coupled.paper_figures.style import MODE_COLORS, MODE_LABELS
+
+if TYPE_CHECKING:
+    from coupled.analysis.benchmark import BenchmarkComparison
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class CalibrationPoints:
 
 
 def calibration_points(truth: KnownTruth, tables: RunTables, alpha: float = 0.05,
-                       benchmark: object | None = None) -> CalibrationPoints:
+                       benchmark: BenchmarkComparison | None = None) -> CalibrationPoints:
     """``benchmark``: ``compare_models(tables.scores, alpha=alpha)`` if already computed."""
     from coupled.analysis.benchmark import compare_models
     from coupled.analysis.pairwise import win_rate_matrix
@@ -137,7 +141,7 @@ def coverage_line(points: pd.DataFrame) -> str:
 
 
 def plot_calibration(truth: KnownTruth, tables: RunTables, alpha: float = 0.05,
-                     benchmark: object | None = None) -> tuple[plt.Figure, str]:
+                     benchmark: BenchmarkComparison | None = None) -> tuple[plt.Figure, str]:
     """The figure and its caption (``benchmark``: see :func:`calibration_points`)."""
     points = calibration_points(truth, tables, alpha, benchmark)
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))

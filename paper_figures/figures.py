@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -21,6 +22,11 @@ from coupled.paper_figures.inputs import RunTables, load_run
 from coupled.paper_figures.output import Artifact, relocate, staged_output
 from coupled.paper_figures.style import save_figure, use_paper_style
 from coupled.tables import SCORE_KEY
+
+if TYPE_CHECKING:  # analysis is imported where it is used (it pulls in scipy/statsmodels)
+    from coupled.analysis.benchmark import BenchmarkComparison, VarianceReduction
+    from coupled.analysis.errorcurve import SampleSaving
+    from coupled.paper_figures.calibration import KnownTruth
 
 Step = Callable[[str], None]  # reports the stage being drawn (a progress bar's postfix)
 
@@ -33,8 +39,8 @@ class PairAnalysis:
     model_b: str
     questions: pd.DataFrame  # question_statistics (coupled) + var_diff_measured_independent
     curves: pd.DataFrame  # error curves, one block per mode present
-    saving: object | None  # analysis.errorcurve.SampleSaving (None without independent rows)
-    reduction: object  # analysis.benchmark.VarianceReduction
+    saving: SampleSaving | None  # None without independent rows
+    reduction: VarianceReduction
     independent_source: str  # "measured" or "from_coupled"
 
 
@@ -87,7 +93,7 @@ def choose_coupling(tables: RunTables, coupling: str | None = None) -> tuple[Run
 
 
 def _known_reduction(reductions: pd.DataFrame | None, model_a: str, model_b: str,
-                     coupling: str, source: str) -> object | None:
+                     coupling: str, source: str) -> VarianceReduction | None:
     """The pair's row of a ``compare_models(...).variance_reduction`` frame already computed
     (same defaults: BCa, 1999 resamples, seed 0), as a ``VarianceReduction``; else None."""
     from dataclasses import fields
@@ -208,8 +214,9 @@ def _fig3_caption(model: str, derived: bool, tested: bool) -> str:
 def make_figures(tables: RunTables, out_dir: str | os.PathLike, *,
                  pairs: Sequence[tuple[str, str]] | None = None, model: str | None = None,
                  alpha: float = 0.05, unit: str = "row", coupling: str | None = None,
-                 truth: object | None = None, n_resamples: int = 1000,
-                 benchmark: object | None = None, step: Step | None = None) -> FigureSet:
+                 truth: KnownTruth | None = None, n_resamples: int = 1000,
+                 benchmark: BenchmarkComparison | None = None, step: Step | None = None
+                 ) -> FigureSet:
     """Draw every figure and table the tables allow into ``out_dir`` (written as it goes;
     :func:`figures_command` wraps it so that a failure writes nothing).
 
