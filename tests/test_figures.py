@@ -331,3 +331,20 @@ def test_single_table_files_are_recognised(run_tables, tmp_path):
     with pytest.raises(ValueError, match="holds no scores"):
         (tmp_path / "empty").mkdir()
         load_run(tmp_path / "empty")
+
+
+def test_coupled_only_run_draws_from_coupled_data(run_tables, tmp_path):
+    """Half the GPU cost: a coupled-only run still gets Fig. 2 (independent variance estimated
+    from the coupled run, said in the caption), a one-mode Fig. 3 without stars and Table 1."""
+    scores, _ = run_tables
+    coupled = scores[scores["mode"] == "coupled"]
+    result = make_figures(tables_from_frames(coupled, None), tmp_path,
+                          pairs=[("large", "small")], n_resamples=100)
+    analysis = result.pairs[("large", "small")]
+    assert analysis.independent_source == "from_coupled" and analysis.saving is None
+    assert set(analysis.curves["mode"]) == {"coupled"}
+    assert result.mode_tests is None
+    assert set(result.ranking.ranks["mode"]) == {"coupled"}
+    caption = next(a.caption for a in result.artifacts if a.path.name.startswith("fig2_"))
+    assert "estimated from the coupled run" in caption
+    assert (tmp_path / "fig2_large_vs_small.png").is_file()
