@@ -13,8 +13,8 @@ The test planned for is the one :func:`coupled.analysis.benchmark.mean_differenc
   formula from the discordance rate ``psi = P(R_a != R_b)`` (coupling lowers ``psi``).
 
 Variance components come from assumptions (per-question correct-answer probabilities of the
-two models and, for coupled mode, the probability both are right — e.g. from
-``coupled.theory``'s joint laws; the default ``min(p_a, p_b)`` is the comonotone joint of any
+two models and, for coupled mode, the probability both are right — or the models' next-token
+distributions, through ``coupled.theory``'s exact joint laws; the default ``min(p_a, p_b)`` is the comonotone joint of any
 counterfactually stable sampler with two outcomes, DESIGN §1) or from a pilot ``scores`` table
 (method of moments, :func:`coupled.analysis._clustered.variance_components`; the independent
 within variance from a coupled pilot is ``Var(R_a) + Var(R_b)``).
@@ -64,6 +64,37 @@ def components_from_accuracies(p_a: np.ndarray, p_b: np.ndarray,
     return VarianceComponents(effect=float(diff.mean()), between=float(diff.var()),
                               within_coupled=float(within_coupled),
                               within_independent=float(within_independent))
+
+
+def components_from_distributions(dists_a: np.ndarray, dists_b: np.ndarray,
+                                  correct: np.ndarray, coupling: str = "gumbel"
+                                  ) -> VarianceComponents:
+    """Variance components of binary scores from two models' next-token distributions.
+
+    ``dists_a, dists_b``: ``(N, V)`` per question; ``correct``: ``(N,)`` index of the correct
+    token or boolean ``(N, V)`` set of correct tokens. The coupled joint law is
+    ``coupled.theory.joint`` for ``coupling`` (``"gumbel"`` or ``"inverse_cdf"``).
+    """
+    from coupled.theory import joint
+
+    dists_a = np.asarray(dists_a, dtype=float)
+    dists_b = np.asarray(dists_b, dtype=float)
+    if dists_a.ndim != 2 or dists_a.shape != dists_b.shape:
+        raise ValueError("dists_a and dists_b must both have shape (N, V), got "
+                         f"{dists_a.shape} and {dists_b.shape}")
+    correct = np.asarray(correct)
+    if correct.shape == dists_a.shape[:1]:
+        mask = np.zeros(dists_a.shape, dtype=bool)
+        mask[np.arange(len(correct)), correct.astype(int)] = True
+    elif correct.shape == dists_a.shape and correct.dtype == bool:
+        mask = correct
+    else:
+        raise ValueError("correct: give (N,) token indices or an (N, V) boolean mask")
+    pair_law = joint(dists_a, dists_b, coupling)
+    p_both = np.einsum("nab,na,nb->n", pair_law, mask, mask)
+    p_a, p_b = (dists_a * mask).sum(axis=1), (dists_b * mask).sum(axis=1)
+    return components_from_accuracies(np.clip(p_a, 0, 1), np.clip(p_b, 0, 1),
+                                      np.clip(p_both, 0, np.minimum(p_a, p_b)))
 
 
 def components_from_pilot(scores, model_a: str, model_b: str, *, coupling: str | None = None

@@ -93,7 +93,7 @@ def _ratio_coverage(source: str, design: str, reps: int, seed: int) -> float:
 @pytest.mark.parametrize("design", ["balanced", "unbalanced"])
 @pytest.mark.parametrize("source", ["from_coupled", "measured"])
 def test_variance_ratio_ci_coverage(source, design):
-    reps = 150
+    reps = 400
     rate = _ratio_coverage(source, design, reps, seed=len(source) * 10 + len(design))
     _check_rate(rate, LEVEL, reps, False, 0.015, f"ratio CI {source}/{design}")
 

@@ -15,6 +15,7 @@ from test_analysis_benchmark_sim import make_population, simulate_replicates, to
 from coupled.analysis._clustered import VarianceComponents
 from coupled.analysis.planning import (
     components_from_accuracies,
+    components_from_distributions,
     components_from_pilot,
     mcnemar_power,
     mcnemar_sample_size,
@@ -153,3 +154,17 @@ def test_pilot_with_one_seed_is_refused_by_name():
     a, b, mask = simulate_replicates(POP, 1, 50, 1, "coupled", np.random.default_rng(0))
     with pytest.raises(ValueError, match="at least 2 seeds"):
         components_from_pilot(to_scores(a[0], b[0], mask[0], "coupled"), "m_a", "m_b")
+
+
+def test_components_from_distributions_use_the_exact_gumbel_joint():
+    pytest.importorskip("coupled.theory")
+    from_dists = components_from_distributions(POP.p, POP.q, np.zeros(len(POP.p), dtype=int))
+    assert from_dists.effect == pytest.approx(POP.effect, abs=1e-12)
+    assert from_dists.between == pytest.approx(POP.between, abs=1e-12)
+    assert from_dists.within_coupled == pytest.approx(POP.within("coupled"), abs=1e-12)
+    assert from_dists.within_independent == pytest.approx(POP.within("independent"), abs=1e-12)
+    mask = np.zeros(POP.p.shape, dtype=bool)
+    mask[:, 0] = True
+    assert components_from_distributions(POP.p, POP.q, mask) == from_dists
+    with pytest.raises(ValueError, match="correct"):
+        components_from_distributions(POP.p, POP.q, np.zeros(3))
