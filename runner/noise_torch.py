@@ -15,16 +15,20 @@ reference's docstring), and ``g`` is cast to the logits' dtype at the very end.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 
 from coupled.runner.keys import MASK64, row_key, stream_key, text_hash
 
-__all__ = ["UNIFORM_TOKEN", "bits_to_uniform", "gumbel_noise", "noise_bits", "row_key", "row_keys",
-           "shared_uniform", "splitmix64", "stream_key", "text_hash", "uniforms"]
+__all__ = ["GUMBEL_MAX", "UNIFORM_TOKEN", "bits_to_uniform", "gumbel_noise", "gumbel_noise_at",
+           "noise_bits", "row_key", "row_keys", "shared_uniform", "splitmix64", "stream_key",
+           "text_hash", "uniforms"]
 
 UNIFORM_TOKEN = 2**32 - 1  # the token id whose u is inverse-CDF's shared uniform
+# The largest Gumbel value the noise can take: u <= (2**24 - 0.5) / 2**24 (about 16.6).
+GUMBEL_MAX = -math.log(-math.log((2**24 - 0.5) / 2**24))
 
 
 def _signed(value: int) -> int:
@@ -92,6 +96,17 @@ def gumbel_noise(rows: torch.Tensor, step: int, vocab_size: int,
     """
     token_ids = torch.arange(vocab_size, dtype=torch.int64, device=rows.device)
     u = uniforms(rows, step, token_ids)
+    return u.log_().neg_().log_().neg_().to(dtype)
+
+
+def gumbel_noise_at(rows: torch.Tensor, step: int, row_index: torch.Tensor,
+                    token_ids: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The same noise as :func:`gumbel_noise`, only at the pairs (rows[row_index[k]], token_ids[k]).
+
+    For sparse use: ``gumbel_noise(rows, step, V)[row_index, token_ids]`` without the rest.
+    """
+    row_step = splitmix64(rows ^ _signed(step))
+    u = bits_to_uniform(splitmix64(row_step[row_index] ^ token_ids))
     return u.log_().neg_().log_().neg_().to(dtype)
 
 

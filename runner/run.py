@@ -101,9 +101,12 @@ def run(config_or_path: str | os.PathLike | dict[str, Any] | RunConfig,
     manifest.setdefault("model_hashes", {})
     from coupled.runner.models import model_file_hashes
 
+    by_path: dict[str, dict[str, str]] = {}  # variants of one folder are hashed once
     for spec in config.models:
         if spec.name not in manifest["model_hashes"]:
-            manifest["model_hashes"][spec.name] = model_file_hashes(spec.path)
+            if spec.path not in by_path:
+                by_path[spec.path] = model_file_hashes(spec.path)
+            manifest["model_hashes"][spec.name] = by_path[spec.path]
     manifest["status"] = "running"
     write_manifest(out_dir, manifest)
 

@@ -95,3 +95,43 @@ def test_noise_on_cuda_is_bit_identical_to_cpu():
 def test_splitmix64_rejects_other_dtypes():
     with pytest.raises(ValueError, match="int64"):
         noise_torch.splitmix64(torch.zeros(3, dtype=torch.int32))
+
+
+def test_sparse_noise_equals_the_dense_noise_at_the_same_pairs():
+    rows = noise_torch.row_keys("t", [str(i) for i in range(8)], list(range(8)))
+    dense = noise_torch.gumbel_noise(rows, 4, 300)
+    row_index = torch.tensor([0, 3, 3, 7])
+    token_ids = torch.tensor([0, 5, 299, 17])
+    assert torch.equal(noise_torch.gumbel_noise_at(rows, 4, row_index, token_ids),
+                       dense[row_index, token_ids])
+    u_max = (2**24 - 0.5) / 2**24
+    assert noise_torch.GUMBEL_MAX == -np.log(-np.log(u_max))
+    assert dense.max() <= noise_torch.GUMBEL_MAX
+
+
+@pytest.mark.parametrize("scale, peak", [(1.0, 0.0), (3.0, 20.0), (8.0, 40.0)])
+def test_pruned_gumbel_argmax_equals_the_dense_argmax(scale, peak):
+    # Flat logits take the dense path, peaked ones the pruned path: both must agree exactly.
+    from coupled.runner.decode import gumbel_argmax
+
+    generator = torch.Generator().manual_seed(int(scale))
+    logits = torch.randn(64, 5000, generator=generator) * scale
+    logits[:, :3] += peak
+    logits[5, 100] = float("-inf")  # masked (top-p) tokens never win
+    rows = noise_torch.row_keys("t", [str(i) for i in range(64)], list(range(64)))
+    for step in range(4):
+        dense = (logits + noise_torch.gumbel_noise(rows, step, 5000)).argmax(-1)
+        assert torch.equal(gumbel_argmax(logits, rows, step), dense)
+        assert torch.equal(gumbel_argmax(logits, rows, step, dense_fraction=0.0), dense)
+
+
+def test_top_p_keeps_the_nucleus_and_temperature_zero_is_greedy():
+    from coupled.runner.decode import sample_next_tokens
+
+    logits = torch.log(torch.tensor([[0.6, 0.3, 0.05, 0.05]])).expand(4000, -1)
+    rows = noise_torch.row_keys("t", ["p"] * 4000, list(range(4000)))
+    tokens = sample_next_tokens(logits, rows, 0, 1.0, top_p=0.8)
+    assert set(tokens.tolist()) == {0, 1}  # 0.6 < 0.8, so token 1 completes the nucleus
+    # renormalised nucleus: P(0) = 2/3; 4000 draws, SE ~ 0.0075, allow 4 SE
+    assert abs((tokens == 0).double().mean().item() - 2 / 3) < 4 * 0.0075
+    assert set(sample_next_tokens(logits, rows, 0, 0.0).tolist()) == {0}
