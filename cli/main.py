@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # Order = order in --help. Modules import their part lazily inside ``func`` so that
@@ -35,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as error:
-        # Bad input: one clear message, non-zero exit, no traceback.
+        # Bad input: one clear message, non-zero exit, no traceback (COUPLED_DEBUG=1 shows it,
+        # since a bug of ours can also surface as a ValueError).
+        if os.environ.get("COUPLED_DEBUG"):
+            raise
         print(f"coupled {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from coupled.paper_figures import report
 from coupled.paper_figures.output import Artifact, relocate, staged_output
-from coupled.tables.io import _atomic_write
+from coupled.tables import atomic_write
 
 STAGES = ("simulate", "analyse", "plan", "figures", "report")
 PAPER_PAIRS = (("medium", "small"), ("large", "small"), ("large", "medium"))
@@ -61,7 +61,7 @@ def planning_pair(differences: pd.DataFrame) -> tuple[str, str]:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    _atomic_write(path, lambda tmp: tmp.write_text(text))
+    atomic_write(path, lambda tmp: tmp.write_text(text))
     return path
 
 
@@ -128,12 +128,12 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
                                       "`coupled figures --from <out>/data --out DIR`.")
                           for p in data_files]
             reduction_csv = staging / "variance_reduction.csv"
-            _atomic_write(reduction_csv, lambda tmp: reductions.to_csv(tmp, index=False))
+            atomic_write(reduction_csv, lambda tmp: reductions.to_csv(tmp, index=False))
             artifacts.append(Artifact(reduction_csv, "Variance-reduction ratio and sample "
                                       "saving with bootstrap CIs for every pair "
                                       "(coupled.analysis.benchmark.compare_models)."))
             plan_csv = staging / "planning.csv"
-            _atomic_write(plan_csv, lambda tmp: plan.to_csv(tmp, index=False))
+            atomic_write(plan_csv, lambda tmp: plan.to_csv(tmp, index=False))
             artifacts.append(Artifact(plan_csv, f"Questions needed to detect {a} vs {b} "
                                       "(coupled.analysis.planning.plan_mean_difference)."))
             done("figures")

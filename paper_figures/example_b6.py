@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from coupled.tables.io import _atomic_write
+from coupled.tables import atomic_write
 
 CAPTION = ("Appendix B.6 example (exact, from coupled.theory): three models, two equally likely "
            "prompts q and q'; probability of the correct answer on each, average accuracy, and "
@@ -62,6 +62,6 @@ def write_example(out_dir: str | os.PathLike, stem: str = "example_b6") -> list[
     written = []
     for suffix, text in texts.items():
         target = Path(out_dir) / f"{stem}.{suffix}"
-        _atomic_write(target, lambda tmp, text=text: tmp.write_text(text))
+        atomic_write(target, lambda tmp, text=text: tmp.write_text(text))
         written.append(target)
     return written

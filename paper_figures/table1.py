@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from coupled.paper_figures.style import MODE_LABELS
-from coupled.tables.io import _atomic_write
+from coupled.tables import atomic_write
 
 RANK_COLUMNS = ["model", "mode", "win_rate", "ci_low", "ci_high", "rank_low", "rank_high"]
 
@@ -109,9 +109,9 @@ def write_ranking_table(table: RankingTable, out_dir: str | os.PathLike,
     written = []
     for suffix, text in texts.items():
         target = out / f"{stem}.{suffix}"
-        _atomic_write(target, lambda tmp, text=text: tmp.write_text(text))
+        atomic_write(target, lambda tmp, text=text: tmp.write_text(text))
         written.append(target)
     target = out / f"{stem}.csv"
-    _atomic_write(target, lambda tmp: table.ranks.to_csv(tmp, index=False))
+    atomic_write(target, lambda tmp: table.ranks.to_csv(tmp, index=False))
     written.append(target)
     return written

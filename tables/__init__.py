@@ -9,6 +9,7 @@ half-written shard behind.
 
 from coupled.tables.io import (
     TableError,
+    atomic_write,
     completed_shards,
     read_comparisons,
     read_generations,
@@ -42,6 +43,7 @@ __all__ = [
     "OUTCOMES",
     "SCORE_KEY",
     "TableError",
+    "atomic_write",
     "completed_shards",
     "read_comparisons",
     "read_generations",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,8 @@ def read_comparisons(path: str | os.PathLike | pd.DataFrame,
     return read_table(path, "comparisons", models=models)
 
 
-def _atomic_write(target: Path, write) -> None:
+def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
+    """Create ``target`` by calling ``write(tmp_path)`` then renaming: all or nothing."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -107,9 +108,9 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, kind: str | None = No
     if kind is not None:
         df = validate(df, kind, str(path))
     if path.suffix == ".csv":
-        _atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+        atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
     else:
-        _atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
+        atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
     return path
 
 
@@ -137,7 +138,7 @@ def write_manifest(out_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path
     """Write ``manifest.json`` atomically (sorted keys, non-JSON values as strings)."""
     target = Path(out_dir) / MANIFEST
     text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
-    _atomic_write(target, lambda tmp: tmp.write_text(text + "\n"))
+    atomic_write(target, lambda tmp: tmp.write_text(text + "\n"))
     return target
 
 
