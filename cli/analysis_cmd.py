@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from coupled.tables import atomic_write
 
 DEFAULT_SEEDS = "1,2,5,10"
 
@@ -93,14 +93,7 @@ def _emit(payload: dict, screen: str, args: argparse.Namespace) -> int:
         target = Path(args.out)
         if not target.parent.exists():
             raise FileNotFoundError(f"--out: folder {target.parent} does not exist")
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text + "\n")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, lambda tmp: tmp.write_text(text + "\n"))
     sys.stdout.write((text if args.json else screen) + "\n")
     return 0
 

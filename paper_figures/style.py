@@ -7,7 +7,6 @@ installation are needed. Coupled generation is always blue, independent always o
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,8 @@ matplotlib.use("Agg")  # before pyplot is imported anywhere: figures are files, 
 
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
+
+from coupled.tables import atomic_write  # noqa: E402
 
 MODE_COLORS = {"coupled": "#1f77b4", "independent": "#ff7f0e"}
 MODE_LABELS = {"coupled": "Coupled", "independent": "Independent"}
@@ -56,14 +57,7 @@ def save_figure(fig: matplotlib.figure.Figure, out_dir: str | os.PathLike, stem:
     try:
         for fmt in formats:
             target = out / f"{stem}.{fmt}"
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".{fmt}", dir=out)
-            os.close(fd)
-            try:
-                fig.savefig(tmp, format=fmt, dpi=DPI)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(target, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=DPI))
             written.append(target)
     finally:
         plt.close(fig)
