@@ -46,6 +46,7 @@ def sample_next_tokens(logits: torch.Tensor, rows: torch.Tensor, step: int,
         return logits.argmax(dim=-1)
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    rows = rows.to(logits.device)
     scaled = logits / temperature
     if top_p is not None and top_p < 1.0:
         scaled = _mask_outside_nucleus(scaled, top_p)

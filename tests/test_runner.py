@@ -96,7 +96,8 @@ def _first_token_logits(model_dir: Path, prompt: int = 1) -> tuple[torch.Tensor,
                                "Answer:")
     ids = tokenizer(text)["input_ids"]
     with torch.no_grad():
-        return model(torch.tensor([ids])).logits[0, -1].double(), ids
+        logits = model(torch.tensor([ids], device=model.device)).logits[0, -1]
+    return logits.double().cpu(), ids
 
 
 def _chi_square_pvalue(counts: np.ndarray, probs: np.ndarray) -> float:
@@ -171,8 +172,8 @@ def test_own_loop_matches_generate_with_the_logits_processor(tiny):
                                 end_token_ids=[tokenizer.eos_token_id],
                                 pad_token_id=tokenizer.pad_token_id)
     processor = decode.gumbel_logits_processor(keys, len(ids), temperature=0.8)
-    output = model.generate(torch.tensor([ids] * 8), attention_mask=torch.ones(8, len(ids),
-                            dtype=torch.long), do_sample=False, max_new_tokens=6,
+    batch = torch.tensor([ids] * 8, device=model.device)
+    output = model.generate(batch, attention_mask=torch.ones_like(batch), do_sample=False, max_new_tokens=6,
                             logits_processor=[processor], pad_token_id=tokenizer.pad_token_id,
                             eos_token_id=tokenizer.eos_token_id)
     for generation, row in zip(ours, output[:, len(ids):].tolist(), strict=True):
