@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -100,6 +101,13 @@ def _is_binary(*arrays: np.ndarray) -> bool:
     return all(np.isin(x, (0.0, 1.0)).all() for x in arrays)
 
 
+class ConfidenceInterval(NamedTuple):
+    """``(low, high)``, as ``scipy.stats`` results return from ``.confidence_interval()``."""
+
+    low: float
+    high: float
+
+
 # ----------------------------------------------------------------------------- mean difference
 @dataclass(frozen=True)
 class MeanDifference:
@@ -118,6 +126,10 @@ class MeanDifference:
     pvalue: float
     test: str
     note: str = ""
+
+    def confidence_interval(self) -> ConfidenceInterval:
+        """The question-clustered CI of the difference, at the level it was computed."""
+        return ConfidenceInterval(self.ci_low, self.ci_high)
 
 
 def _paired_test(a: np.ndarray, b: np.ndarray, mask: np.ndarray, moments: QuestionMoments,
@@ -232,6 +244,10 @@ class VarianceReduction:
     saving_ci_high: float
     within_ratio: float
     note: str = ""
+
+    def confidence_interval(self) -> ConfidenceInterval:
+        """The BCa bootstrap CI of ``ratio`` (the saving's is ``1 - high, 1 - low``)."""
+        return ConfidenceInterval(self.ratio_ci_low, self.ratio_ci_high)
 
 
 _BOOTSTRAP_CELLS = 2**22  # bootstrap counts held at once (32 MB): memory O(chunk × Q)

@@ -76,6 +76,8 @@ def test_se_is_the_one_sample_t_test_on_question_means():
     low, high = t.confidence_interval(0.95)
     assert result.pvalue == pytest.approx(t.pvalue, rel=1e-10)
     assert (result.ci_low, result.ci_high) == pytest.approx((low, high), rel=1e-10)
+    assert result.confidence_interval() == (result.ci_low, result.ci_high)
+    assert result.confidence_interval().high == result.ci_high
     assert result.test == "t-test on per-question means"
 
 
@@ -217,6 +219,7 @@ def test_variance_reduction_both_sources_on_one_run():
         assert abs(result.ratio - POP.ratio()) < 4 * se
         assert result.saving == pytest.approx(1 - result.ratio)
         assert result.saving_ci_low == pytest.approx(1 - result.ratio_ci_high)
+        assert result.confidence_interval() == (result.ratio_ci_low, result.ratio_ci_high)
     assert measured.var_coupled == alone.var_coupled
 
 
