@@ -41,10 +41,14 @@ from coupled.tables import (
 
 __all__ = [
     "AverageWinRates",
+    "BlockCounts",
     "PairCounts",
     "PairRates",
     "average_win_rates",
     "average_win_rates_from_counts",
+    "block_counts",
+    "clustered_covariance",
+    "clustered_variance",
     "compare_modes",
     "mode_difference_from_rates",
     "derive_comparisons",
@@ -54,8 +58,10 @@ __all__ = [
     "pair_indices",
     "significance_stars",
     "adjust_pvalues",
+    "two_sided_pvalue",
     "win_rate_matrix",
     "wilson_effective_ci",
+    "z_statistic",
 ]
 
 Correction = Literal["holm", "bonferroni", "fdr_bh", "none"]
@@ -189,9 +195,7 @@ def pair_counts(comparisons: pd.DataFrame, models: list[str] | None = None,
     k = len(names)
     if k < 2:
         raise ValueError("comparisons: need at least two models")
-    lookup = np.array(names, dtype=object)
-    a = np.searchsorted(lookup, comparisons["model_a"].to_numpy(dtype=object))
-    b = np.searchsorted(lookup, comparisons["model_b"].to_numpy(dtype=object))
+    a, b = (_codes(comparisons[column], names) for column in ("model_a", "model_b"))
     pair_of = np.full((k, k), -1, dtype=np.int64)
     ia, ib = pair_indices(k)
     pair_of[ia, ib] = np.arange(len(ia))
@@ -201,7 +205,6 @@ def pair_counts(comparisons: pd.DataFrame, models: list[str] | None = None,
     n_blocks, n_prompts, n_pairs = len(blocks), len(prompts), len(ia)
     flat = (block * n_prompts + prompt) * n_pairs + pair
     size = n_blocks * n_prompts * n_pairs
-    outcome = comparisons["outcome"].to_numpy(dtype=object)
     shape = (n_blocks, n_prompts, n_pairs)
 
     def count(weights: np.ndarray | None) -> np.ndarray:
@@ -211,10 +214,69 @@ def pair_counts(comparisons: pd.DataFrame, models: list[str] | None = None,
         models=tuple(names),
         blocks=tuple(zip(blocks["mode"], blocks["coupling"], strict=True)),
         prompts=prompts,
-        wins_a=count((outcome == "a").astype(float)),
-        wins_b=count((outcome == "b").astype(float)),
+        wins_a=count((comparisons["outcome"] == "a").to_numpy(dtype=float)),
+        wins_b=count((comparisons["outcome"] == "b").to_numpy(dtype=float)),
         n=count(None),
     )
+
+
+def _codes(column: pd.Series, names: list[str]) -> np.ndarray:
+    # Factorising first and looking up only the distinct names is ~10x faster than comparing a
+    # million strings one by one (pyarrow-backed string columns convert slowly to objects).
+    codes, uniques = pd.factorize(column)
+    return pd.Index(names).get_indexer(uniques)[codes]
+
+
+@dataclass(frozen=True)
+class BlockCounts:
+    """Counts ``[1, Q, P]`` of one ``(mode, coupling)`` block, restricted to the models compared
+    in that block (a mode may compare fewer models than the table names)."""
+
+    mode: str
+    coupling: str
+    models: tuple[str, ...]
+    wins_a: np.ndarray
+    wins_b: np.ndarray
+    n: np.ndarray
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.wins_a, self.wins_b, self.n
+
+    def require_complete(self) -> None:
+        """Raise, naming the models and the block, unless every pair was compared on >= 2
+        prompts (an average over opponents needs every opponent; a prompt-clustered variance
+        needs two prompts)."""
+        where = f"mode {self.mode!r}, coupling {self.coupling!r}"
+        ia, ib = pair_indices(len(self.models))
+        prompts = (self.n[0] > 0).sum(axis=0)
+        missing = np.flatnonzero(prompts == 0)
+        if len(missing):
+            shown = ", ".join(f"({self.models[ia[p]]}, {self.models[ib[p]]})"
+                              for p in missing[:3])
+            raise ValueError(f"comparisons ({where}): {len(missing)} pair(s) never compared, "
+                             f"e.g. {shown}; an average win-rate needs comparisons against "
+                             "every opponent")
+        if (self.n[0].sum(axis=1) > 0).sum() < 2:
+            raise ValueError(f"comparisons ({where}): all comparisons come from a single prompt; "
+                             "a prompt-clustered interval needs at least 2 prompts")
+
+
+def block_counts(counts: PairCounts, mode: str, coupling: str) -> BlockCounts:
+    """One block of ``counts`` with only the models that appear in it."""
+    wins_a, wins_b, n = counts.block(mode, coupling)
+    k = len(counts.models)
+    ia, ib = pair_indices(k)
+    compared = n[0].sum(axis=0) > 0
+    present = np.zeros(k, dtype=bool)
+    present[ia[compared]] = present[ib[compared]] = True
+    keep = np.flatnonzero(present)
+    pair_of = np.full((k, k), -1, dtype=np.int64)
+    pair_of[ia, ib] = np.arange(len(ia))
+    sub_a, sub_b = pair_indices(len(keep))
+    columns = pair_of[keep[sub_a], keep[sub_b]]
+    return BlockCounts(mode, coupling, tuple(counts.models[i] for i in keep),
+                       wins_a[..., columns], wins_b[..., columns], n[..., columns])
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,16 +319,24 @@ def pair_rates_from_counts(wins_a: np.ndarray, wins_b: np.ndarray, n: np.ndarray
 
 def clustered_covariance(influence: np.ndarray, n_clusters: np.ndarray) -> np.ndarray:
     """``Q/(Q-1) sum_q IF(q) IF(q)^T`` for influence functions ``[R, Q, d]`` -> ``[R, d, d]``
-    (the small-sample factor is the usual CR1 one for ``Q`` non-empty clusters)."""
+    (the small-sample factor is the usual CR1 one for ``Q`` non-empty clusters, ``[R]``).
+
+    Written out rather than taken from statsmodels' ``cov_cluster``: that works on one fitted
+    model at a time, while the Monte-Carlo checks need thousands of replicates in one call."""
     factor = n_clusters / np.maximum(n_clusters - 1, 1)
     influence = np.nan_to_num(influence)
     return np.einsum("rqi,rqj->rij", influence, influence) * factor[:, None, None]
 
 
 def clustered_variance(influence: np.ndarray, n_clusters: np.ndarray) -> np.ndarray:
-    """Diagonal of :func:`clustered_covariance` only: ``[R, Q, d] -> [R, d]``."""
+    """Diagonal of :func:`clustered_covariance` only: ``[R, Q, d] -> [R, d]``; ``n_clusters``
+    is ``[R]`` or, when each column has its own clusters (a pair compared on some prompts
+    only), ``[R, d]``."""
+    n_clusters = np.asarray(n_clusters, dtype=float)
     factor = n_clusters / np.maximum(n_clusters - 1, 1)
-    return np.square(np.nan_to_num(influence)).sum(axis=1) * factor[:, None]
+    if factor.ndim == 1:
+        factor = factor[:, None]
+    return np.square(np.nan_to_num(influence)).sum(axis=1) * factor
 
 
 def wilson_effective_ci(estimate: np.ndarray, se: np.ndarray, n_total: np.ndarray,
@@ -276,19 +346,24 @@ def wilson_effective_ci(estimate: np.ndarray, se: np.ndarray, n_total: np.ndarra
     nominal count divided by the clustered design effect), so it matches the clustered Wald
     interval inside (0, 1) but stays inside [0, 1] and keeps a non-zero width at the boundary.
 
-    Where the estimate sits at 0 or 1 its clustered variance is 0 and carries no design effect;
-    we then use the worst case — every comparison of a prompt identical — i.e. ``n_eff`` = the
-    number of prompts (coupled win-rates can sit at 0 exactly, Prop. 4). ``n_eff`` is capped at the
-    number of comparisons (never narrower than an i.i.d. Wilson interval)."""
+    Where the clustered variance is 0 it carries no design effect — at an estimate of 0 or 1
+    (coupled win-rates can sit at 0 exactly, Prop. 4), or for a rate seen on one prompt only —
+    so we use the worst case, every comparison of a prompt identical: ``n_eff`` = the number of
+    prompts ``n_clusters``. ``n_eff`` is capped at the number of comparisons (never narrower than
+    an i.i.d. Wilson interval). The interval itself is statsmodels' ``proportion_confint``."""
     estimate, se = np.asarray(estimate, dtype=float), np.asarray(se, dtype=float)
     spread = estimate * (1 - estimate)
     with np.errstate(divide="ignore", invalid="ignore"):
-        n_eff = np.where(se > 0, spread / np.square(se), np.inf)
+        n_eff = np.where(se > 0, spread / np.square(se), n_clusters)
     n_eff = np.where(spread <= 0, n_clusters, n_eff)
     n_eff = np.minimum(n_eff, n_total)
     n_eff = np.where(n_eff > 0, n_eff, np.nan)
     low, high = proportion_confint(estimate * n_eff, n_eff, alpha=alpha, method="wilson")
-    return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    # At an estimate of exactly 0 or 1 the Wilson bound equals it only up to rounding
+    # (1 - 1e-16 would exclude a true rate of 1): the interval always contains its estimate.
+    low = np.minimum(np.asarray(low, dtype=float), estimate)
+    high = np.maximum(np.asarray(high, dtype=float), estimate)
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -352,22 +427,26 @@ class ModeDifference:
     se: np.ndarray
     z: np.ndarray
     pvalue: np.ndarray
-    df: np.ndarray         # [R] prompts - 1
+    df: np.ndarray         # [R, P] prompts of the pair (in either mode) - 1
 
 
 def mode_difference_from_rates(coupled: PairRates, independent: PairRates,
                                n_coupled: np.ndarray, n_independent: np.ndarray
                                ) -> ModeDifference:
     """Paired z-test of coupled vs independent win-rates on the *same* prompt index: the variance
-    is that of ``IF_coupled(q) - IF_independent(q)``, clustered over every prompt of either mode."""
-    clusters = ((n_coupled.sum(axis=2) + n_independent.sum(axis=2)) > 0).sum(axis=1).astype(float)
+    is that of ``IF_coupled(q) - IF_independent(q)``, clustered over every prompt on which the pair
+    was compared in either mode."""
+    clusters = ((n_coupled + n_independent) > 0).sum(axis=1).astype(float)      # [R, P]
     difference = np.stack([coupled.win_a - independent.win_a,
                            coupled.win_b - independent.win_b], axis=1)
     se = np.sqrt(np.stack([clustered_variance(coupled.if_a - independent.if_a, clusters),
                            clustered_variance(coupled.if_b - independent.if_b, clusters)], axis=1))
-    z = _z(difference, se)
-    return ModeDifference(difference, se, z, two_sided_pvalue(z, (clusters - 1)[:, None, None]),
-                          clusters - 1)
+    z = z_statistic(difference, se)
+    df = np.maximum(clusters - 1, 1)
+    pvalue = two_sided_pvalue(z, df[:, None, :])
+    # A pair seen on a single prompt has no clustered variance: no test rather than p = 0.
+    pvalue = np.where((clusters >= 2)[:, None, :], pvalue, np.nan)
+    return ModeDifference(difference, se, z, pvalue, df)
 
 
 def two_sided_pvalue(z: np.ndarray, df: np.ndarray | float = np.inf) -> np.ndarray:
@@ -386,7 +465,8 @@ def t_quantile(level: float, df: np.ndarray | float) -> np.ndarray:
                     stats.norm.isf(level))
 
 
-def _z(difference: np.ndarray, se: np.ndarray) -> np.ndarray:
+def z_statistic(difference: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """``difference / se``; a difference with zero variance is reported plainly."""
     # A difference with zero variance is reported plainly: z = 0 when the difference is 0
     # (identical data), +-inf when it is not (a deterministic difference), never NaN.
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -450,13 +530,15 @@ def win_rate_matrix(comparisons: pd.DataFrame | str | os.PathLike, alpha: float 
         for label, rate, influence in (("win", rates.win_a, rates.if_a),
                                        ("tie", rates.tie, rates.if_tie),
                                        ("loss", rates.win_b, rates.if_b)):
-            se = np.sqrt(clustered_variance(influence, rates.n_clusters))
+            # Each pair is clustered over its own prompts (it may be compared on a subset).
+            se = np.sqrt(clustered_variance(influence, rates.n_prompts))
             low, high = wilson_effective_ci(rate, se, rates.n_total, rates.n_prompts, alpha)
             columns[label] = (rate[0], low[0], high[0])
-        se_even = np.sqrt(clustered_variance(rates.if_a - rates.if_b, rates.n_clusters))[0]
-        pvalue = two_sided_pvalue(_z(rates.win_a[0] - rates.win_b[0], se_even),
-                                  rates.n_clusters[0] - 1)
-        pvalue = np.where(rates.n_total[0] > 0, pvalue, np.nan)
+        se_even = np.sqrt(clustered_variance(rates.if_a - rates.if_b, rates.n_prompts))[0]
+        pvalue = two_sided_pvalue(z_statistic(rates.win_a[0] - rates.win_b[0], se_even),
+                                  np.maximum(rates.n_prompts[0] - 1, 1))
+        # A pair seen on fewer than 2 prompts has no clustered variance: no test.
+        pvalue = np.where(rates.n_prompts[0] >= 2, pvalue, np.nan)
         adjusted = adjust_pvalues(pvalue, correction)
         half = {"mode": mode, "coupling": coupling,
                 "n_comparisons": rates.n_total[0], "n_prompts": rates.n_prompts[0],
@@ -481,16 +563,20 @@ def average_win_rates(comparisons: pd.DataFrame | str | os.PathLike, alpha: floa
                       models: list[str] | None = None) -> pd.DataFrame:
     """Each model's average win-rate per ``(mode, coupling)`` with a (1 - alpha) interval whose
     variance accounts for comparisons sharing a prompt, a seed or a model (prompt-clustered
-    influence functions; Wilson form with the effective sample size)."""
+    influence functions; Wilson form with the effective sample size). Each block ranks the
+    models compared in it; every pair of them must have been compared (on >= 2 prompts in
+    all). A scores table is accepted and turned into derived comparisons."""
     _check_alpha(alpha)
     data, _ = load_comparisons(comparisons, models)
     counts = pair_counts(data, models)
     frames = []
     for mode, coupling in counts.blocks:
-        avg = average_win_rates_from_counts(*counts.block(mode, coupling))
+        block = block_counts(counts, mode, coupling)
+        block.require_complete()
+        avg = average_win_rates_from_counts(*block.arrays)
         low, high = wilson_effective_ci(avg.estimate, avg.se, avg.n_total, avg.n_prompts, alpha)
         frames.append(pd.DataFrame({
-            "model": counts.models, "mode": mode, "coupling": coupling,
+            "model": block.models, "mode": mode, "coupling": coupling,
             "win_rate": avg.estimate[0], "ci_low": low[0], "ci_high": high[0], "se": avg.se[0],
             "n_comparisons": avg.n_total[0], "n_prompts": avg.n_prompts[0]}))
     return pd.concat(frames, ignore_index=True)

@@ -41,17 +41,19 @@ from coupled.analysis.pairwise import (
     pair_counts,
     pair_indices,
     pair_rates_from_counts,
+    two_sided_pvalue,
+    z_statistic,
 )
 
-__all__ = ["VarianceComponents", "WinRateSeparationPlan", "plan_win_rate_separation",
-           "separation_coefficients", "separation_test_from_counts",
+__all__ = ["SeparationTest", "WinRateSeparationPlan", "WinRateVarianceComponents",
+           "plan_win_rate_separation", "separation_coefficients", "separation_test_from_counts",
            "variance_components_from_assumptions", "variance_components_from_pilot"]
 
 _MAX_ENUMERATED_MODELS = 12
 
 
 @dataclass(frozen=True)
-class VarianceComponents:
+class WinRateVarianceComponents:
     """Per-question variance of the separation statistic: ``between + within / seeds``."""
 
     delta: float      # expected separation (the effect)
@@ -77,6 +79,9 @@ class WinRateSeparationPlan:
     n_questions_coupled: int | None
     n_questions_independent: int | None
     saving: float                  # 1 - coupled / independent questions needed (NaN if unknown)
+    budget: int | None = None      # questions available, when a detectable effect was asked for
+    mde_coupled: float = float("nan")       # smallest separation detected with that budget
+    mde_independent: float = float("nan")
 
 
 def separation_coefficients(k: int, i: int, j: int, target: str = "average"
@@ -99,27 +104,29 @@ def separation_coefficients(k: int, i: int, j: int, target: str = "average"
 
 
 def _patterns(probs: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """Correctness patterns ``[n, k]`` of all models on one prompt type and their probabilities."""
-    k = len(probs)
+    """Correctness patterns of all models and their probabilities on every prompt type:
+    ``[T, n, k]`` and ``[T, n]`` (coupled: ``n = k + 1``), or ``[n, k]`` shared by all types and
+    ``[T, n]`` (independent: ``n = 2^k``)."""
+    k = probs.shape[1]
     if mode == "coupled":
         # correct_m = U < p_m: constant between consecutive sorted probabilities.
-        cuts = np.concatenate([[0.0], np.sort(probs), [1.0]])
-        weight = np.diff(cuts)
-        middle = (cuts[:-1] + cuts[1:]) / 2
-        return middle[:, None] < probs[None, :], weight
+        zeros, ones = np.zeros((len(probs), 1)), np.ones((len(probs), 1))
+        cuts = np.concatenate([zeros, np.sort(probs, axis=1), ones], axis=1)
+        middle = (cuts[:, :-1] + cuts[:, 1:]) / 2
+        return middle[:, :, None] < probs[:, None, :], np.diff(cuts, axis=1)
     if mode == "independent":
         if k > _MAX_ENUMERATED_MODELS:
             raise ValueError(f"independent planning from assumptions enumerates 2^k patterns; "
                              f"k = {k} > {_MAX_ENUMERATED_MODELS}")
         pattern = np.array(list(product((False, True), repeat=k)))
-        weight = np.where(pattern, probs, 1 - probs).prod(axis=1)
+        weight = np.where(pattern[None], probs[:, None, :], 1 - probs[:, None, :]).prod(axis=2)
         return pattern, weight
     raise ValueError(f"mode must be 'coupled' or 'independent', got {mode!r}")
 
 
 def variance_components_from_assumptions(prompt_probs: np.ndarray, i: int, j: int, mode: str,
                                          target: str = "average", judge_noise: float = 0.0
-                                         ) -> VarianceComponents:
+                                         ) -> WinRateVarianceComponents:
     """Exact variance components of the separation of models ``i, j`` in the canonical
     two-outcome family (prompt types drawn uniformly; see :mod:`pairwise_simulation`)."""
     probs = np.asarray(prompt_probs, dtype=float)
@@ -130,21 +137,18 @@ def variance_components_from_assumptions(prompt_probs: np.ndarray, i: int, j: in
     k = probs.shape[1]
     coef_a, coef_b = separation_coefficients(k, i, j, target)
     ia, ib = pair_indices(k)
-    means, variances = [], []
-    for row in probs:
-        pattern, weight = _patterns(row, mode)
-        ca, cb = pattern[:, ia], pattern[:, ib]
-        # Given the pattern, each pair's judged outcome is independent (judge noise per pair).
-        pa = (1 - judge_noise) * (ca & ~cb) + judge_noise / 2
-        pb = (1 - judge_noise) * (cb & ~ca) + judge_noise / 2
-        mean_given = pa @ coef_a + pb @ coef_b
-        var_given = (coef_a ** 2 * pa + coef_b ** 2 * pb - (coef_a * pa + coef_b * pb) ** 2).sum(1)
-        mean = weight @ mean_given
-        means.append(mean)
-        variances.append(weight @ var_given + weight @ (mean_given - mean) ** 2)
-    means = np.array(means)
-    return VarianceComponents(delta=float(means.mean()), between=float(means.var()),
-                              within=float(np.mean(variances)))
+    pattern, weight = _patterns(probs, mode)
+    ca, cb = pattern[..., ia], pattern[..., ib]
+    # Given the pattern, each pair's judged outcome is independent (judge noise per pair), and
+    # the outcomes of one pair are mutually exclusive: Var(a X_a + b X_b) per pair, summed.
+    pa = (1 - judge_noise) * (ca & ~cb) + judge_noise / 2
+    pb = (1 - judge_noise) * (cb & ~ca) + judge_noise / 2
+    mean_given = pa @ coef_a + pb @ coef_b                              # [(T,) n]
+    var_given = (coef_a ** 2 * pa + coef_b ** 2 * pb - (coef_a * pa + coef_b * pb) ** 2).sum(-1)
+    means = (weight * mean_given).sum(axis=1)                           # [T]
+    variances = (weight * (var_given + (mean_given - means[:, None]) ** 2)).sum(axis=1)
+    return WinRateVarianceComponents(delta=float(means.mean()), between=float(means.var()),
+                                     within=float(variances.mean()))
 
 
 @dataclass(frozen=True)
@@ -159,8 +163,6 @@ class SeparationTest:
 def separation_test_from_counts(wins_a: np.ndarray, wins_b: np.ndarray, n: np.ndarray,
                                 i: int, j: int, target: str = "average") -> SeparationTest:
     """The z-test the plan is for, on counts ``[R, Q, P]`` (clusters along ``Q``)."""
-    from coupled.analysis.pairwise import _z, two_sided_pvalue
-
     rates = pair_rates_from_counts(wins_a, wins_b, n)
     coef_a, coef_b = separation_coefficients(_models_from_pairs(rates.win_a.shape[-1]), i, j,
                                              target)
@@ -169,7 +171,7 @@ def separation_test_from_counts(wins_a: np.ndarray, wins_b: np.ndarray, n: np.nd
     estimate = rates.win_a @ coef_a + rates.win_b @ coef_b
     influence = (rates.if_a @ coef_a + rates.if_b @ coef_b)[..., None]
     se = np.sqrt(clustered_variance(influence, rates.n_clusters))[:, 0]
-    return SeparationTest(estimate, se, two_sided_pvalue(_z(estimate, se), rates.n_clusters - 1))
+    return SeparationTest(estimate, se, two_sided_pvalue(z_statistic(estimate, se), rates.n_clusters - 1))
 
 
 def _models_from_pairs(n_pairs: int) -> int:
@@ -178,7 +180,7 @@ def _models_from_pairs(n_pairs: int) -> int:
 
 def variance_components_from_pilot(comparisons: pd.DataFrame | str | os.PathLike, model: str,
                                    opponent: str, mode: str, coupling: str | None = None,
-                                   target: str = "average") -> VarianceComponents:
+                                   target: str = "average") -> WinRateVarianceComponents:
     """Variance components from a pilot: with ``Q`` questions and ``s`` seeds on average,
     ``Q Var_prompt = between + within / s`` and ``Q s Var_row = between + within`` (the same
     estimator's variance clustered by question and by (question, seed))."""
@@ -212,7 +214,7 @@ def variance_components_from_pilot(comparisons: pd.DataFrame | str | os.PathLike
     var_row = n_questions * seeds * float(test_row.se[0]) ** 2
     within = max((var_row - var_prompt) / (1 - 1 / seeds), 0.0)
     between = max(var_prompt - within / seeds, 0.0)
-    return VarianceComponents(delta=float(test_prompt.estimate[0]), between=between,
+    return WinRateVarianceComponents(delta=float(test_prompt.estimate[0]), between=between,
                               within=within)
 
 
@@ -226,13 +228,23 @@ def _questions_needed(effect: float, sd: float, alpha: float, power: float) -> i
     return max(2, math.ceil(n))
 
 
+def _minimum_detectable(sd: float, n_questions: int, alpha: float, power: float) -> float:
+    if not np.isfinite(sd):
+        return float("nan")
+    effect_size = TTestPower().solve_power(nobs=n_questions, alpha=alpha, power=power,
+                                           alternative="two-sided")
+    return float(effect_size) * sd
+
+
 def plan_win_rate_separation(*, model: str | int = 0, opponent: str | int = 1,
                              target: str = "average", effect: float | None = None,
                              n_seeds: int = 1, alpha: float = 0.05, power: float = 0.8,
                              prompt_probs: np.ndarray | None = None, judge_noise: float = 0.0,
                              pilot: pd.DataFrame | str | os.PathLike | None = None,
-                             coupling: str | None = None) -> WinRateSeparationPlan:
-    """Questions needed (with ``n_seeds`` seeds each) to separate ``model`` from ``opponent``.
+                             coupling: str | None = None, budget: int | None = None
+                             ) -> WinRateSeparationPlan:
+    """Questions needed (with ``n_seeds`` seeds each) to separate ``model`` from ``opponent``,
+    and with ``budget`` questions the smallest separation detectable in each mode.
 
     Give either ``prompt_probs`` ([types, models] probabilities of the preferred answer; models
     are then column indices) or a ``pilot`` comparisons table (models by name; a mode absent from
@@ -244,7 +256,9 @@ def plan_win_rate_separation(*, model: str | int = 0, opponent: str | int = 1,
         raise ValueError(f"alpha and power must be in (0, 1), got {alpha}, {power}")
     if int(n_seeds) != n_seeds or n_seeds < 1:
         raise ValueError(f"n_seeds must be a positive integer, got {n_seeds}")
-    components: dict[str, VarianceComponents | None] = {}
+    if budget is not None and (int(budget) != budget or budget < 2):
+        raise ValueError(f"budget must be an integer number of questions >= 2, got {budget}")
+    components: dict[str, WinRateVarianceComponents | None] = {}
     for mode in ("coupled", "independent"):
         if prompt_probs is not None:
             components[mode] = variance_components_from_assumptions(
@@ -275,4 +289,9 @@ def plan_win_rate_separation(*, model: str | int = 0, opponent: str | int = 1,
                                  n_seeds=int(n_seeds), sd_coupled=sds["coupled"],
                                  sd_independent=sds["independent"],
                                  n_questions_coupled=needed["coupled"],
-                                 n_questions_independent=needed["independent"], saving=saving)
+                                 n_questions_independent=needed["independent"], saving=saving,
+                                 budget=None if budget is None else int(budget),
+                                 **{f"mde_{mode}": (_minimum_detectable(sds[mode], int(budget),
+                                                                        alpha, power)
+                                                    if budget is not None else float("nan"))
+                                    for mode in ("coupled", "independent")})

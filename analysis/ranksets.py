@@ -34,6 +34,7 @@ from scipy import stats
 from coupled.analysis.pairwise import (
     average_win_rate_map,
     average_win_rates_from_counts,
+    block_counts,
     load_comparisons,
     pair_counts,
     pair_indices,
@@ -167,20 +168,23 @@ def rank_sets(comparisons: pd.DataFrame | str | os.PathLike, alpha: float = 0.05
     Returns columns ``model, mode, win_rate, ci_low, ci_high, rank_low, rank_high`` then extras
     (``coupling, se, n_comparisons, n_prompts, critical_value, derived``); ``ci_low/ci_high`` are
     each model's own ``ci_level`` interval; ranks are simultaneous at level 1 - alpha, rank 1 is
-    the best model. Rows are sorted by mode, coupling, then decreasing win-rate."""
+    the best model. Each block ranks the models compared in it (every pair of them must have
+    been compared). Rows are sorted by mode, coupling, then decreasing win-rate."""
     if not 0 < ci_level < 1:
         raise ValueError(f"ci_level must be in (0, 1), got {ci_level}")
     data, derived = load_comparisons(comparisons, models)
     counts = pair_counts(data, models)
     frames = []
     for mode, coupling in counts.blocks:
-        avg = average_win_rates_from_counts(*counts.block(mode, coupling))
+        block = block_counts(counts, mode, coupling)
+        block.require_complete()
+        avg = average_win_rates_from_counts(*block.arrays)
         ranks = rank_sets_from_estimates(avg.estimate, avg.covariance, alpha, method=method,
                                          rng=seed, n_draws=n_draws, df=avg.n_clusters - 1)
         low, high = wilson_effective_ci(avg.estimate, avg.se, avg.n_total, avg.n_prompts,
                                         1 - ci_level)
         frames.append(pd.DataFrame({
-            "model": counts.models, "mode": mode, "win_rate": avg.estimate[0],
+            "model": block.models, "mode": mode, "win_rate": avg.estimate[0],
             "ci_low": low[0], "ci_high": high[0], "rank_low": ranks.rank_low[0],
             "rank_high": ranks.rank_high[0], "coupling": coupling, "se": avg.se[0],
             "n_comparisons": avg.n_total[0].astype(int), "n_prompts": avg.n_prompts[0].astype(int),
