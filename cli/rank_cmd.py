@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -25,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--alpha", type=float, default=0.05,
                         help="simultaneous error rate of the rank-sets (default 0.05)")
     parser.add_argument("--method", choices=("max_t", "bonferroni"), default="max_t",
-                        help="simultaneous intervals: Gaussian max-|t| (default) or Bonferroni")
+                        help="simultaneous intervals: max-|t| quantile (default) or Bonferroni")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the Monte-Carlo max-|t| quantile (default 0)")
     parser.add_argument("--json", action="store_true",
@@ -37,14 +35,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from coupled.analysis.ranksets import rank_sets
+    from coupled.tables import atomic_write
 
-    if args.out and Path(args.out).suffix not in (".csv", ".json", ".parquet"):
-        raise ValueError(f"--out {args.out}: use a .csv, .json or .parquet file name")
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        # Checked before any work, so bad options fail fast and nothing is written.
+        if out.suffix not in _WRITERS:
+            raise ValueError(f"--out {out}: use a .csv, .json or .parquet file name")
+        if not out.parent.exists():
+            raise FileNotFoundError(f"--out: folder {out.parent} does not exist")
     table = rank_sets(args.path, alpha=args.alpha, method=args.method, seed=args.seed)
-    if args.out:
-        _write_atomic(table, Path(args.out))
+    if out is not None:
+        atomic_write(out, lambda tmp: _WRITERS[out.suffix](table, tmp))
+        print(f"wrote {out}", file=sys.stderr)
     if args.json:
-        print(table.to_json(orient="records", indent=2))
+        print(_to_json(table))
         return 0
     if bool(table["derived"].iloc[0]):
         print(f"note: {args.path} holds scores only; comparisons were derived from them "
@@ -53,14 +58,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _to_json(table) -> str:
+    # pandas writes NaN as null and numpy scalars as plain numbers.
+    return json.dumps(json.loads(table.to_json(orient="records")), indent=2)
+
+
+_WRITERS = {
+    ".csv": lambda table, path: table.to_csv(path, index=False),
+    ".json": lambda table, path: path.write_text(_to_json(table) + "\n"),
+    ".parquet": lambda table, path: table.to_parquet(path, index=False),
+}
+
+
+def rate_label(estimate: float, ci_low: float, ci_high: float, digits: int = 4) -> str:
+    """'0.3670 ±0.0020' when the interval is symmetric to the digits shown, else
+    '0.0100 [0.0000, 0.0480]': score-type intervals near 0 or 1 are asymmetric, and a ± would
+    misstate them (the same rule as ``coupled.paper_figures.table1``, which is too heavy to
+    import for a terminal table)."""
+    below, above = estimate - ci_low, ci_high - estimate
+    if round(below, digits) == round(above, digits):
+        return f"{estimate:.{digits}f} \u00b1{above:.{digits}f}"
+    return f"{estimate:.{digits}f} [{ci_low:.{digits}f}, {ci_high:.{digits}f}]"
+
+
 def format_table(table, alpha: float) -> str:
-    """Table-1 layout: one row per model, per block its rank-set and average win-rate +- half-width."""
+    """Table-1 layout: one row per model, per block its rank-set and average win-rate with its
+    interval."""
     import pandas as pd
     from tabulate import tabulate
 
     several_couplings = table["coupling"].nunique() > 1
     blocks = list(dict.fromkeys(zip(table["mode"], table["coupling"], strict=True)))
-    # Models in the order of the first block (best first).
+    # Models in the order of the first block (best first), then any it lacks.
     order = list(dict.fromkeys(table["model"]))
     columns: dict[str, list[str]] = {"model": order}
     for mode, coupling in blocks:
@@ -75,31 +104,11 @@ def format_table(table, alpha: float) -> str:
             row = block.loc[model]
             low, high = int(row["rank_low"]), int(row["rank_high"])
             ranks.append(str(low) if low == high else f"{low}\u2013{high}")
-            half = (row["ci_high"] - row["ci_low"]) / 2
-            rates.append(f"{row['win_rate']:.4f} \u00b1{half:.4f}")
+            rates.append(rate_label(row["win_rate"], row["ci_low"], row["ci_high"]))
         columns[f"{label} rank"] = ranks
         columns[f"{label} avg win-rate"] = rates
-    body = tabulate(pd.DataFrame(columns), headers="keys", showindex=False, tablefmt="github")
+    body = tabulate(pd.DataFrame(columns), headers="keys", showindex=False, tablefmt="github",
+                    disable_numparse=True)
     footer = (f"rank-sets: simultaneous {100 * (1 - alpha):g}% (rank 1 = best); "
-              "\u00b1: half-width of each model's 95% interval, clustered by prompt")
+              "avg win-rate: each model's own 95% interval, clustered by prompt")
     return body + "\n" + footer
-
-
-def _write_atomic(table, path: Path) -> None:
-    # Write next to the target and rename, so a failure never leaves a half-written file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        if path.suffix == ".csv":
-            table.to_csv(temporary, index=False)
-        elif path.suffix == ".json":
-            Path(temporary).write_text(json.dumps(json.loads(table.to_json(orient="records")),
-                                                  indent=2))
-        else:
-            table.to_parquet(temporary, index=False)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    print(f"wrote {path}", file=sys.stderr)

@@ -22,6 +22,7 @@ from coupled.analysis.ranksets import (
     true_rank_range,
 )
 from coupled.cli.main import main
+from coupled.cli.rank_cmd import rate_label
 
 MODELS = ["m0", "m1", "m2", "m3"]
 
@@ -73,6 +74,30 @@ def test_well_separated_models_get_exact_ranks():
         assert list(block["model"]) == ["m3", "m2", "m1", "m0"]
         assert list(block["rank_low"]) == [1, 2, 3, 4]
         assert list(block["rank_high"]) == [1, 2, 3, 4]
+
+
+def test_each_mode_ranks_the_models_it_compared():
+    table = _two_mode_table()
+    # The independent run compared only m0..m2: it ranks those three, the coupled run all four.
+    independent = table["mode"] == "independent"
+    table = table[~independent | ((table["model_a"] != "m3") & (table["model_b"] != "m3"))]
+    result = rank_sets(table)
+    assert sorted(result.loc[result["mode"] == "independent", "model"]) == ["m0", "m1", "m2"]
+    assert result.loc[result["mode"] == "independent", "rank_high"].max() <= 3
+    assert sorted(result.loc[result["mode"] == "coupled", "model"]) == MODELS
+    alone = rank_sets(table[table["mode"] == "independent"])
+    pd.testing.assert_frame_equal(
+        result[result["mode"] == "independent"].reset_index(drop=True), alone)
+
+
+def test_incomplete_designs_are_refused_with_names():
+    table = _two_mode_table()
+    gap = (table["mode"] == "coupled") & (table["model_a"] == "m1") & (table["model_b"] == "m2")
+    with pytest.raises(ValueError, match=r"mode 'coupled'.*never compared.*\(m1, m2\)"):
+        rank_sets(table[~gap])
+    one_prompt = table[table["prompt_id"] == "0"]
+    with pytest.raises(ValueError, match="single prompt"):
+        rank_sets(one_prompt)
 
 
 @given(st.lists(st.floats(0, 1), min_size=2, max_size=6), st.floats(0.001, 0.05))
@@ -157,12 +182,38 @@ def test_cli_prints_table_json_and_writes_out(tmp_path, capsys):
     _two_mode_table().to_csv(path, index=False)
     assert main(["rank", str(path)]) == 0
     text = capsys.readouterr().out
-    assert "coupled rank" in text and "independent avg win-rate" in text and "\u00b1" in text
+    assert "coupled rank" in text and "independent avg win-rate" in text
+    table = rank_sets(path)
+    for row in table.itertuples():      # every model's rate and interval is shown
+        assert rate_label(row.win_rate, row.ci_low, row.ci_high) in text
     out = tmp_path / "ranks.json"
     assert main(["rank", str(path), "--json", "--alpha", "0.1", "--out", str(out)]) == 0
     records = json.loads(capsys.readouterr().out)
     assert len(records) == 8 and set(REQUIRED_COLUMNS) <= set(records[0])
     assert json.loads(out.read_text()) == records
+
+
+def test_rate_label_uses_plus_minus_only_for_symmetric_intervals():
+    assert rate_label(0.5, 0.45, 0.55) == "0.5000 \u00b10.0500"
+    # Score-type intervals near 0 are asymmetric: shown as an interval, never as a +-.
+    assert rate_label(0.0, 0.0, 0.16) == "0.0000 [0.0000, 0.1600]"
+
+
+def test_cli_writes_csv_and_parquet_atomically(tmp_path, capsys):
+    path = tmp_path / "comparisons.csv"
+    _two_mode_table().to_csv(path, index=False)
+    expected = rank_sets(path)
+    for suffix, reader in ((".csv", pd.read_csv), (".parquet", pd.read_parquet)):
+        out = tmp_path / f"ranks{suffix}"
+        assert main(["rank", str(path), "--out", str(out)]) == 0
+        written = reader(out)
+        assert list(written.columns) == list(expected.columns)
+        np.testing.assert_allclose(written["win_rate"], expected["win_rate"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "comparisons.csv", "ranks.csv", "ranks.parquet"]          # no temporary left behind
+    capsys.readouterr()
+    assert main(["rank", str(path), "--out", str(tmp_path / "nowhere" / "r.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_cli_says_when_comparisons_are_derived(tmp_path, capsys):
