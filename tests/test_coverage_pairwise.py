@@ -94,7 +94,7 @@ def test_win_rate_and_average_intervals_cover(mode, design, replicates):
     for estimate, influence, truth in ((rates.win_a, rates.if_a, truth_a),
                                        (rates.win_b, rates.if_b, truth_b),
                                        (rates.tie, rates.if_tie, 1 - truth_a - truth_b)):
-        se = np.sqrt(clustered_variance(influence, rates.n_clusters))
+        se = np.sqrt(clustered_variance(influence, rates.n_prompts))     # as win_rate_matrix
         low, high = wilson_effective_ci(estimate, se, rates.n_total, rates.n_prompts)
         covered.append((low <= truth) & (truth <= high))
     pair_coverage = float(np.mean(covered))
@@ -108,6 +108,44 @@ def test_win_rate_and_average_intervals_cover(mode, design, replicates):
     low_band, high_band = _band(replicates, 0.935, 0.965, 0.95)
     assert low_band <= pair_coverage <= high_band, pair_coverage
     assert low_band <= average_coverage <= high_band, average_coverage
+
+
+def _near_boundary_probs() -> np.ndarray:
+    """Coupled rates at and near 0 and 1 (Prop. 4): m1 beats m0 on most prompt types and loses
+    by a hair on three (P(m0 beats m1) = 0.002); m2 and m3 are identical (never win against
+    each other, always tie); P(m1 beats m0) = 0.027."""
+    base = np.random.default_rng(0).uniform(0.3, 0.7, (30, 1))
+    step = np.where(np.arange(30)[:, None] < 3, -0.02, 0.03)
+    return np.hstack([base, base + step, base + 0.1, base + 0.1])
+
+
+@_both
+@pytest.mark.parametrize("design", DESIGNS)
+def test_score_intervals_cover_at_and_near_the_boundary(design, replicates):
+    """Coupled win-rates can sit at 0 (no judge noise): the Wilson-type interval must cover
+    every rate there, each on its own (a Wald interval covers the 0.002 rate about half the
+    time, and a point interval at an estimate of 0 would be no interval at all)."""
+    seeds, keep = DESIGNS[design]
+    probs = _near_boundary_probs()
+    sim = simulate_pair_counts(probs, 100, seeds, "coupled", 31, replicates, pair_keep=keep)
+    rates = pair_rates_from_counts(sim.wins_a, sim.wins_b, sim.n)
+    truth_a, truth_b = true_pair_rates(probs, "coupled")
+    assert truth_a[0] == pytest.approx(0.002) and truth_a[-1] == truth_b[-1] == 0
+    coverage, wald = [], []
+    for estimate, influence, truth in ((rates.win_a, rates.if_a, truth_a),
+                                       (rates.win_b, rates.if_b, truth_b),
+                                       (rates.tie, rates.if_tie, 1 - truth_a - truth_b)):
+        se = np.sqrt(clustered_variance(influence, rates.n_prompts))
+        low, high = wilson_effective_ci(estimate, se, rates.n_total, rates.n_prompts)
+        coverage.append(np.mean((low <= truth) & (truth <= high), axis=0))
+        wald.append(np.mean(np.abs(estimate - truth) <= 1.959964 * se, axis=0))
+    coverage, wald = np.concatenate(coverage), np.concatenate(wald)
+    RESULTS[f"boundary worst rate {design} R={replicates}"] = float(coverage.min())
+    RESULTS[f"boundary Wald at 0.002 {design} R={replicates}"] = float(wald[0])
+    # One band per rate (18 of them); the MC SE of each is that of one proportion.
+    low_band, _ = _band(replicates, 0.935, 1.0, 0.95)
+    assert coverage.min() >= low_band, coverage
+    assert wald[0] < 0.8          # the contrast: Wald fails at P(m0 beats m1) = 0.002
 
 
 def test_naive_iid_average_interval_undercovers():
@@ -242,6 +280,23 @@ def test_planned_power_is_achieved(mode, target, replicates):
     RESULTS[f"power {mode} {target} Q={n_questions} R={replicates}"] = power
     low_band, high_band = _band(replicates, 0.75, 0.85, 0.8)
     assert low_band <= power <= high_band, power
+
+
+@pytest.mark.parametrize("budget", [40, 300])
+def test_minimum_detectable_separation_inverts_the_sample_size(budget):
+    probs = np.random.default_rng(5).uniform(0.3, 0.9, (50, 4))
+    plan = plan_win_rate_separation(n_seeds=2, prompt_probs=probs, judge_noise=JUDGE_NOISE,
+                                    budget=budget)
+    assert plan.budget == budget
+    for mode in ("coupled", "independent"):
+        mde = getattr(plan, f"mde_{mode}")
+        again = plan_win_rate_separation(n_seeds=2, prompt_probs=probs, judge_noise=JUDGE_NOISE,
+                                         effect=mde)
+        # Both are root-finds: the sample size for the MDE is the budget, up to rounding up.
+        assert budget <= getattr(again, f"n_questions_{mode}") <= budget + 1
+    assert plan.mde_coupled < plan.mde_independent      # coupling lowers the variance here
+    with pytest.raises(ValueError, match="budget"):
+        plan_win_rate_separation(prompt_probs=probs, budget=1)
 
 
 def test_plan_from_a_pilot_agrees_with_the_assumptions():

@@ -140,6 +140,25 @@ def test_boundary_rates_get_a_score_interval_not_a_point():
     assert row["win_ci_high"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_a_pair_seen_on_one_prompt_gets_no_test_and_a_worst_case_interval():
+    # (a, b) compared on prompts 1-4; (b, c) on prompt 1 only (3 seeds): its clustered
+    # variance is 0 by construction, which must not read as certainty.
+    table = pd.DataFrame({
+        "task": "t", "prompt_id": ["1", "2", "3", "4", "1", "1", "1"],
+        "seed": [0, 0, 0, 0, 0, 1, 2], "mode": "coupled", "coupling": "gumbel",
+        "model_a": ["a"] * 4 + ["b"] * 3, "model_b": ["b"] * 4 + ["c"] * 3,
+        "outcome": ["a", "a", "b", "tie", "b", "b", "a"]})
+    m = win_rate_matrix(table).set_index(["model", "opponent"])
+    row = m.loc[("b", "c")]
+    assert np.isnan(row["pvalue"]) and row["stars"] == ""
+    # One effective observation: the Wilson interval for n = 1.
+    low, high = wilson_effective_ci(np.array([1 / 3]), np.array([0.0]), np.array([3.0]),
+                                    np.array([1.0]))
+    assert (row["win_ci_low"], row["win_ci_high"]) == pytest.approx((low[0], high[0]))
+    assert row["win_ci_high"] - row["win_ci_low"] > 0.7
+    assert np.isfinite(m.loc[("a", "b"), "pvalue"])
+
+
 @given(st.floats(0.01, 0.99), st.floats(1e-4, 0.2), st.integers(20, 500))
 def test_wilson_effective_matches_wald_when_far_from_boundary(p, se, n):
     # Inside (0, 1) with a large effective size, Wilson ~ Wald with the clustered SE.
@@ -149,6 +168,14 @@ def test_wilson_effective_matches_wald_when_far_from_boundary(p, se, n):
     assert low[0] <= p <= high[0] and 0 <= low[0] and high[0] <= 1
     if n_eff > 2000:
         assert (high[0] - low[0]) / 2 == pytest.approx(1.959964 * se, rel=0.05)
+
+
+@given(st.sampled_from([0.0, 1.0]), st.integers(1, 10_000))
+def test_wilson_effective_contains_boundary_estimates_exactly(p, n):
+    # Rounding must never leave a rate of exactly 0 or 1 outside its own interval.
+    low, high = wilson_effective_ci(np.array([p]), np.array([0.0]), np.array([3.0 * n]),
+                                    np.array([n]))
+    assert low[0] <= p <= high[0] and high[0] - low[0] > 0
 
 
 def test_clustered_variance_matches_leave_one_prompt_out_jackknife():
