@@ -84,15 +84,32 @@ def _max_t_critical(covariance: np.ndarray, sd: np.ndarray, alpha: float,
         # T = Z / sqrt(W / df), W ~ chi2(df) shared by the components of one draw.
         scale[df == value] = np.sqrt(stats.chi2.ppf(chi_uniform, value) / value)
     inverse_sd = np.where(sd > 0, 1 / np.where(sd > 0, sd, 1), 0.0)      # [R, P]
-    chunk = max(1, int(2e6 // (n_draws * max(len(ia), 1))))     # ~16 MB blocks stay in cache
-    critical = np.empty(n_rep)
-    for start in range(0, n_rep, chunk):
-        stop = min(start + chunk, n_rep)
-        z = np.einsum("mk,rjk->rmj", normals, root[start:stop])           # [r, M, k]
-        t = (np.abs(z[:, :, ia] - z[:, :, ib]) * inverse_sd[start:stop, None, :]
-             / scale[start:stop, :, None])
-        critical[start:stop] = np.quantile(t.max(axis=2), 1 - alpha, axis=1, method="higher")
-    return critical
+    # Standardised differences of one draw, (Z root^T C) / sd with C the +1/-1 contrast of each
+    # pair, are one matrix product: W = root^T C / sd is [R, k, P] (BLAS, no gathers).
+    contrast = np.zeros((k, len(ia)))
+    contrast[ia, np.arange(len(ia))] = 1.0
+    contrast[ib, np.arange(len(ia))] = -1.0
+    weights = np.matmul(root.transpose(0, 2, 1), contrast) * inverse_sd[:, None, :]
+    weights = np.ascontiguousarray(weights.transpose(0, 2, 1))                 # [R, P, k]
+    draws = np.ascontiguousarray(normals.T)                                    # [k, M]
+    # Blocks of (replicates x draws) of ~4e6 differences: one 2-D matrix product each (few,
+    # large BLAS calls: many small ones cost more in thread hand-offs than in arithmetic);
+    # pairs-major rows make the maximum over pairs an elementwise reduction. The t scale is
+    # per draw and positive, so it divides the maximum afterwards.
+    n_pairs = max(len(ia), 1)
+    rep_chunk = max(1, min(n_rep, int(4e6 // (n_draws * n_pairs))))
+    draw_chunk = max(1, int(4e6 // (rep_chunk * n_pairs)))
+    maxima = np.empty((n_rep, n_draws))
+    for start in range(0, n_rep, rep_chunk):
+        stop = min(start + rep_chunk, n_rep)
+        rows = weights[start:stop].reshape(-1, k)                             # [r * P, k]
+        for first in range(0, n_draws, draw_chunk):
+            last = min(first + draw_chunk, n_draws)
+            standardised = rows @ draws[:, first:last]                        # [r * P, m]
+            np.abs(standardised, out=standardised)
+            maxima[start:stop, first:last] = standardised.reshape(
+                stop - start, -1, last - first).max(axis=1)
+    return np.quantile(maxima / scale, 1 - alpha, axis=1, method="higher")
 
 
 def rank_sets_from_estimates(estimate: np.ndarray, covariance: np.ndarray, alpha: float = 0.05,
