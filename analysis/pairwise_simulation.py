@@ -40,19 +40,18 @@ class SimulatedCounts:
 
 def true_pair_rates(prompt_probs: np.ndarray, mode: str, judge_noise: float = 0.0
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """True P(model_a wins), P(model_b wins) per unordered pair ``[P]`` (Prop. 4, averaged over
-    prompt types; a noisy judge moves ``judge_noise`` of the mass to a fair coin)."""
-    p = np.asarray(prompt_probs, dtype=float)
-    ia, ib = pair_indices(p.shape[1])
-    pa, pb = p[:, ia], p[:, ib]
-    if mode == "coupled":
-        win_a, win_b = np.maximum(pa - pb, 0), np.maximum(pb - pa, 0)
-    elif mode == "independent":
-        win_a, win_b = pa * (1 - pb), pb * (1 - pa)
-    else:
+    """True P(model_a wins), P(model_b wins) per unordered pair ``[P]``: Prop. 4 averaged over
+    prompt types (``coupled.theory.pairwise_rates``; the comonotone draws here are setting 1's
+    Gumbel-max coupling), then a noisy judge moves ``judge_noise`` of the mass to a fair coin."""
+    from coupled.theory import pairwise_rates
+
+    if mode not in ("coupled", "independent"):
         raise ValueError(f"mode must be 'coupled' or 'independent', got {mode!r}")
-    noisy = lambda w: (1 - judge_noise) * w.mean(axis=0) + judge_noise / 2  # noqa: E731
-    return noisy(win_a), noisy(win_b)
+    p = np.asarray(prompt_probs, dtype=float)
+    rates = pairwise_rates(p, coupling="gumbel" if mode == "coupled" else "independent")
+    ia, ib = pair_indices(p.shape[1])
+    return tuple((1 - judge_noise) * rates.win[first, second] + judge_noise / 2
+                 for first, second in ((ia, ib), (ib, ia)))
 
 
 def true_average_win_rates(prompt_probs: np.ndarray, mode: str, judge_noise: float = 0.0
