@@ -107,13 +107,14 @@ def derive_comparisons(scores: pd.DataFrame | str | os.PathLike) -> pd.DataFrame
 def load_comparisons(source: pd.DataFrame | str | os.PathLike,
                      models: list[str] | None = None) -> tuple[pd.DataFrame, bool]:
     """Validated comparisons from a comparisons table, or derived from a scores table when the
-    source holds only scores. Returns ``(comparisons, derived)``."""
+    source holds only scores. Returns ``(comparisons, derived)``; ``derived`` is also true for a
+    comparisons table whose rows say so (column ``derived``, e.g. derived earlier and saved)."""
     if isinstance(source, pd.DataFrame):
         if "outcome" not in source.columns and "score" in source.columns:
             return _restrict(derive_comparisons(source), models), True
-        return read_comparisons(source, models=models), False
+        return _with_flag(read_comparisons(source, models=models))
     try:
-        return read_comparisons(source, models=models), False
+        return _with_flag(read_comparisons(source, models=models))
     except TableError as error:
         if "holds no comparisons" not in error.problem and not _looks_like_scores(error):
             raise
@@ -125,6 +126,11 @@ def load_comparisons(source: pd.DataFrame | str | os.PathLike,
             raise original from None     # neither table: report the comparisons problem
         raise
     return _restrict(derive_comparisons(scores), models), True
+
+
+def _with_flag(comparisons: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    derived = "derived" in comparisons.columns and bool(comparisons["derived"].any())
+    return comparisons, derived
 
 
 def _looks_like_scores(error: TableError) -> bool:

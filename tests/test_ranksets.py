@@ -65,6 +65,10 @@ def test_rank_sets_from_scores_are_flagged_derived():
     result = rank_sets(scores)
     assert result["derived"].all()
     assert list(result["model"]) == ["z", "y", "x"]
+    # Derived once and passed on (as paper_figures does), the flag is kept.
+    from coupled.analysis.pairwise import derive_comparisons
+
+    pd.testing.assert_frame_equal(rank_sets(derive_comparisons(scores)), result)
 
 
 def test_well_separated_models_get_exact_ranks():
