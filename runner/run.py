@@ -39,8 +39,6 @@ from coupled.tables import (
 )
 
 COUPLING = "gumbel"
-# Testing hook: exit abruptly (no cleanup, like a kill) after this many chunks were written.
-EXIT_AFTER_ENV = "COUPLED_RUNNER_EXIT_AFTER_CHUNKS"
 _PACKAGES = ("coupled", "torch", "transformers", "tokenizers", "accelerate", "bitsandbytes",
              "safetensors", "numpy", "pandas", "pyarrow")
 
@@ -114,7 +112,7 @@ def run(config_or_path: str | os.PathLike | dict[str, Any] | RunConfig,
     chunks = plan_chunks(config, len(prompts), kind)
     done = completed_shards(out_dir, kind)
     started = time.perf_counter()
-    stats = _Stats(exit_after=int(os.environ.get(EXIT_AFTER_ENV, "0") or 0))
+    stats = _Stats()
     from tqdm.auto import tqdm
 
     with tqdm(total=len(chunks), initial=sum(c.name in done for c in chunks), unit="chunk",
@@ -129,22 +127,17 @@ def run(config_or_path: str | os.PathLike | dict[str, Any] | RunConfig,
     if config.task.type == "open":
         _judge(config, prompts, out_dir, progress, stats)
     manifest.update(status="complete", seconds_last_session=round(time.perf_counter() - started, 3),
-                    generated_tokens_last_session=stats.tokens)
+                    generated_tokens_last_session=stats.tokens,
+                    chunks_last_session=stats.chunks)
     write_manifest(out_dir, manifest)
     return out_dir
 
 
 @dataclass
 class _Stats:
-    exit_after: int = 0
     chunks: int = 0
     tokens: int = 0
     seconds: float = 0.0
-
-    def chunk_written(self) -> None:
-        self.chunks += 1
-        if self.exit_after and self.chunks >= self.exit_after:
-            os._exit(17)  # a kill, for the resume tests: no cleanup, no flush
 
 
 def _prepare_output(config: RunConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
@@ -275,7 +268,7 @@ def _run_model_chunks(config: RunConfig, spec: ModelSpec, tokenizer, prompts: pd
         stats.seconds += time.perf_counter() - started
         bar.set_postfix(model=spec.name, tok_s=f"{stats.tokens / max(stats.seconds, 1e-9):.0f}")
         bar.update(1)
-        stats.chunk_written()
+        stats.chunks += 1
     del model
     _free_memory()
 
@@ -359,6 +352,6 @@ def _judge(config: RunConfig, prompts: pd.DataFrame, out_dir: Path, progress: bo
             record.update(outcome=outcome, parse_failed=failed, judge_response=verdict)
         write_shard(pd.DataFrame.from_records(records), out_dir, "comparisons",
                     f"judge.{mode}.{index:05d}")
-        stats.chunk_written()
+        stats.chunks += 1
     del model
     _free_memory()

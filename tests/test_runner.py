@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -184,27 +186,92 @@ def test_own_loop_matches_generate_with_the_logits_processor(tiny):
 
 # --- resumption ------------------------------------------------------------------------------
 
-def test_resume_after_a_kill_loses_and_duplicates_nothing(tiny, tmp_path, tiny_run):
-    config = _config(tiny, tmp_path / "killed")
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    script = ("import json, sys; from coupled.runner import run; "
-              "run(json.load(open(sys.argv[1])), progress=False)")
-    env = {**os.environ, "COUPLED_RUNNER_EXIT_AFTER_CHUNKS": "4", "HF_HUB_OFFLINE": "1"}
-    killed = subprocess.run([sys.executable, "-c", script, str(tmp_path / "config.json")],
-                            env=env, capture_output=True, text=True, timeout=120)
-    assert killed.returncode == 17, killed.stderr[-2000:]
-    assert len(list((tmp_path / "killed" / "scores").glob("*.parquet"))) == 4
-    # a temporary file left by a kill mid-write is ignored, never read as a shard
-    (tmp_path / "killed" / "scores" / ".coupled-000.parquet.x.tmp").write_bytes(b"partial")
+# The run in a child process, which stops at a chosen point (announced through a marker file)
+# and waits there to be SIGKILLed by the test: a real kill, at a reproducible place.
+# "mid_batch": inside the n-th generate_rows call (a chunk's earlier batches are decoded but not
+# written); "before_rename": at the n-th shard's os.replace (its temporary file is complete).
+_KILLABLE_RUN = """
+import json, os, sys, time
+from pathlib import Path
+import coupled.runner.decode as decode
+from coupled.runner import run
+
+config_file, where, n, marker, resume = sys.argv[1:]
+calls = 0
+
+def stop_here_if_nth():
+    global calls
+    calls += 1
+    if calls == int(n):
+        Path(marker).write_text(where)
+        time.sleep(600)
+
+if where == "mid_batch":
+    generate_rows = decode.generate_rows
+    def stopping_generate_rows(*args, **kwargs):
+        stop_here_if_nth()
+        return generate_rows(*args, **kwargs)
+    decode.generate_rows = stopping_generate_rows
+else:
+    replace = os.replace
+    def stopping_replace(source, target):
+        if str(target).endswith(".parquet"):
+            stop_here_if_nth()
+        return replace(source, target)
+    os.replace = stopping_replace
+run(json.load(open(config_file)), resume=resume == "1", progress=False)
+"""
+
+
+def _run_and_sigkill(config_file: Path, where: str, n: int, resume: bool, tmp_path: Path) -> None:
+    marker, log = tmp_path / f"{where}.reached", tmp_path / f"{where}.stderr"
+    with log.open("w") as stderr:
+        child = subprocess.Popen([sys.executable, "-c", _KILLABLE_RUN, str(config_file), where,
+                                  str(n), str(marker), "1" if resume else "0"],
+                                 env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 300
+            while not marker.exists():
+                assert child.poll() is None, f"the run ended before {where} #{n}: " \
+                                             f"{log.read_text()[-2000:]}"
+                assert time.monotonic() < deadline, f"{where} #{n} not reached in 300 s"
+                time.sleep(0.02)
+        finally:
+            child.kill()  # SIGKILL: no cleanup, no flush, no exception handlers
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+
+def test_resume_after_kills_loses_and_duplicates_nothing(tiny, tmp_path, tiny_run):
+    config = _config(tiny, tmp_path / "killed")  # 3 models x 3 chunks; 2 batches per chunk
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config))
+    scores = tmp_path / "killed" / "scores"
+    rng = np.random.default_rng(5)  # where to kill: reproducible, yet not hand-picked
+
+    # 1. killed in the second batch of chunk k: its first batch is decoded, nothing written
+    k = int(rng.integers(2, 8))
+    _run_and_sigkill(config_file, "mid_batch", 2 * k, resume=False, tmp_path=tmp_path)
+    assert len(list(scores.glob("*.parquet"))) == k - 1
     with pytest.raises(ValueError, match="not empty"):
         run(config, progress=False)
+
+    # 2. resumed, then killed between writing the n-th new shard and renaming it into place
+    n = int(rng.integers(1, 9 - (k - 1)))
+    _run_and_sigkill(config_file, "before_rename", n, resume=True, tmp_path=tmp_path)
+    assert len(list(scores.glob("*.parquet"))) == k - 1 + n - 1
+    assert list(scores.glob(".*.tmp")), "the killed write should leave its temporary file"
+    assert json.loads((tmp_path / "killed" / "manifest.json").read_text())["status"] == "running"
+
+    # 3. resumed to the end: exactly the rows and values of the uninterrupted run
     run(config, resume=True, progress=False)
     resumed = read_scores(tmp_path / "killed")
     key = ["mode", "model", "prompt_id", "seed"]
+    assert not resumed.duplicated(key).any()
     pd.testing.assert_frame_equal(resumed.sort_values(key).reset_index(drop=True),
                                   tiny_run.sort_values(key).reset_index(drop=True))
     manifest = json.loads((tmp_path / "killed" / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["resumed"] == 1
+    assert manifest["status"] == "complete" and manifest["resumed"] == 2
 
 
 def test_resume_with_another_config_is_refused(tiny, tmp_path):
@@ -332,23 +399,137 @@ def test_judge_order_is_reproducible_balanced_and_mapped_back():
         ["B", "tie", "tie", "A", None]
 
 
-def test_open_prompts_with_a_local_judge_and_with_external_comparisons(tiny, tmp_path):
-    pd.DataFrame({"prompt_id": ["p1", "p2"], "prompt": ["Say hi.", "Name a colour."]}).to_json(
-        tmp_path / "open.jsonl", orient="records", lines=True)
-    task = {"name": "open", "type": "open", "path": str(tmp_path / "open.jsonl")}
-    config = _config(tiny, tmp_path / "judged", task=task, seeds=2, max_new_tokens=6,
-                     judge={"path": str(tiny / "tiny-B"), "max_new_tokens": 3})
-    run(config, progress=False)
-    generations = read_generations(tmp_path / "judged")
-    assert len(generations) == 3 * 2 * 2 * 2
-    comparisons = read_comparisons(tmp_path / "judged", models=["tiny-A", "tiny-B", "tiny-A-copy"])
-    assert len(comparisons) == 3 * 2 * 2 * 2  # pairs x prompts x seeds x modes
-    assert set(comparisons["shown_first"]) <= {"a", "b"}
-    assert comparisons["parse_failed"].dtype == bool  # a random judge: flagged, never dropped
+PAPER_JUDGE_PROMPT_START = ("Please act as an impartial judge and evaluate the quality of the "
+                            "responses provided by two AI assistants to the user prompt")
+PAPER_JUDGE_PROMPT_END = ("'A' if the response of assistant A is better 'B' if the response of "
+                          "assistant B is better 'Tie' if the responses are tied")
 
-    external = comparisons.drop(columns=["judge_response"]).head(5)
-    external.to_csv(tmp_path / "external.csv", index=False)
-    config = {**config, "output_dir": str(tmp_path / "ext"),
-              "judge": {"comparisons": str(tmp_path / "external.csv")}}
+
+def _judge_model(tiny: Path, folder: Path, parseable: bool) -> Path:
+    """A random tiny model whose greedy verdict is (not) a readable 'A' / 'B' / 'Tie'.
+
+    Random judges are position-biased: one answers every judge prompt with the same letter
+    (its output layer is steered towards letters), so which one a seed gives is looked up.
+    """
+    tokenizer = load_tokenizer(ModelSpec(name="t", path=str(tiny / "tiny-A")))
+    text = tasks.render_prompt(tokenizer, tasks.prompt_text("judge_system"),
+                               tasks.judge_user_turn("Say hi.", "Hi", "Hello"), "Verdict:")
+    ids = tokenizer(text)["input_ids"]
+    for seed in range(3, 40):
+        model = build_model(folder / f"judge-{seed}", tokenizer, seed=seed).eval()
+        verdict = decode.generate_rows(model, [ids], [0], torch.zeros(1, dtype=torch.int64),
+                                       temperature=0.0, max_new_tokens=3,
+                                       end_token_ids=[tokenizer.eos_token_id],
+                                       pad_token_id=tokenizer.pad_token_id)[0]
+        if (tasks.parse_verdict(tokenizer.decode(list(verdict.token_ids))) is not None) \
+                == parseable:
+            return folder / f"judge-{seed}"
+    raise AssertionError("no tiny judge of the wanted kind among seeds 3..39")
+
+
+def _open_prompts_config(tiny: Path, folder: Path, judge: dict, **over) -> dict:
+    prompts = pd.DataFrame({"prompt_id": ["p1", "p2", "p3"],
+                            "prompt": ["Say hi.", "Name a colour.", "What is 2 + 3?"]})
+    prompts.to_json(folder / "open.jsonl", orient="records", lines=True)
+    task = {"name": "open", "type": "open", "path": str(folder / "open.jsonl")}
+    return _config(tiny, folder / "out", **{"task": task, "seeds": 2, "max_new_tokens": 6,
+                                           "judge": judge, **over})
+
+
+@pytest.fixture(scope="session")
+def judged_run(tiny, tmp_path_factory):
+    """An open-prompt run with a local judge, and every judge user turn the run rendered."""
+    folder = tmp_path_factory.mktemp("judged")
+    judge = _judge_model(tiny, folder, parseable=True)
+    config = _open_prompts_config(tiny, folder, {"path": str(judge), "max_new_tokens": 3})
+    shown = []
+    judge_user_turn = tasks.judge_user_turn
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tasks, "judge_user_turn",
+                      lambda *args: shown.append(args) or judge_user_turn(*args))
+        run(config, progress=False)
+    return config, shown
+
+
+def test_local_judge_sees_the_recorded_order_and_its_verdicts_are_parsed(judged_run):
+    config, shown = judged_run
+    out, names = config["output_dir"], ["tiny-A", "tiny-B", "tiny-A-copy"]
+    generations = read_generations(out)
+    assert len(generations) == 3 * 3 * 2 * 2  # models x prompts x seeds x modes
+    comparisons = read_comparisons(out, models=names)
+    assert len(comparisons) == 3 * 3 * 2 * 2  # pairs x prompts x seeds x modes
+    response = {(r.prompt_id, r.seed, r.mode, r.model): r.response
+                for r in generations.itertuples(index=False)}
+    text = tasks.load_open_prompts(config["task"]["path"]).set_index("prompt_id")["prompt"]
+    expected = []
+    for row in comparisons.itertuples(index=False):
+        # the order is the recorded reproducible coin, and the judge saw the answers in it
+        assert row.shown_first == tasks.shown_first("open", row.prompt_id, row.seed,
+                                                    row.model_a, row.model_b)
+        answers = (response[(row.prompt_id, row.seed, row.mode, row.model_a)],
+                   response[(row.prompt_id, row.seed, row.mode, row.model_b)])
+        expected.append((text[row.prompt_id], *(answers if row.shown_first == "a"
+                                                else answers[::-1])))
+        # the recorded outcome is the parsed verdict mapped back to the canonical pair
+        verdict = tasks.parse_verdict(row.judge_response)
+        assert verdict is not None and not row.parse_failed
+        assert (row.outcome, False) == tasks.outcome_from_verdict(verdict, row.shown_first)
+    assert sorted(shown) == sorted(expected)
+    # this judge always names the same position, so the outcome follows the recorded coin
+    assert set(comparisons["shown_first"]) == {"a", "b"} and set(comparisons["outcome"]) == \
+        {"a", "b"}
+
+
+def test_unparseable_verdicts_are_flagged_and_kept_as_ties(tiny, tmp_path):
+    judge = _judge_model(tiny, tmp_path, parseable=False)
+    config = _open_prompts_config(tiny, tmp_path, {"path": str(judge), "max_new_tokens": 3},
+                                  modes=["coupled"], seeds=1)
     run(config, progress=False)
-    assert len(read_comparisons(tmp_path / "ext")) == 5
+    comparisons = read_comparisons(config["output_dir"])
+    assert len(comparisons) == 3 * 3  # pairs x prompts: none dropped
+    assert comparisons["parse_failed"].all() and (comparisons["outcome"] == "tie").all()
+    assert comparisons["judge_response"].map(tasks.parse_verdict).isna().all()
+
+
+def test_local_judge_decodes_greedily_with_the_paper_prompt(judged_run):
+    config, _ = judged_run
+    system = tasks.prompt_text("judge_system")
+    assert system.startswith(PAPER_JUDGE_PROMPT_START) and system.endswith(PAPER_JUDGE_PROMPT_END)
+    spec = ModelSpec(name="judge", path=config["judge"]["path"])
+    tokenizer, model = load_tokenizer(spec), load_model(spec)
+    comparisons = read_comparisons(config["output_dir"])
+    generations = read_generations(config["output_dir"])
+    response = {(r.prompt_id, r.seed, r.mode, r.model): r.response
+                for r in generations.itertuples(index=False)}
+    prompts = tasks.load_open_prompts(config["task"]["path"]).set_index("prompt_id")["prompt"]
+    for row in comparisons.sample(6, random_state=0).itertuples(index=False):
+        answers = [response[(row.prompt_id, row.seed, row.mode, m)]
+                   for m in (row.model_a, row.model_b)]
+        shown = answers if row.shown_first == "a" else answers[::-1]
+        text = tasks.render_prompt(tokenizer, system,
+                                   tasks.judge_user_turn(prompts[row.prompt_id], *shown),
+                                   "Verdict:")
+        ids = tokenizer(text, return_tensors="pt")["input_ids"].to(model.device)
+        greedy = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                max_new_tokens=config["judge"]["max_new_tokens"],
+                                pad_token_id=tokenizer.pad_token_id,
+                                eos_token_id=tokenizer.eos_token_id)
+        assert tokenizer.decode(greedy[0, ids.shape[1]:], skip_special_tokens=True) == \
+            row.judge_response
+
+
+def test_externally_judged_comparisons_are_accepted_as_they_are(judged_run, tmp_path):
+    config, _ = judged_run
+    names = ["tiny-A", "tiny-B", "tiny-A-copy"]
+    external = read_comparisons(config["output_dir"], models=names).drop(
+        columns=["judge_response"]).head(5)
+    external.to_csv(tmp_path / "external.csv", index=False)
+    run({**config, "output_dir": str(tmp_path / "ext"),
+         "judge": {"comparisons": str(tmp_path / "external.csv")}}, progress=False)
+    pd.testing.assert_frame_equal(read_comparisons(tmp_path / "ext").reset_index(drop=True),
+                                  read_comparisons(tmp_path / "external.csv"),
+                                  check_dtype=False)
+    external.assign(model_b="nobody").to_csv(tmp_path / "unknown.csv", index=False)
+    with pytest.raises(ValueError, match="nobody"):
+        run({**config, "output_dir": str(tmp_path / "bad"),
+             "judge": {"comparisons": str(tmp_path / "unknown.csv")}}, progress=False)
