@@ -4,7 +4,8 @@
 
 Three ways to produce the same rows (``prompts`` distinct prompts x ``seeds`` seeds, every row
 generating exactly ``--new-tokens`` tokens, end tokens ignored so all do the same work), timed in
-the same process, median of ``--repeats``:
+the same process in alternation (so load from elsewhere hits both alike); tokens/s are medians
+of ``--repeats`` calls and the ratios the medians of the per-round ratios:
 
 * coupled   -- ``coupled.runner.decode.generate_rows``: one prefill per prompt, KV cache copied
                to its seeds, counter-based Gumbel noise (float64) on the device;
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import tempfile
 import time
@@ -37,16 +40,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _timed(fn, device, repeats: int) -> float:
-    fn()  # warm-up (kernels, allocator)
-    times = []
+def _interleaved(fns: dict, device, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each function, timed in alternation (round-robin), ``repeats`` each.
+
+    Alternating makes the ratios robust on a shared machine: a burst of load from elsewhere
+    slows the calls of one round alike instead of one method's whole series.
+    """
+    for fn in fns.values():
+        fn()  # warm-up (kernels, allocator)
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def bench_model(model, vocab: int, device, prompts: int, seeds: int, prompt_len: int,
@@ -77,13 +87,18 @@ def bench_model(model, vocab: int, device, prompts: int, seeds: int, prompt_len:
                                  **common)
 
     tokens = rows * new_tokens
+    times = _interleaved({"coupled": coupled, "generate": sampled}, device, repeats)
     result = {"vocab": vocab, "rows": rows, "prompts": prompts, "new_tokens": new_tokens,
-              "coupled_tok_s": tokens / _timed(coupled, device, repeats),
-              "generate_tok_s": tokens / _timed(sampled, device, repeats)}
-    result["coupled_vs_generate"] = result["coupled_tok_s"] / result["generate_tok_s"]
+              "coupled_tok_s": tokens / statistics.median(times["coupled"]),
+              "generate_tok_s": tokens / statistics.median(times["generate"]),
+              # the median of the per-round ratios (each round ran both back to back)
+              "coupled_vs_generate": statistics.median(
+                  g / c for c, g in zip(times["coupled"], times["generate"], strict=True))}
     if per_row:
-        result["per_row_tok_s"] = tokens / _timed(one_by_one, device, 1)
-        result["coupled_vs_per_row"] = result["coupled_tok_s"] / result["per_row_tok_s"]
+        # The per-row loop is ~20x slower: time it once, between two coupled calls.
+        times = _interleaved({"per_row": one_by_one, "coupled": coupled}, device, 1)
+        result["per_row_tok_s"] = tokens / times["per_row"][0]
+        result["coupled_vs_per_row"] = times["per_row"][0] / times["coupled"][0]
     return result
 
 
@@ -91,11 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="fewer tokens and repeats")
+    parser.add_argument("--new-tokens", type=int, help="tokens per row (default 32; quick 16)")
+    parser.add_argument("--repeats", type=int, help="timed calls per method (default 5; quick 3)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
                           if args.device == "auto" else args.device)
     new_tokens, repeats = (16, 3) if args.quick else (32, 5)
+    new_tokens, repeats = args.new_tokens or new_tokens, args.repeats or repeats
+    load_before = os.getloadavg()[0]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         models_dir = build_tiny_models(Path(tmp) / "models", QUESTIONS)
@@ -113,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         big.generation_config.eos_token_id = None
         results.append(bench_model(big, 32000, device, 4, 8, 96, new_tokens, repeats,
                                    per_row=False))
-    print(f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}"
-          f", torch threads {torch.get_num_threads()})")
+    machine = (torch.cuda.get_device_name() if device.type == "cuda"
+               else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    load = (load_before, os.getloadavg()[0])
+    print(f"device: {device} ({machine}, torch {torch.__version__}, threads "
+          f"{torch.get_num_threads()}); load average {load[0]:.2f} before, {load[1]:.2f} after")
     print(f"{'V':>6} {'rows':>5} {'coupled tok/s':>14} {'generate tok/s':>15} {'ratio':>6} "
           f"{'per-row tok/s':>14} {'ratio':>6}")
     for r in results:
@@ -123,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.get('per_row_tok_s', float('nan')):>14.0f} "
               f"{r.get('coupled_vs_per_row', float('nan')):>6.1f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps(
+            {"device": str(device), "machine": machine, "torch": torch.__version__,
+             "threads": torch.get_num_threads(), "load_average": load, "results": results},
+            indent=2))
     return 0
 
 
