@@ -1,21 +1,26 @@
-"""Summarise the Gemma record: per pair and mode, the variance of the score difference.
+"""Summarise the Gemma record as the markdown tables of examples/gemma/README.md.
 
     python examples/gemma/analyze.py OUT_DIR [OUT_DIR ...]
 
 Reads the scores of one or more output folders (e.g. one per model when models ran in separate
-processes), keeps the questions every model finished in both modes, and prints a markdown
-table per pair: the raw per-row variance of R_a - R_b in each mode (pandas), and the
-variance-reduction ratio / sample saving with its bootstrap CI from
-``coupled.analysis.benchmark.variance_reduction``, plus the clustered mean differences.
+processes with run_one_model.py), keeps the questions every model finished in both modes, and
+prints: accuracy per model and mode (95% t-interval over per-question means, i.e. clustered by
+question) with the parse-failure rate, and per pair the variance of one row's score difference
+in each mode, the coupled/independent ratio and sample saving with their bootstrap CIs and the
+mean differences -- the numbers of ``coupled analyze`` (coupled.analysis.benchmark), laid out
+for the README.
 """
 
 import sys
 from itertools import combinations
 
 import pandas as pd
+from statsmodels.stats.weightstats import DescrStatsW
 
 from coupled.analysis.benchmark import mean_difference, variance_reduction
 from coupled.tables import read_scores, validate_scores
+
+MODES = ("coupled", "independent")
 
 
 def complete_questions(scores: pd.DataFrame) -> pd.DataFrame:
@@ -25,32 +30,44 @@ def complete_questions(scores: pd.DataFrame) -> pd.DataFrame:
     return scores[scores["prompt_id"].isin(counts[counts == expected].index)]
 
 
+def accuracy_table(scores: pd.DataFrame) -> str:
+    lines = ["| model | mode | accuracy [95% CI] | parse failures |", "|---|---|---|---|"]
+    for (model, mode), rows in scores.groupby(["model", "mode"]):
+        # every question has the same number of rows, so the mean of the per-question means is
+        # the row mean, and their t-interval is the question-clustered interval
+        per_question = rows.groupby("prompt_id")["score"].mean()
+        low, high = DescrStatsW(per_question.to_numpy()).tconfint_mean(alpha=0.05)
+        lines.append(f"| {model} | {mode} | {per_question.mean():.3f} [{low:.3f}, {high:.3f}] "
+                     f"| {rows['parse_failed'].mean():.1%} |")
+    return "\n".join(lines)
+
+
+def pair_table(scores: pd.DataFrame) -> str:
+    lines = ["| pair (a − b) | Var coupled | Var independent | ratio [95% CI] "
+             "| sample saving [95% CI] | within-question ratio "
+             "| mean diff coupled [95% CI] | mean diff independent [95% CI] |",
+             "|---" * 8 + "|"]
+    for a, b in combinations(sorted(scores["model"].unique()), 2):
+        vr = variance_reduction(scores, a, b, independent="measured", seed=0)
+        md = [mean_difference(scores, a, b, mode=m) for m in MODES]
+        lines.append(
+            f"| {a} − {b} | {vr.var_coupled:.4f} | {vr.var_independent:.4f} | "
+            f"{vr.ratio:.3f} [{vr.ratio_ci_low:.3f}, {vr.ratio_ci_high:.3f}] | "
+            f"{vr.saving:.1%} [{vr.saving_ci_low:.1%}, {vr.saving_ci_high:.1%}] | "
+            f"{vr.within_ratio:.3f} | "
+            + " | ".join(f"{d.estimate:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]" for d in md)
+            + " |")
+    return "\n".join(lines)
+
+
 def main(folders: list[str]) -> None:
     scores = validate_scores(pd.concat([read_scores(f) for f in folders], ignore_index=True))
     scores = complete_questions(scores)
-    models = sorted(scores["model"].unique())
-    print(f"{scores['prompt_id'].nunique()} questions x {scores['seed'].nunique()} seeds, "
-          f"models {models}, {len(scores)} rows; parse failures by model and mode:")
-    print(scores.groupby(["model", "mode"])["parse_failed"].mean().unstack().round(3)
-          .to_markdown())
-    print("\nmean score by model and mode:")
-    print(scores.groupby(["model", "mode"])["score"].mean().unstack().round(4).to_markdown())
-    wide = scores.pivot_table(index=["mode", "prompt_id", "seed"], columns="model",
-                              values="score")
-    lines = ["| pair (a − b) | Var coupled | Var independent | ratio [95% CI] | saving "
-             "| mean diff coupled [CI] | mean diff independent [CI] |", "|---" * 7 + "|"]
-    for a, b in combinations(models, 2):
-        raw = {m: (wide.loc[m][a] - wide.loc[m][b]).var(ddof=1) for m in ("coupled",
-                                                                          "independent")}
-        vr = variance_reduction(scores, a, b, independent="measured", seed=0)
-        md = {m: mean_difference(scores, a, b, mode=m) for m in ("coupled", "independent")}
-        lines.append(
-            f"| {a} − {b} | {raw['coupled']:.4f} | {raw['independent']:.4f} | "
-            f"{vr.ratio:.3f} [{vr.ratio_ci_low:.3f}, {vr.ratio_ci_high:.3f}] | "
-            f"{vr.saving:.1%} | "
-            + " | ".join(f"{md[m].estimate:+.4f} [{md[m].ci_low:+.4f}, {md[m].ci_high:+.4f}]"
-                         for m in ("coupled", "independent")) + " |")
-    print("\n" + "\n".join(lines))
+    print(f"{scores['prompt_id'].nunique()} questions x {scores['seed'].nunique()} seeds x "
+          f"{scores['model'].nunique()} models x {scores['mode'].nunique()} modes = "
+          f"{len(scores)} rows\n")
+    print(accuracy_table(scores) + "\n")
+    print(pair_table(scores))
 
 
 if __name__ == "__main__":
