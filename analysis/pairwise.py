@@ -349,15 +349,22 @@ def clustered_variance(influence: np.ndarray, n_clusters: np.ndarray) -> np.ndar
 def wilson_effective_ci(estimate: np.ndarray, se: np.ndarray, n_total: np.ndarray,
                         n_clusters: np.ndarray, alpha: float = 0.05
                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval with the effective sample size ``n_eff = p(1-p)/se^2`` (i.e. the
-    nominal count divided by the clustered design effect), so it matches the clustered Wald
-    interval inside (0, 1) but stays inside [0, 1] and keeps a non-zero width at the boundary.
+    """Modified Wilson score interval with the effective sample size ``n_eff = p(1-p)/se^2``
+    (i.e. the nominal count divided by the clustered design effect), so it matches the clustered
+    Wald interval inside (0, 1) but stays inside [0, 1] and keeps a non-zero width at the
+    boundary.
 
     Where the clustered variance is 0 it carries no design effect — at an estimate of 0 or 1
     (coupled win-rates can sit at 0 exactly, Prop. 4), or for a rate seen on one prompt only —
     so we use the worst case, every comparison of a prompt identical: ``n_eff`` = the number of
     prompts ``n_clusters``. ``n_eff`` is capped at the number of comparisons (never narrower than
-    an i.i.d. Wilson interval). The interval itself is statsmodels' ``proportion_confint``."""
+    an i.i.d. Wilson interval). The Wilson interval is statsmodels' ``proportion_confint``.
+
+    "Modified" (Brown, Cai & DasGupta 2001, Statist. Sci. 16:101, §4.1.1): with 1 to ``x*``
+    effective successes (``x* = 2`` for ``n_eff <= 50``, else 3) the lower bound is the
+    Poisson one, ``chi2_{alpha/2}(2x) / (2 n)`` (and the upper bound likewise near 1), which
+    removes Wilson's coverage dip at rates of order 1/n (measured: 0.938 -> 0.99 at a true
+    rate of 0.002 with ~200 comparisons, tests/test_coverage_pairwise.py)."""
     estimate, se = np.asarray(estimate, dtype=float), np.asarray(se, dtype=float)
     spread = estimate * (1 - estimate)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -366,6 +373,13 @@ def wilson_effective_ci(estimate: np.ndarray, se: np.ndarray, n_total: np.ndarra
     n_eff = np.minimum(n_eff, n_total)
     n_eff = np.where(n_eff > 0, n_eff, np.nan)
     low, high = proportion_confint(estimate * n_eff, n_eff, alpha=alpha, method="wilson")
+    successes, failures = estimate * n_eff, (1 - estimate) * n_eff
+    few = np.where(n_eff <= 50, 2.0, 3.0) + 1e-9        # x* = 3 must not fail on 3.0000000001
+    with np.errstate(divide="ignore", invalid="ignore"):
+        poisson_low = stats.chi2.ppf(alpha / 2, 2 * successes) / (2 * n_eff)
+        poisson_high = 1 - stats.chi2.ppf(alpha / 2, 2 * failures) / (2 * n_eff)
+    low = np.where((successes > 0) & (successes <= few), np.fmin(low, poisson_low), low)
+    high = np.where((failures > 0) & (failures <= few), np.fmax(high, poisson_high), high)
     # At an estimate of exactly 0 or 1 the Wilson bound equals it only up to rounding
     # (1 - 1e-16 would exclude a true rate of 1): the interval always contains its estimate.
     low = np.minimum(np.asarray(low, dtype=float), estimate)

@@ -178,6 +178,25 @@ def test_wilson_effective_contains_boundary_estimates_exactly(p, n):
     assert low[0] <= p <= high[0] and high[0] - low[0] > 0
 
 
+@pytest.mark.parametrize("successes, n", [(1, 200), (3, 200), (2, 40), (4, 200), (3, 40)])
+def test_modified_wilson_uses_the_poisson_bound_for_few_successes(successes, n):
+    from scipy import stats
+    from statsmodels.stats.proportion import proportion_confint
+
+    p = successes / n
+    iid_se = np.sqrt(p * (1 - p) / n)                      # no design effect: n_eff = n
+    low, high = wilson_effective_ci(np.array([p, 1 - p]), np.array([iid_se, iid_se]),
+                                    np.array([n, n]), np.array([n, n]))
+    wilson_low, wilson_high = proportion_confint(successes, n, method="wilson")
+    few = 2 if n <= 50 else 3                              # Brown, Cai & DasGupta's x*
+    expected_low = (stats.chi2.ppf(0.025, 2 * successes) / (2 * n)
+                    if successes <= few else wilson_low)
+    assert low[0] == pytest.approx(expected_low, rel=1e-9)
+    assert high[0] == pytest.approx(wilson_high, rel=1e-9)
+    # The mirror image near 1.
+    assert high[1] == pytest.approx(1 - expected_low, rel=1e-9)
+
+
 def test_clustered_variance_matches_leave_one_prompt_out_jackknife():
     sim, _ = _sim_table(n_prompts=200)
     core = average_win_rates_from_counts(sim.wins_a, sim.wins_b, sim.n)
