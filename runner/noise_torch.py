@@ -27,7 +27,7 @@ __all__ = ["GUMBEL_MAX", "UNIFORM_TOKEN", "bits_to_uniform", "gumbel_noise", "gu
            "text_hash", "uniforms"]
 
 UNIFORM_TOKEN = 2**32 - 1  # the token id whose u is inverse-CDF's shared uniform
-# The largest Gumbel value the noise can take: u <= (2**24 - 0.5) / 2**24 (about 16.6).
+# The largest Gumbel value the noise can take: u <= (2**24 - 0.5) / 2**24 (about 17.33).
 GUMBEL_MAX = -math.log(-math.log((2**24 - 0.5) / 2**24))
 
 
