@@ -398,10 +398,24 @@ class AverageWinRates:
     n_total: np.ndarray      # [R, k] comparisons involving the model
     n_prompts: np.ndarray    # [R, k] prompts on which the model was compared
     n_clusters: np.ndarray   # [R]
+    effective_clusters: np.ndarray   # [R] Kish's (sum m_q)^2 / sum m_q^2, m_q comparisons of q
 
     @property
     def se(self) -> np.ndarray:
         return np.sqrt(np.maximum(np.diagonal(self.covariance, axis1=1, axis2=2), 0))
+
+    @property
+    def df(self) -> np.ndarray:
+        """Degrees of freedom of the clustered covariance, ``[R]``: effective prompts - 1.
+
+        Satterthwaite's df for a sum of cluster contributions whose variances are proportional
+        to the clusters' numbers of comparisons ``m_q`` (the working model of comparisons
+        independent within a prompt) is Kish's effective count ``(sum m)^2 / sum m^2``: ``Q`` in
+        a balanced design, fewer when prompts carry unequal numbers of comparisons, where the
+        clustered covariance is noisier. Measured on 50 prompts, 1-4 seeds, k = 8: simultaneous
+        rank coverage 0.932 with ``Q - 1``, 0.937 with this (shared-scale multivariate t; see
+        :mod:`coupled.analysis.ranksets` for the reference now used)."""
+        return np.maximum(self.effective_clusters - 1, 1)
 
 
 def average_win_rate_map(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -435,8 +449,12 @@ def average_win_rates_from_counts(wins_a: np.ndarray, wins_b: np.ndarray, n: np.
     involve = first + second > 0                                      # [k, P]
     n_total = rates.n_total @ involve.T.astype(float)
     prompt_has = (n > 0).astype(float) @ involve.T.astype(float)     # [R, Q, k]
+    per_prompt = n.sum(axis=2)                                        # [R, Q]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        effective = np.square(per_prompt.sum(axis=1)) / np.square(per_prompt).sum(axis=1)
     return AverageWinRates(estimate, clustered_covariance(influence, rates.n_clusters), influence,
-                           n_total, (prompt_has > 0).sum(axis=1).astype(float), rates.n_clusters)
+                           n_total, (prompt_has > 0).sum(axis=1).astype(float), rates.n_clusters,
+                           effective)
 
 
 @dataclass(frozen=True)

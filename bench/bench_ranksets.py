@@ -99,7 +99,7 @@ def stages(comparisons: pd.DataFrame) -> dict[str, float]:
     avg = average_win_rates_from_counts(*block.arrays)
     out["average win-rates + clustered covariance"] = time.perf_counter() - start
     start = time.perf_counter()
-    rank_sets_from_estimates(avg.estimate, avg.covariance, df=avg.n_clusters - 1)
+    rank_sets_from_estimates(avg.estimate, avg.covariance, df=avg.df)
     out["max-|t| quantile (10 000 draws) + rank-sets"] = time.perf_counter() - start
     return out
 
