@@ -95,10 +95,10 @@ def bench_model(model, vocab: int, device, prompts: int, seeds: int, prompt_len:
               "coupled_vs_generate": statistics.median(
                   g / c for c, g in zip(times["coupled"], times["generate"], strict=True))}
     if per_row:
-        # The per-row loop is ~20x slower: time it once, between two coupled calls.
-        times = _interleaved({"per_row": one_by_one, "coupled": coupled}, device, 1)
-        result["per_row_tok_s"] = tokens / times["per_row"][0]
-        result["coupled_vs_per_row"] = times["per_row"][0] / times["coupled"][0]
+        times = _interleaved({"per_row": one_by_one, "coupled": coupled}, device, repeats)
+        result["per_row_tok_s"] = tokens / statistics.median(times["per_row"])
+        result["coupled_vs_per_row"] = statistics.median(
+            p / c for p, c in zip(times["per_row"], times["coupled"], strict=True))
     return result
 
 
@@ -108,12 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer tokens and repeats")
     parser.add_argument("--new-tokens", type=int, help="tokens per row (default 32; quick 16)")
     parser.add_argument("--repeats", type=int, help="timed calls per method (default 5; quick 3)")
+    parser.add_argument("--threads", type=int,
+                        help="torch CPU threads (default: torch's); 1 is steadier on a busy machine")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
                           if args.device == "auto" else args.device)
     new_tokens, repeats = (16, 3) if args.quick else (32, 5)
     new_tokens, repeats = args.new_tokens or new_tokens, args.repeats or repeats
+    if args.threads:
+        torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     results = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -44,9 +44,11 @@ _MIX2 = _signed(0x94D049BB133111EB)
 _LOW = {k: (1 << (64 - k)) - 1 for k in (27, 30, 31, 40)}
 
 
-def _xor_shift_right_(x: torch.Tensor, k: int) -> torch.Tensor:
-    """x ^= x >> k (logical), in place."""
-    return x.bitwise_xor_(torch.bitwise_and(x >> k, _LOW[k]))
+def _xor_shift_right_(x: torch.Tensor, k: int, scratch: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+    """x ^= x >> k (logical), in place; ``scratch`` (like x) spares a temporary."""
+    shifted = torch.bitwise_right_shift(x, k, out=scratch).bitwise_and_(_LOW[k])
+    return x.bitwise_xor_(shifted)
 
 
 def splitmix64(x: torch.Tensor) -> torch.Tensor:
@@ -54,10 +56,28 @@ def splitmix64(x: torch.Tensor) -> torch.Tensor:
     if x.dtype != torch.int64:
         raise ValueError(f"splitmix64 needs an int64 tensor, got {x.dtype}")
     x = x + _GOLDEN
-    # In-place steps: at batch x V = 32 x 32k each temporary costs as much as the arithmetic.
-    _xor_shift_right_(x, 30).mul_(_MIX1)
-    _xor_shift_right_(x, 27).mul_(_MIX2)
-    return _xor_shift_right_(x, 31)
+    scratch = torch.empty_like(x)
+    _xor_shift_right_(x, 30, scratch).mul_(_MIX1)
+    _xor_shift_right_(x, 27, scratch).mul_(_MIX2)
+    return _xor_shift_right_(x, 31, scratch)
+
+
+def _uniforms_from_mixed_keys_(x: torch.Tensor) -> torch.Tensor:
+    """u of the keys x = row_step ^ token_id, i.e. ``bits_to_uniform(splitmix64(x))``; x is used up.
+
+    The noise of a (batch x vocabulary) step is a dozen passes over an 8-byte-per-entry tensor,
+    and on CPU each fresh temporary of that size costs about as much as the arithmetic
+    (allocation and page faults): so everything runs in place, with one scratch tensor. And
+    splitmix64's last step ``x ^= x >> 31`` is skipped: u reads bits 40..63 of x only, where
+    the (logical) ``x >> 31`` is zero, so that step cannot change them. Together about 2x
+    faster than ``bits_to_uniform(splitmix64(x))`` (equal, bit for bit: tested).
+    """
+    x.add_(_GOLDEN)
+    scratch = torch.empty_like(x)
+    _xor_shift_right_(x, 30, scratch).mul_(_MIX1)
+    _xor_shift_right_(x, 27, scratch).mul_(_MIX2)
+    top = torch.bitwise_right_shift(x, 40, out=scratch).bitwise_and_(_LOW[40])
+    return top.to(torch.float64).add_(0.5).mul_(1.0 / 2**24)
 
 
 def row_keys(task: str, prompt_ids: Sequence[str], seeds: Sequence[int], stream: int = 0,
@@ -83,8 +103,12 @@ def bits_to_uniform(x: torch.Tensor) -> torch.Tensor:
 
 
 def uniforms(rows: torch.Tensor, step: int, token_ids: torch.Tensor) -> torch.Tensor:
-    """The float64 uniforms u of (row, step, token) keys, shape (B, V)."""
-    return bits_to_uniform(noise_bits(rows, step, token_ids))
+    """The float64 uniforms u of (row, step, token) keys, shape (B, V).
+
+    Equal to ``bits_to_uniform(noise_bits(rows, step, token_ids))`` (tested), about 2x faster.
+    """
+    row_step = splitmix64(rows ^ _signed(step))
+    return _uniforms_from_mixed_keys_(torch.bitwise_xor(row_step[:, None], token_ids[None, :]))
 
 
 def gumbel_noise(rows: torch.Tensor, step: int, vocab_size: int,
@@ -106,7 +130,7 @@ def gumbel_noise_at(rows: torch.Tensor, step: int, row_index: torch.Tensor,
     For sparse use: ``gumbel_noise(rows, step, V)[row_index, token_ids]`` without the rest.
     """
     row_step = splitmix64(rows ^ _signed(step))
-    u = bits_to_uniform(splitmix64(row_step[row_index] ^ token_ids))
+    u = _uniforms_from_mixed_keys_(row_step[row_index] ^ token_ids)
     return u.log_().neg_().log_().neg_().to(dtype)
 
 

@@ -43,6 +43,8 @@ def test_bits_and_uniforms_are_bit_identical(prompt_ids, seed, step, token_ids):
     np.testing.assert_array_equal(_as_uint64(bits), bits_np)
     u = noise_torch.bits_to_uniform(bits).numpy()
     np.testing.assert_array_equal(u, reference.bits_to_uniform(bits_np))
+    # the fused in-place path (which skips splitmix64's last step) gives the same uniforms
+    np.testing.assert_array_equal(noise_torch.uniforms(rows, step, tokens).numpy(), u)
     assert u.dtype == np.float64 and (u > 0).all() and (u < 1).all()
     np.testing.assert_array_equal(noise_torch.shared_uniform(rows, step).numpy(),
                                   reference.shared_uniform(rows_np, step))
