@@ -31,7 +31,8 @@ Pairwise comparisons, from ``comparisons`` (``coupled.analysis.pairwise``)
 
 Rank-sets (``coupled.analysis.ranksets``)
     ``rank_sets(comparisons, alpha=0.05)``  columns ``model, mode, win_rate, ci_low, ci_high,
-        rank_low, rank_high``: simultaneous (max-|t|) rank intervals, rank 1 the best.
+        rank_low, rank_high``: simultaneous (max-|t|) rank intervals, rank 1 the best;
+        ``rank_set_label``, ``win_rate_label`` format them as the paper's Table 1 does.
 """
 
 from coupled.analysis.benchmark import (
@@ -53,9 +54,14 @@ from coupled.analysis.pairwise import (
     derive_comparisons,
     load_comparisons,
     significance_stars,
+    wilson_effective_ci,
     win_rate_matrix,
 )
-from coupled.analysis.pairwise_planning import WinRateSeparationPlan, plan_win_rate_separation
+from coupled.analysis.pairwise_planning import (
+    WinRateSeparationPlan,
+    WinRateVarianceComponents,
+    plan_win_rate_separation,
+)
 from coupled.analysis.planning import (
     PowerPlan,
     components_from_accuracies,
@@ -68,7 +74,13 @@ from coupled.analysis.planning import (
     power_mean_difference,
     questions_needed,
 )
-from coupled.analysis.ranksets import RankSets, rank_sets, rank_sets_from_estimates
+from coupled.analysis.ranksets import (
+    RankSets,
+    rank_set_label,
+    rank_sets,
+    rank_sets_from_estimates,
+    win_rate_label,
+)
 
 __all__ = [
     "AverageWinRates",
@@ -80,6 +92,7 @@ __all__ = [
     "SampleSaving",
     "VarianceReduction",
     "WinRateSeparationPlan",
+    "WinRateVarianceComponents",
     "adjust_pvalues",
     "average_win_rates",
     "compare_models",
@@ -100,9 +113,12 @@ __all__ = [
     "power_mean_difference",
     "question_statistics",
     "questions_needed",
+    "rank_set_label",
     "rank_sets",
     "rank_sets_from_estimates",
     "significance_stars",
     "variance_reduction",
+    "wilson_effective_ci",
+    "win_rate_label",
     "win_rate_matrix",
 ]

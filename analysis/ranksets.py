@@ -44,7 +44,8 @@ from coupled.analysis.pairwise import (
     wilson_effective_ci,
 )
 
-__all__ = ["RankSets", "rank_sets", "rank_sets_from_estimates", "true_rank_range",
+__all__ = ["RankSets", "rank_set_label", "rank_sets", "rank_sets_from_estimates",
+           "true_rank_range", "win_rate_label",
            "public_code_covariance"]
 
 REQUIRED_COLUMNS = ["model", "mode", "win_rate", "ci_low", "ci_high", "rank_low", "rank_high"]
@@ -217,3 +218,19 @@ def rank_sets(comparisons: pd.DataFrame | str | os.PathLike, alpha: float = 0.05
     out = out.sort_values(["mode", "coupling", "win_rate", "model"],
                           ascending=[True, True, False, True])
     return out.reset_index(drop=True)
+
+
+def rank_set_label(rank_low: int, rank_high: int) -> str:
+    """'2' for a single rank, '1–3' for a set of ranks (en dash, like the paper)."""
+    return f"{rank_low}" if rank_low == rank_high else f"{rank_low}\u2013{rank_high}"
+
+
+def win_rate_label(estimate: float, ci_low: float, ci_high: float, digits: int = 4) -> str:
+    """'0.3670 ± 0.0020' when the CI is symmetric (to the digits shown), else '0.3670 [lo, hi]'.
+
+    Score-type intervals near 0 or 1 are asymmetric; printing them as ± would misstate them.
+    """
+    below, above = estimate - ci_low, ci_high - estimate
+    if round(below, digits) == round(above, digits):
+        return f"{estimate:.{digits}f} \u00b1 {above:.{digits}f}"
+    return f"{estimate:.{digits}f} [{ci_low:.{digits}f}, {ci_high:.{digits}f}]"

@@ -293,18 +293,15 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _plan_win_rate(args: argparse.Namespace, seeds: tuple[int, ...]) -> int:
-    try:
-        from coupled.analysis.pairwise_planning import plan_win_rate_separation
-    except ImportError as error:  # the pairwise half may not be installed in this tree
-        raise ValueError(f"--win-rate: planning for win-rates is unavailable ({error})") \
-            from error
     from dataclasses import asdict
+
+    from coupled.analysis.pairwise_planning import plan_win_rate_separation
 
     if args.accuracies:
         raise ValueError("--accuracies is for score differences; use --prompt-probs or --pilot "
                          "with --win-rate")
     kwargs = dict(effect=args.effect, alpha=args.alpha, power=args.power,
-                  coupling=args.coupling)
+                  coupling=args.coupling, budget=args.budget)
     if args.pilot:
         if not args.models:
             raise ValueError("--win-rate --pilot: name the two models with --models A B")
@@ -321,6 +318,11 @@ def _plan_win_rate(args: argparse.Namespace, seeds: tuple[int, ...]) -> int:
             for p in plans]
     head = ["seeds/question", "effect coupled", "questions coupled", "effect independent",
             "questions independent", "saving"]
+    if args.budget is not None:
+        for row, plan in zip(rows, plans, strict=True):
+            row += [_fmt(plan["mde_coupled"]), _fmt(plan["mde_independent"])]
+        head += [f"MDE coupled at {args.budget} questions",
+                 f"MDE independent at {args.budget} questions"]
     screen = (f"Separating average win-rates of {kwargs['model']} and {kwargs['opponent']}: "
               f"power {args.power}, alpha {args.alpha}\n" + _table(rows, head))
     payload = {"plans": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)

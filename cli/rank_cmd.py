@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "rank",
         help="rank models by average win-rate, with simultaneous rank-sets",
-        description="Average win-rate of each model (95%% interval clustered by prompt) and its "
+        description="Average win-rate of each model (95% interval clustered by prompt) and its "
                     "rank-set, simultaneous at level 1 - alpha, for every mode in the table. A "
                     "scores table (no judge) is turned into derived comparisons "
                     "(a if score_a > score_b, b if less, tie if equal).")
@@ -70,22 +70,13 @@ _WRITERS = {
 }
 
 
-def rate_label(estimate: float, ci_low: float, ci_high: float, digits: int = 4) -> str:
-    """'0.3670 ±0.0020' when the interval is symmetric to the digits shown, else
-    '0.0100 [0.0000, 0.0480]': score-type intervals near 0 or 1 are asymmetric, and a ± would
-    misstate them (the same rule as ``coupled.paper_figures.table1``, which is too heavy to
-    import for a terminal table)."""
-    below, above = estimate - ci_low, ci_high - estimate
-    if round(below, digits) == round(above, digits):
-        return f"{estimate:.{digits}f} \u00b1{above:.{digits}f}"
-    return f"{estimate:.{digits}f} [{ci_low:.{digits}f}, {ci_high:.{digits}f}]"
-
-
 def format_table(table, alpha: float) -> str:
     """Table-1 layout: one row per model, per block its rank-set and average win-rate with its
     interval."""
     import pandas as pd
     from tabulate import tabulate
+
+    from coupled.analysis.ranksets import rank_set_label, win_rate_label
 
     several_couplings = table["coupling"].nunique() > 1
     blocks = list(dict.fromkeys(zip(table["mode"], table["coupling"], strict=True)))
@@ -102,9 +93,8 @@ def format_table(table, alpha: float) -> str:
                 rates.append("")
                 continue
             row = block.loc[model]
-            low, high = int(row["rank_low"]), int(row["rank_high"])
-            ranks.append(str(low) if low == high else f"{low}\u2013{high}")
-            rates.append(rate_label(row["win_rate"], row["ci_low"], row["ci_high"]))
+            ranks.append(rank_set_label(int(row["rank_low"]), int(row["rank_high"])))
+            rates.append(win_rate_label(row["win_rate"], row["ci_low"], row["ci_high"]))
         columns[f"{label} rank"] = ranks
         columns[f"{label} avg win-rate"] = rates
     body = tabulate(pd.DataFrame(columns), headers="keys", showindex=False, tablefmt="github",

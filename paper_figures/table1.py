@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from coupled.analysis.ranksets import rank_set_label, win_rate_label
 from coupled.paper_figures.style import MODE_LABELS
 from coupled.tables import atomic_write
 
@@ -29,22 +30,6 @@ class RankingTable:
     caption: str
     alpha: float
     comparisons_derived: bool
-
-
-def rank_set_label(rank_low: int, rank_high: int) -> str:
-    """'2' for a single rank, '1–3' for a set of ranks (en dash, like the paper)."""
-    return f"{rank_low}" if rank_low == rank_high else f"{rank_low}\u2013{rank_high}"
-
-
-def win_rate_label(estimate: float, ci_low: float, ci_high: float, digits: int = 4) -> str:
-    """'0.3670 ± 0.0020' when the CI is symmetric (to the digits shown), else '0.3670 [lo, hi]'.
-
-    Score-type intervals near 0 or 1 are asymmetric; printing them as ± would misstate them.
-    """
-    below, above = estimate - ci_low, ci_high - estimate
-    if round(below, digits) == round(above, digits):
-        return f"{estimate:.{digits}f} \u00b1 {above:.{digits}f}"
-    return f"{estimate:.{digits}f} [{ci_low:.{digits}f}, {ci_high:.{digits}f}]"
 
 
 def ranking_table(comparisons_or_scores: pd.DataFrame, alpha: float = 0.05) -> RankingTable:

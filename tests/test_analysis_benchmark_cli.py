@@ -95,8 +95,18 @@ def test_plan_bad_input(files, capsys):
 
 
 def test_plan_win_rate_separation_sub_mode(files, capsys):
-    pytest.importorskip("coupled.analysis.pairwise_planning")
+    from coupled.analysis.pairwise_planning import plan_win_rate_separation
+
     assert main(["plan", "--win-rate", "--prompt-probs", str(files / "probs.csv"),
-                 "--seeds", "1,5", "--json"]) == 0
+                 "--seeds", "1,5", "--budget", "300", "--json"]) == 0
     plans = json.loads(capsys.readouterr().out)["plans"]
     assert [p["n_seeds"] for p in plans] == [1, 5]
+    # The budget reaches the planner: its detectable separations are the CLI's.
+    probs = pd.read_csv(files / "probs.csv").to_numpy(dtype=float)
+    direct = plan_win_rate_separation(prompt_probs=probs, n_seeds=5, budget=300)
+    assert plans[1]["budget"] == 300
+    assert plans[1]["mde_coupled"] == pytest.approx(direct.mde_coupled)
+    assert plans[1]["mde_independent"] == pytest.approx(direct.mde_independent)
+    assert main(["plan", "--win-rate", "--prompt-probs", str(files / "probs.csv"),
+                 "--budget", "300"]) == 0
+    assert "MDE coupled at 300 questions" in capsys.readouterr().out

@@ -20,9 +20,9 @@ from coupled.analysis.ranksets import (
     rank_sets,
     rank_sets_from_estimates,
     true_rank_range,
+    win_rate_label,
 )
 from coupled.cli.main import main
-from coupled.cli.rank_cmd import rate_label
 
 MODELS = ["m0", "m1", "m2", "m3"]
 
@@ -189,7 +189,7 @@ def test_cli_prints_table_json_and_writes_out(tmp_path, capsys):
     assert "coupled rank" in text and "independent avg win-rate" in text
     table = rank_sets(path)
     for row in table.itertuples():      # every model's rate and interval is shown
-        assert rate_label(row.win_rate, row.ci_low, row.ci_high) in text
+        assert win_rate_label(row.win_rate, row.ci_low, row.ci_high) in text
     out = tmp_path / "ranks.json"
     assert main(["rank", str(path), "--json", "--alpha", "0.1", "--out", str(out)]) == 0
     records = json.loads(capsys.readouterr().out)
@@ -198,9 +198,9 @@ def test_cli_prints_table_json_and_writes_out(tmp_path, capsys):
 
 
 def test_rate_label_uses_plus_minus_only_for_symmetric_intervals():
-    assert rate_label(0.5, 0.45, 0.55) == "0.5000 \u00b10.0500"
+    assert win_rate_label(0.5, 0.45, 0.55) == "0.5000 \u00b1 0.0500"
     # Score-type intervals near 0 are asymmetric: shown as an interval, never as a +-.
-    assert rate_label(0.0, 0.0, 0.16) == "0.0000 [0.0000, 0.1600]"
+    assert win_rate_label(0.0, 0.0, 0.16) == "0.0000 [0.0000, 0.1600]"
 
 
 def test_cli_writes_csv_and_parquet_atomically(tmp_path, capsys):
