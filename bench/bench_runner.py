@@ -1,6 +1,6 @@
 """Runner throughput: coupled decoding vs transformers' sampling and vs a batch-1 per-row loop.
 
-    python bench/bench_runner.py [--device cuda] [--quick]
+    python bench/bench_runner.py [--device cuda] [--quick] [--threads N] [--json FILE]
 
 Three ways to produce the same rows (``prompts`` distinct prompts x ``seeds`` seeds, every row
 generating exactly ``--new-tokens`` tokens, end tokens ignored so all do the same work), timed in
