@@ -44,9 +44,8 @@ _MIX2 = _signed(0x94D049BB133111EB)
 _LOW = {k: (1 << (64 - k)) - 1 for k in (27, 30, 31, 40)}
 
 
-def _xor_shift_right_(x: torch.Tensor, k: int, scratch: torch.Tensor | None = None
-                      ) -> torch.Tensor:
-    """x ^= x >> k (logical), in place; ``scratch`` (like x) spares a temporary."""
+def _xor_shift_right_(x: torch.Tensor, k: int, scratch: torch.Tensor) -> torch.Tensor:
+    """x ^= x >> k (logical), in place; ``scratch`` (shaped like x) is overwritten."""
     shifted = torch.bitwise_right_shift(x, k, out=scratch).bitwise_and_(_LOW[k])
     return x.bitwise_xor_(shifted)
 
