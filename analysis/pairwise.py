@@ -598,6 +598,16 @@ def win_rate_matrix(comparisons: pd.DataFrame | str | os.PathLike, alpha: float 
     return out.sort_values(["mode", "coupling", "model", "opponent"]).reset_index(drop=True)
 
 
+def block_average_win_rates(data: pd.DataFrame, models: list[str] | None = None):
+    """Yield ``(mode, coupling, block, AverageWinRates)`` for every block of a validated
+    comparisons table, each over the models compared in it (every pair of them required)."""
+    counts = pair_counts(data, models)
+    for mode, coupling in counts.blocks:
+        block = block_counts(counts, mode, coupling)
+        block.require_complete()
+        yield mode, coupling, block, average_win_rates_from_counts(*block.arrays)
+
+
 def average_win_rates(comparisons: pd.DataFrame | str | os.PathLike, alpha: float = 0.05,
                       models: list[str] | None = None) -> pd.DataFrame:
     """Each model's average win-rate per ``(mode, coupling)`` with a (1 - alpha) interval whose
@@ -607,12 +617,8 @@ def average_win_rates(comparisons: pd.DataFrame | str | os.PathLike, alpha: floa
     all). A scores table is accepted and turned into derived comparisons."""
     _check_alpha(alpha)
     data, _ = load_comparisons(comparisons, models)
-    counts = pair_counts(data, models)
     frames = []
-    for mode, coupling in counts.blocks:
-        block = block_counts(counts, mode, coupling)
-        block.require_complete()
-        avg = average_win_rates_from_counts(*block.arrays)
+    for mode, coupling, block, avg in block_average_win_rates(data, models):
         low, high = wilson_effective_ci(avg.estimate, avg.se, avg.n_total, avg.n_prompts, alpha)
         frames.append(pd.DataFrame({
             "model": block.models, "mode": mode, "coupling": coupling,

@@ -35,10 +35,8 @@ from scipy import stats
 
 from coupled.analysis.pairwise import (
     average_win_rate_map,
-    average_win_rates_from_counts,
-    block_counts,
+    block_average_win_rates,
     load_comparisons,
-    pair_counts,
     pair_indices,
     pair_rates_from_counts,
     wilson_effective_ci,
@@ -198,12 +196,8 @@ def rank_sets(comparisons: pd.DataFrame | str | os.PathLike, alpha: float = 0.05
     if not 0 < ci_level < 1:
         raise ValueError(f"ci_level must be in (0, 1), got {ci_level}")
     data, derived = load_comparisons(comparisons, models)
-    counts = pair_counts(data, models)
     frames = []
-    for mode, coupling in counts.blocks:
-        block = block_counts(counts, mode, coupling)
-        block.require_complete()
-        avg = average_win_rates_from_counts(*block.arrays)
+    for mode, coupling, block, avg in block_average_win_rates(data, models):
         ranks = rank_sets_from_estimates(avg.estimate, avg.covariance, alpha, method=method,
                                          rng=seed, n_draws=n_draws, df=avg.df)
         low, high = wilson_effective_ci(avg.estimate, avg.se, avg.n_total, avg.n_prompts,

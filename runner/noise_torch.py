@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from coupled.runner.keys import MASK64, row_key, stream_key, text_hash
+from coupled.tables.noise_keys import MASK64, row_key, stream_key, text_hash
 
 __all__ = ["GUMBEL_MAX", "UNIFORM_TOKEN", "bits_to_uniform", "gumbel_noise", "gumbel_noise_at",
            "noise_bits", "row_key", "row_keys", "shared_uniform", "splitmix64", "stream_key",

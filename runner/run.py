@@ -28,7 +28,6 @@ import pandas as pd
 
 from coupled.runner import tasks
 from coupled.runner.config import ModelSpec, RunConfig, load_config
-from coupled.runner.keys import text_hash
 from coupled.tables import (
     completed_shards,
     read_comparisons,
@@ -37,6 +36,7 @@ from coupled.tables import (
     write_manifest,
     write_shard,
 )
+from coupled.tables.noise_keys import text_hash
 
 COUPLING = "gumbel"
 _PACKAGES = ("coupled", "torch", "transformers", "tokenizers", "accelerate", "bitsandbytes",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from coupled.runner.keys import text_hash
+from coupled.tables.noise_keys import text_hash
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _EXAMPLES = 3

@@ -23,17 +23,20 @@ therefore computed in float64, where they are exact, and cast to the logits' dty
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
+
+# The per-row integer keys are part of the table contract, shared with the runner: re-exported.
+from coupled.tables.noise_keys import row_key as row_key
+from coupled.tables.noise_keys import stream_key as stream_key
+from coupled.tables.noise_keys import text_hash as text_hash
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 MIX2 = np.uint64(0x94D049BB133111EB)
 UNIFORM_TOKEN = 2**32 - 1  # the token id whose u is inverse-CDF's shared uniform
 _S30, _S27, _S31, _S40 = (np.uint64(s) for s in (30, 27, 31, 40))
-_MASK64 = (1 << 64) - 1
 
 
 def splitmix64(x: np.ndarray | int) -> np.ndarray:
@@ -44,37 +47,6 @@ def splitmix64(x: np.ndarray | int) -> np.ndarray:
         x = (x ^ (x >> _S30)) * MIX1
         x = (x ^ (x >> _S27)) * MIX2
     return x ^ (x >> _S31)
-
-
-def _splitmix64_int(x: int) -> int:
-    # Pure-Python twin for the per-row scalars (avoids numpy scalar overflow warnings).
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def text_hash(text: str) -> int:
-    """H(text): a stable 64-bit hash (never Python's salted ``hash()``)."""
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
-
-
-def stream_key(mode: str, model: str) -> int:
-    """0 for coupled mode (all models share noise); H(model) for independent mode."""
-    if mode == "coupled":
-        return 0
-    if mode == "independent":
-        return text_hash(model)
-    raise ValueError(f"mode must be 'coupled' or 'independent', got {mode!r}")
-
-
-def row_key(task: str, prompt_id: str, seed: int, stream: int = 0) -> int:
-    """The 64-bit key of one (task, prompt, seed, stream) row, as a Python int."""
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
-    inner = _splitmix64_int(text_hash(f"{task}\x1f{prompt_id}") ^ (seed & _MASK64))
-    return _splitmix64_int(inner ^ stream)
 
 
 def row_keys(task: str, prompt_ids: Sequence[str], seeds: Sequence[int] | np.ndarray,

@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from coupled.runner import keys, noise_torch  # noqa: E402
+from coupled.runner import noise_torch  # noqa: E402
 from coupled.simulate import noise as reference  # noqa: E402
+from coupled.tables import noise_keys as keys  # noqa: E402
 
 pytestmark = pytest.mark.runner
 

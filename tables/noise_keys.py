@@ -1,9 +1,11 @@
-"""The integer half of the noise key (DESIGN §2), torch-free: hashing text and rows.
+"""The integer half of the noise key (DESIGN §2): hashing text, streams and rows.
 
-``noise_torch`` builds the per-token noise on top of these; tasks use :func:`text_hash` for
-other reproducible choices (the judge's A/B order). Repeats ``coupled.simulate.noise``'s
-one-liners because the runner may import nothing of ours but ``coupled.tables`` (the tests
-check the two agree bit for bit).
+Part of the contract, like the table schemas: rows that share ``(task, prompt_id, seed,
+coupling)`` in coupled mode shared their noise *because* their keys are computed here, by both
+producers — the numpy reference (``coupled.simulate.noise``) and the runner's torch version
+(``coupled.runner.noise_torch``), which may import nothing of ours but ``coupled.tables``. The
+runner also uses :func:`text_hash` for other reproducible choices (the judge's A/B order).
+Pure Python integers (uint64 arithmetic by masking): the keys are per row, not per token.
 """
 
 from __future__ import annotations
