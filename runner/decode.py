@@ -15,6 +15,7 @@ prefer it (a test checks both give the same tokens).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,7 +64,7 @@ def gumbel_argmax(scaled: torch.Tensor, rows: torch.Tensor, step: int,
     argmax equals the dense one bit for bit (a test checks it). Peaked LM distributions keep a
     few hundred candidates out of V; flat ones fall back to the dense computation.
     """
-    g_max = torch.tensor(GUMBEL_MAX, dtype=torch.float64).to(scaled.dtype)
+    g_max = _gumbel_max_in(scaled.dtype)
     top = scaled.argmax(dim=-1)
     all_rows = torch.arange(scaled.shape[0], device=scaled.device)
     reached = scaled[all_rows, top] + gumbel_noise_at(rows, step, all_rows, top, scaled.dtype)
@@ -77,11 +78,19 @@ def gumbel_argmax(scaled: torch.Tensor, rows: torch.Tensor, step: int,
     return noisy.argmax(dim=-1)
 
 
+@functools.cache
+def _gumbel_max_in(dtype: torch.dtype) -> float:
+    # GUMBEL_MAX rounded to ``dtype`` once, not a fresh tensor every step: adding the exactly
+    # representable Python float gives the same sums as adding a 0-dim ``dtype`` tensor.
+    return torch.tensor(GUMBEL_MAX, dtype=torch.float64).to(dtype).item()
+
+
 def _mask_outside_nucleus(scaled: torch.Tensor, top_p: float) -> torch.Tensor:
     # The smallest set of most likely tokens whose mass reaches top_p (the top token always
     # stays). Same rule as transformers' TopPLogitsWarper, written on the descending order.
     sorted_logits, order = scaled.sort(dim=-1, descending=True)
-    mass_before = sorted_logits.softmax(dim=-1).cumsum(dim=-1) - sorted_logits.softmax(dim=-1)
+    probabilities = sorted_logits.softmax(dim=-1)
+    mass_before = probabilities.cumsum(dim=-1).sub_(probabilities)
     drop_sorted = mass_before >= top_p
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return scaled.masked_fill(drop, float("-inf"))
