@@ -50,15 +50,25 @@ def _xor_shift_right_(x: torch.Tensor, k: int, scratch: torch.Tensor) -> torch.T
     return x.bitwise_xor_(shifted)
 
 
+def _splitmix64_middle_(x: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    """splitmix64 after its ``+ golden`` and before its last ``x ^= x >> 31``, in place on x."""
+    _xor_shift_right_(x, 30, scratch).mul_(_MIX1)
+    return _xor_shift_right_(x, 27, scratch).mul_(_MIX2)
+
+
+def _top24_to_uniform(x: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    """u = ((x >> 40) + 0.5) / 2**24 in float64 (exact); ``scratch`` (shaped like x) is used."""
+    top = torch.bitwise_right_shift(x, 40, out=scratch).bitwise_and_(_LOW[40])
+    return top.to(torch.float64).add_(0.5).mul_(1.0 / 2**24)
+
+
 def splitmix64(x: torch.Tensor) -> torch.Tensor:
     """The splitmix64 finaliser on int64 tensors holding uint64 bits (returns a new tensor)."""
     if x.dtype != torch.int64:
         raise ValueError(f"splitmix64 needs an int64 tensor, got {x.dtype}")
     x = x + _GOLDEN
     scratch = torch.empty_like(x)
-    _xor_shift_right_(x, 30, scratch).mul_(_MIX1)
-    _xor_shift_right_(x, 27, scratch).mul_(_MIX2)
-    return _xor_shift_right_(x, 31, scratch)
+    return _xor_shift_right_(_splitmix64_middle_(x, scratch), 31, scratch)
 
 
 def _uniforms_from_mixed_keys_(x: torch.Tensor) -> torch.Tensor:
@@ -73,10 +83,12 @@ def _uniforms_from_mixed_keys_(x: torch.Tensor) -> torch.Tensor:
     """
     x.add_(_GOLDEN)
     scratch = torch.empty_like(x)
-    _xor_shift_right_(x, 30, scratch).mul_(_MIX1)
-    _xor_shift_right_(x, 27, scratch).mul_(_MIX2)
-    top = torch.bitwise_right_shift(x, 40, out=scratch).bitwise_and_(_LOW[40])
-    return top.to(torch.float64).add_(0.5).mul_(1.0 / 2**24)
+    return _top24_to_uniform(_splitmix64_middle_(x, scratch), scratch)
+
+
+def _gumbel_from_uniform_(u: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """g = -log(-log(u)), computed in place in u's float64, then cast to ``dtype``."""
+    return u.log_().neg_().log_().neg_().to(dtype)
 
 
 def row_keys(task: str, prompt_ids: Sequence[str], seeds: Sequence[int], stream: int = 0,
@@ -97,8 +109,7 @@ def noise_bits(rows: torch.Tensor, step: int, token_ids: torch.Tensor) -> torch.
 
 def bits_to_uniform(x: torch.Tensor) -> torch.Tensor:
     """u = ((x >> 40) + 0.5) / 2**24 in float64 (exact), strictly inside (0, 1)."""
-    top = torch.bitwise_and(x >> 40, _LOW[40])
-    return top.to(torch.float64).add_(0.5).mul_(1.0 / 2**24)
+    return _top24_to_uniform(x, torch.empty_like(x))
 
 
 def uniforms(rows: torch.Tensor, step: int, token_ids: torch.Tensor) -> torch.Tensor:
@@ -119,7 +130,7 @@ def gumbel_noise(rows: torch.Tensor, step: int, vocab_size: int,
     """
     token_ids = torch.arange(vocab_size, dtype=torch.int64, device=rows.device)
     u = uniforms(rows, step, token_ids)
-    return u.log_().neg_().log_().neg_().to(dtype)
+    return _gumbel_from_uniform_(u, dtype)
 
 
 def gumbel_noise_at(rows: torch.Tensor, step: int, row_index: torch.Tensor,
@@ -130,7 +141,7 @@ def gumbel_noise_at(rows: torch.Tensor, step: int, row_index: torch.Tensor,
     """
     row_step = splitmix64(rows ^ _signed(step))
     u = _uniforms_from_mixed_keys_(row_step[row_index] ^ token_ids)
-    return u.log_().neg_().log_().neg_().to(dtype)
+    return _gumbel_from_uniform_(u, dtype)
 
 
 def shared_uniform(rows: torch.Tensor, step: int) -> torch.Tensor:
