@@ -52,47 +52,56 @@ class CalibrationPoints:
     variances: pd.DataFrame
 
 
-def calibration_points(truth: KnownTruth, tables: RunTables, alpha: float = 0.05,
-                       benchmark: BenchmarkComparison | None = None) -> CalibrationPoints:
-    """``benchmark``: ``compare_models(tables.scores, alpha=alpha)`` if already computed."""
-    from coupled.analysis.benchmark import compare_models
-    from coupled.analysis.pairwise import win_rate_matrix
+def _beside_truth(estimates: pd.DataFrame, truth_by_mode: dict[str, np.ndarray],
+                  models: list[str]) -> pd.DataFrame:
+    """``estimates`` (columns ``mode, model, opponent, estimate, ci_low, ci_high``) with the
+    truth of each row's ``(mode, model, opponent)`` beside it."""
+    index = {m: k for k, m in enumerate(models)}
+    return pd.DataFrame({
+        "mode": estimates["mode"].to_numpy(), "model": estimates["model"].to_numpy(),
+        "opponent": estimates["opponent"].to_numpy(),
+        "truth": [truth_by_mode[mode][index[a], index[b]] for mode, a, b
+                  in zip(estimates["mode"], estimates["model"], estimates["opponent"],
+                         strict=True)],
+        "estimate": estimates["estimate"].to_numpy(), "ci_low": estimates["ci_low"].to_numpy(),
+        "ci_high": estimates["ci_high"].to_numpy()})
 
+
+def calibration_points(truth: KnownTruth, tables: RunTables, alpha: float = 0.05,
+                       benchmark: BenchmarkComparison | None = None,
+                       win_rates: pd.DataFrame | None = None) -> CalibrationPoints:
+    """``benchmark``: ``compare_models(tables.scores, alpha=alpha)`` and ``win_rates``:
+    ``win_rate_matrix(tables.comparisons, alpha=alpha)``, when already computed."""
     wins = pd.DataFrame(columns=["mode", "model", "opponent", "truth", "estimate", "ci_low",
                                  "ci_high"])
     if truth.win is not None and tables.comparisons is not None \
             and not tables.comparisons_derived:
-        index = {m: k for k, m in enumerate(truth.models)}
-        matrix = win_rate_matrix(tables.comparisons, alpha=alpha)
-        matrix = matrix[matrix["mode"].isin(truth.win)]
-        wins = pd.DataFrame({
-            "mode": matrix["mode"].to_numpy(), "model": matrix["model"].to_numpy(),
-            "opponent": matrix["opponent"].to_numpy(),
-            "truth": [truth.win[mode][index[a], index[b]] for mode, a, b
-                      in zip(matrix["mode"], matrix["model"], matrix["opponent"], strict=True)],
-            "estimate": matrix["win_rate"].to_numpy(), "ci_low": matrix["win_ci_low"].to_numpy(),
-            "ci_high": matrix["win_ci_high"].to_numpy()})
+        if win_rates is None:
+            from coupled.analysis.pairwise import win_rate_matrix
+
+            win_rates = win_rate_matrix(tables.comparisons, alpha=alpha)
+        matrix = win_rates[win_rates["mode"].isin(truth.win)].rename(columns={
+            "win_rate": "estimate", "win_ci_low": "ci_low", "win_ci_high": "ci_high"})
+        wins = _beside_truth(matrix, truth.win, truth.models)
     means = pd.DataFrame(columns=wins.columns)
     variances = pd.DataFrame(columns=["mode", "model", "opponent", "truth", "estimate"])
     if truth.mean_difference is not None and tables.scores is not None:
-        index = {m: k for k, m in enumerate(truth.benchmark_models or truth.models)}
+        models = truth.benchmark_models or truth.models
         if benchmark is None:
+            from coupled.analysis.benchmark import compare_models
             from coupled.paper_figures.figures import scores_view
 
             benchmark = compare_models(scores_view(tables.scores), alpha=alpha)
-        result = benchmark
         couplings = set(tables.scores["coupling"])
-        diff = result.differences[result.differences["mode"].isin(truth.mean_difference)
-                                  & result.differences["coupling"].isin(couplings)]
-        means = pd.DataFrame({
-            "mode": diff["mode"].to_numpy(), "model": diff["model_a"].to_numpy(),
-            "opponent": diff["model_b"].to_numpy(),
-            "truth": [truth.mean_difference[mode][index[a], index[b]] for mode, a, b
-                      in zip(diff["mode"], diff["model_a"], diff["model_b"], strict=True)],
-            "estimate": diff["estimate"].to_numpy(), "ci_low": diff["ci_low"].to_numpy(),
-            "ci_high": diff["ci_high"].to_numpy()})
+        differences = benchmark.differences
+        differences = differences[differences["mode"].isin(truth.mean_difference)
+                                  & differences["coupling"].isin(couplings)]
+        means = _beside_truth(
+            differences.rename(columns={"model_a": "model", "model_b": "opponent"}),
+            truth.mean_difference, models)
+        index = {m: k for k, m in enumerate(models)}
         rows = []
-        reductions = result.variance_reduction
+        reductions = benchmark.variance_reduction
         reductions = reductions[reductions["coupling"].isin(couplings)]
         for r in reductions.itertuples():
             i, j = index[r.model_a], index[r.model_b]
@@ -141,9 +150,11 @@ def coverage_line(points: pd.DataFrame) -> str:
 
 
 def plot_calibration(truth: KnownTruth, tables: RunTables, alpha: float = 0.05,
-                     benchmark: BenchmarkComparison | None = None) -> tuple[plt.Figure, str]:
-    """The figure and its caption (``benchmark``: see :func:`calibration_points`)."""
-    points = calibration_points(truth, tables, alpha, benchmark)
+                     benchmark: BenchmarkComparison | None = None,
+                     win_rates: pd.DataFrame | None = None) -> tuple[plt.Figure, str]:
+    """The figure and its caption (``benchmark``, ``win_rates``: see
+    :func:`calibration_points`)."""
+    points = calibration_points(truth, tables, alpha, benchmark, win_rates)
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.13, top=0.86, wspace=0.28)
     _panel(axes[0], points.win_rates, "(a) win-rate P(i beats j)", True)
