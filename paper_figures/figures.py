@@ -181,12 +181,16 @@ def fig2_caption(analysis: PairAnalysis, unit: str) -> str:
             f"with 95 % bands.")
 
 
-def fig3_frames(comparisons: pd.DataFrame, model: str, alpha: float = 0.05
+def fig3_frames(comparisons: pd.DataFrame, model: str, alpha: float = 0.05,
+                matrix: pd.DataFrame | None = None
                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
-    """(win-rates of ``model`` per opponent and mode, stars per opponent, the z-test rows)."""
+    """(win-rates of ``model`` per opponent and mode, stars per opponent, the z-test rows).
+
+    ``matrix``: ``win_rate_matrix(comparisons, alpha=alpha)`` if already computed."""
     from coupled.analysis.pairwise import compare_modes, win_rate_matrix
 
-    matrix = win_rate_matrix(comparisons, alpha=alpha)
+    if matrix is None:
+        matrix = win_rate_matrix(comparisons, alpha=alpha)
     mine = matrix[matrix["model"] == model]
     win_rates = mine.rename(columns={"win_ci_low": "ci_low", "win_ci_high": "ci_high"})[
         ["opponent", "mode", "win_rate", "ci_low", "ci_high"]]
@@ -248,18 +252,22 @@ def make_figures(tables: RunTables, out_dir: str | os.PathLike, *,
         if model not in known:
             raise ValueError(f"--model {model!r} is not among the compared models {known}")
 
-    ranking, fig3_model, tests = None, None, None
+    ranking, fig3_model, tests, matrix = None, None, None, None
     if comparisons is not None:
         step("Table 1")
-        ranking = table1.ranking_table(
-            scores if tables.comparisons_derived else comparisons, alpha)
+        # Derived comparisons carry their flag (column ``derived``): rank_sets repeats it.
+        ranking = table1.ranking_table(comparisons, alpha)
         add(table1.write_ranking_table(ranking, out), "Table 1: " + ranking.caption)
         ranks = ranking.ranks
         first_mode = "coupled" if "coupled" in set(ranks["mode"]) else ranks["mode"].iloc[0]
         fig3_model = model or str(ranks[ranks["mode"] == first_mode]
                                   .sort_values("win_rate", ascending=False)["model"].iloc[0])
         step("Fig. 3")
-        win_rates, stars, tests = fig3_frames(comparisons, fig3_model, alpha)
+        from coupled.analysis.pairwise import win_rate_matrix
+
+        # Computed once for Fig. 3 and the calibration figure.
+        matrix = win_rate_matrix(comparisons, alpha=alpha)
+        win_rates, stars, tests = fig3_frames(comparisons, fig3_model, alpha, matrix)
         figure = fig3.plot_win_rates(fig3_model, win_rates, stars, tables.comparisons_derived)
         add(save_figure(figure, out, f"fig3_win_rates_{_slug(fig3_model)}"),
             _fig3_caption(fig3_model, tables.comparisons_derived, tests is not None))
@@ -284,7 +292,7 @@ def make_figures(tables: RunTables, out_dir: str | os.PathLike, *,
         from coupled.paper_figures import calibration
 
         figure, caption = calibration.plot_calibration(truth, tables, alpha=alpha,
-                                                       benchmark=benchmark)
+                                                       benchmark=benchmark, win_rates=matrix)
         add(save_figure(figure, out, "calibration_theory_vs_simulation"), caption)
     return FigureSet(out, artifacts, coupling, ranking, fig3_model, tests, analyses)
 
