@@ -51,10 +51,16 @@ def tables_from_frames(scores: pd.DataFrame | None, comparisons: pd.DataFrame | 
                        source: str = "<simulated>",
                        manifest: dict[str, Any] | None = None) -> RunTables:
     """Validate in-memory tables; derive comparisons from the scores when none were judged."""
+    return _run_tables(read_scores(scores) if scores is not None else None,
+                       read_comparisons(comparisons) if comparisons is not None else None,
+                       source, manifest)
+
+
+def _run_tables(scores: pd.DataFrame | None, comparisons: pd.DataFrame | None, source: str,
+                manifest: dict[str, Any] | None = None) -> RunTables:
+    """:class:`RunTables` of tables validated already (by ``read_scores``/``read_comparisons``)."""
     if scores is None and comparisons is None:
         raise ValueError(f"{source}: holds neither a scores nor a comparisons table")
-    scores = read_scores(scores) if scores is not None else None
-    comparisons = read_comparisons(comparisons) if comparisons is not None else None
     derived = comparisons is None
     if derived:
         from coupled.analysis.pairwise import derive_comparisons
@@ -74,10 +80,10 @@ def load_run(path: str | os.PathLike) -> RunTables:
         kind = _file_kind(path)
         frames = {"scores": None, "comparisons": None}
         frames[kind] = read_scores(path) if kind == "scores" else read_comparisons(path)
-        return tables_from_frames(frames["scores"], frames["comparisons"], str(path))
+        return _run_tables(frames["scores"], frames["comparisons"], str(path))
     scores = read_scores(path) if _holds(path, "scores") else None
     comparisons = read_comparisons(path) if _holds(path, "comparisons") else None
     if scores is None and comparisons is None:
         raise ValueError(f"{path}: holds no scores/ or comparisons/ table (nor scores.parquet/"
                          f".csv, comparisons.parquet/.csv); is it a run's output folder?")
-    return tables_from_frames(scores, comparisons, str(path), read_manifest(path))
+    return _run_tables(scores, comparisons, str(path), read_manifest(path))
