@@ -91,13 +91,19 @@ def _gumbel_from_uniform_(u: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return u.log_().neg_().log_().neg_().to(dtype)
 
 
-def row_keys(task: str, prompt_ids: Sequence[str], seeds: Sequence[int], stream: int = 0,
-             device: torch.device | str = "cpu") -> torch.Tensor:
-    """The row keys of many rows, as an int64 tensor (uint64 bits) on ``device``."""
-    if len(prompt_ids) != len(seeds):
-        raise ValueError(f"prompt_ids and seeds differ in length ({len(prompt_ids)} vs "
-                         f"{len(seeds)})")
-    keys = [_signed(row_key(task, str(p), int(s), stream)) for p, s in zip(prompt_ids, seeds, strict=True)]
+def row_keys(task: str, prompt_ids: Sequence[str], seeds: Sequence[int],
+             streams: Sequence[int] | int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The row keys of many rows, as an int64 tensor (uint64 bits) on ``device``.
+
+    ``streams`` is one stream for all rows or one per row, as in the numpy reference.
+    """
+    if isinstance(streams, int):
+        streams = [streams] * len(prompt_ids)
+    if not len(prompt_ids) == len(seeds) == len(streams):
+        raise ValueError(f"prompt_ids, seeds and streams differ in length ({len(prompt_ids)}, "
+                         f"{len(seeds)}, {len(streams)})")
+    keys = [_signed(row_key(task, str(p), int(s), stream))
+            for p, s, stream in zip(prompt_ids, seeds, streams, strict=True)]
     return torch.tensor(keys, dtype=torch.int64, device=device)
 
 

@@ -237,8 +237,6 @@ def _free_memory() -> None:
 
 def _run_model_chunks(config: RunConfig, spec: ModelSpec, tokenizer, prompts: pd.DataFrame,
                       chunks: list[Chunk], out_dir: Path, stats: _Stats, bar) -> None:
-    import torch
-
     from coupled.runner.decode import generate_rows
     from coupled.runner.models import end_token_ids, load_model
     from coupled.runner.noise_torch import row_keys, stream_key
@@ -246,14 +244,15 @@ def _run_model_chunks(config: RunConfig, spec: ModelSpec, tokenizer, prompts: pd
     model = load_model(spec)
     prompt_ids = _encode(tokenizer, _prompt_texts(config, tokenizer, prompts))
     ends = end_token_ids(model, tokenizer)
+    streams = {mode: stream_key(mode, spec.name) for mode in config.modes}
     for chunk in chunks:
         started = time.perf_counter()
-        part = prompts.iloc[chunk.start:chunk.stop].reset_index(drop=True)
+        part = prompts.iloc[chunk.start:chunk.stop].to_dict("records")
         records = []
         for batch in row_batches(len(part), config.modes, config.seeds, config.batch_size):
             distinct = sorted({p for p, _, _ in batch})
-            keys = torch.cat([row_keys(config.task.name, [part["prompt_id"][p]], [s],
-                                       stream_key(m, spec.name)) for p, m, s in batch])
+            keys = row_keys(config.task.name, [part[p]["prompt_id"] for p, _, _ in batch],
+                            [s for _, _, s in batch], [streams[m] for _, m, _ in batch])
             generations = generate_rows(
                 model, [prompt_ids[chunk.start + p] for p in distinct],
                 [distinct.index(p) for p, _, _ in batch], keys,
@@ -261,7 +260,7 @@ def _run_model_chunks(config: RunConfig, spec: ModelSpec, tokenizer, prompts: pd
                 max_new_tokens=config.max_new_tokens, end_token_ids=ends,
                 pad_token_id=tokenizer.pad_token_id, vocab_size=len(tokenizer))
             for (p, mode, seed), generation in zip(batch, generations, strict=True):
-                records.append(_record(config, chunk, part.iloc[p], mode, seed, tokenizer,
+                records.append(_record(config, chunk, part[p], mode, seed, tokenizer,
                                        generation))
                 stats.tokens += len(generation.token_ids) + generation.finished
         write_shard(pd.DataFrame.from_records(records), out_dir, chunk.kind, chunk.name)
@@ -273,7 +272,7 @@ def _run_model_chunks(config: RunConfig, spec: ModelSpec, tokenizer, prompts: pd
     _free_memory()
 
 
-def _record(config: RunConfig, chunk: Chunk, prompt: pd.Series, mode: str, seed: int,
+def _record(config: RunConfig, chunk: Chunk, prompt: dict[str, Any], mode: str, seed: int,
             tokenizer, generation) -> dict[str, Any]:
     response = tokenizer.decode(list(generation.token_ids), skip_special_tokens=True)
     record = {"task": config.task.name, "prompt_id": prompt["prompt_id"], "seed": seed,
@@ -282,7 +281,7 @@ def _record(config: RunConfig, chunk: Chunk, prompt: pd.Series, mode: str, seed:
     if chunk.kind == "scores":
         score, failed = tasks.score_choice(response, prompt["answer"], len(prompt["choices"]))
         record.update(score=score, parse_failed=failed)
-    if "subject" in prompt.index:
+    if "subject" in prompt:
         record["subject"] = prompt["subject"]
     return record
 
