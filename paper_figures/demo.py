@@ -139,7 +139,7 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
             done("figures")
 
             stage("report")
-            change = report.ranking_change(figures.ranking.ranks) if figures.ranking else None
+            change = report.ranking_change(figures.ranking) if figures.ranking else None
             headline = _headline(reductions, figures, change, plan, (a, b), components, about,
                                  power, alpha)
             summary_json = staging / "summary.json"

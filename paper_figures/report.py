@@ -7,9 +7,13 @@ typed in or re-estimated.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from coupled.paper_figures.table1 import RankingTable
 
 
 @dataclass(frozen=True)
@@ -31,21 +35,18 @@ class RankingChange:
                 if self.rank_sets_coupled[m] != self.rank_sets_independent.get(m)]
 
 
-def ranking_change(ranks: pd.DataFrame) -> RankingChange | None:
-    """None unless both modes are ranked."""
-    from coupled.paper_figures.table1 import rank_set_label
-
-    blocks = {mode: part.sort_values("win_rate", ascending=False, kind="stable")
-              for mode, part in ranks.groupby("mode")}
-    if not {"coupled", "independent"} <= set(blocks):
+def ranking_change(table: RankingTable) -> RankingChange | None:
+    """None unless both modes are ranked. Orders are ``rank_sets``' (best first within each
+    mode); rank-sets are read as Table 1 prints them."""
+    modes = set(table.ranks["mode"])
+    if not {"coupled", "independent"} <= modes:
         return None
 
-    def sets(part: pd.DataFrame) -> dict[str, str]:
-        return {m: rank_set_label(int(lo), int(hi)) for m, lo, hi
-                in zip(part["model"], part["rank_low"], part["rank_high"], strict=True)}
+    def order(mode: str) -> list[str]:
+        return list(table.ranks.loc[table.ranks["mode"] == mode, "model"])
 
-    return RankingChange(list(blocks["coupled"]["model"]), list(blocks["independent"]["model"]),
-                         sets(blocks["coupled"]), sets(blocks["independent"]))
+    return RankingChange(order("coupled"), order("independent"),
+                         table.rank_set_labels("coupled"), table.rank_set_labels("independent"))
 
 
 def ranking_sentence(change: RankingChange | None) -> str:
