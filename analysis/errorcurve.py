@@ -96,16 +96,15 @@ def subsample_mean_errors(values: np.ndarray, sizes: np.ndarray, n_resamples: in
     return np.abs(sums / sizes[:, None] - reference)
 
 
-def _curve_frame(errors: np.ndarray, sizes: np.ndarray, alpha: float) -> pd.DataFrame:
+def _curve_frame(errors: np.ndarray, sizes: np.ndarray, alpha: float, mode: str,
+                 unit: str) -> pd.DataFrame:
     mean = errors.mean(axis=1)
     half = stats.norm.ppf(1 - alpha / 2) * errors.std(axis=1, ddof=1) / np.sqrt(errors.shape[1])
-    return pd.DataFrame({"n": sizes, "mean_abs_error": mean, "ci_low": mean - half,
-                         "ci_high": mean + half})
+    return pd.DataFrame({"mode": mode, "unit": unit, "n": sizes, "mean_abs_error": mean,
+                         "ci_low": mean - half, "ci_high": mean + half})
 
 
-def _unit_values(scores: pd.DataFrame, model_a: str, model_b: str, mode: str,
-                 coupling: str | None, unit: str) -> np.ndarray:
-    a, b, mask, _ = paired_arrays(scores, model_a, model_b, mode, coupling)
+def _unit_values(a: np.ndarray, b: np.ndarray, mask: np.ndarray, unit: str) -> np.ndarray:
     if unit == "row":
         return (a - b)[mask]
     if unit == "question":
@@ -123,14 +122,12 @@ def error_curve(scores, model_a: str, model_b: str, *, mode: str = "coupled",
     Columns: ``mode, unit, n, mean_abs_error, ci_low, ci_high``. ``reference`` defaults to the
     full-data estimate (the paper's proxy for the truth); pass the truth when it is known.
     """
-    scores = read_scores(scores)
-    values = _unit_values(scores, model_a, model_b, mode, coupling, unit)
+    a, b, mask, _ = paired_arrays(read_scores(scores), model_a, model_b, mode, coupling)
+    values = _unit_values(a, b, mask, unit)
     sizes = default_sizes(len(values)) if sizes is None else np.asarray(sizes)
     errors = subsample_mean_errors(values, sizes, n_resamples, reference, replace=replace,
                                    rng=seed)
-    frame = _curve_frame(errors, sizes, alpha)
-    frame.insert(0, "unit", unit)
-    frame.insert(0, "mode", mode)
+    frame = _curve_frame(errors, sizes, alpha, mode, unit)
     frame.attrs["n_total"] = len(values)
     frame.attrs["replace"] = replace
     return frame
@@ -207,16 +204,16 @@ def error_curves(scores, model_a: str, model_b: str, *, unit: str = "question",
     """
     scores = read_scores(scores)
     rng = np.random.default_rng(seed)
-    values = {mode: _unit_values(scores, model_a, model_b, mode, coupling, unit)
-              for mode in ("coupled", "independent")}
+    # Paired once per mode: the curves and the per-question theory below share the arrays.
+    pairs = {mode: paired_arrays(scores, model_a, model_b, mode, coupling)[:3]
+             for mode in ("coupled", "independent")}
+    values = {mode: _unit_values(*arrays, unit) for mode, arrays in pairs.items()}
     n_common = min(len(v) for v in values.values())
     sizes = default_sizes(n_common) if sizes is None else np.asarray(sizes)
     frames, scales = [], {}
     for mode, vals in values.items():
         errors = subsample_mean_errors(vals, sizes, n_resamples, replace=replace, rng=rng)
-        frame = _curve_frame(errors, sizes, alpha)
-        frame.insert(0, "unit", unit)
-        frame.insert(0, "mode", mode)
+        frame = _curve_frame(errors, sizes, alpha, mode, unit)
         frames.append(frame)
         scales[mode] = fit_error_scale(frame, len(vals), replace)
     n_ind_total = len(values["independent"])
@@ -227,16 +224,15 @@ def error_curves(scores, model_a: str, model_b: str, *, unit: str = "question",
             error = scales["independent"] * np.sqrt(1.0 / (n_ind_total / 2) - 1.0 / n_ind_total)
     n_c = samples_for_error(scales["coupled"], error, len(values["coupled"]), replace)
     n_i = samples_for_error(scales["independent"], error, n_ind_total, replace)
-    reduction = _variance_reduction(scores, model_a, model_b, coupling=coupling,
-                                    independent="measured", alpha=alpha, n_resamples=1999,
-                                    seed=seed)
     if unit == "row":
+        reduction = _variance_reduction(scores, model_a, model_b, coupling=coupling,
+                                        independent="measured", alpha=alpha, n_resamples=1999,
+                                        seed=seed)
         theory, low, high = reduction.saving, reduction.saving_ci_low, reduction.saving_ci_high
     else:
         per_question = {}
-        for mode in ("coupled", "independent"):
-            a, b, mask, _ = paired_arrays(scores, model_a, model_b, mode, coupling)
-            m = question_moments(a, b, mask)
+        for mode, arrays in pairs.items():
+            m = question_moments(*arrays)
             between, within = variance_components(m.mean_diff, m.var_diff, m.n, m.present,
                                                   m.has_spread)
             within_q = np.where(m.has_spread, m.var_diff, within)
