@@ -27,6 +27,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from coupled.tables.noise_keys import prompt_hash
+
 # The per-row integer keys are part of the table contract, shared with the runner: re-exported.
 from coupled.tables.noise_keys import row_key as row_key
 from coupled.tables.noise_keys import stream_key as stream_key
@@ -52,9 +54,25 @@ def splitmix64(x: np.ndarray | int) -> np.ndarray:
 def row_keys(task: str, prompt_ids: Sequence[str], seeds: Sequence[int] | np.ndarray,
              streams: Sequence[int] | np.ndarray | int = 0) -> np.ndarray:
     """Vectorised :func:`row_key` over rows; returns uint64 of shape (n_rows,)."""
-    prompt_hashes = np.array([text_hash(f"{task}\x1f{p}") for p in prompt_ids], dtype=np.uint64)
-    seeds = np.asarray(seeds, dtype=np.uint64)
-    streams = np.broadcast_to(np.asarray(streams, dtype=np.uint64), prompt_hashes.shape)
+    return _combine_keys(_prompt_hashes(task, prompt_ids), _seed_keys(seeds),
+                         np.asarray(streams, dtype=np.uint64))
+
+
+def _prompt_hashes(task: str, prompt_ids: Sequence[str]) -> np.ndarray:
+    return np.array([prompt_hash(task, p) for p in prompt_ids], dtype=np.uint64)
+
+
+def _seed_keys(seeds: Sequence[int] | np.ndarray) -> np.ndarray:
+    # Checked before the cast: a negative int64 would silently wrap to a large uint64 seed.
+    seeds = np.asarray(seeds)
+    if seeds.size and seeds.min() < 0:
+        raise ValueError(f"seeds must be non-negative, got {seeds.min()}")
+    return seeds.astype(np.uint64)
+
+
+def _combine_keys(prompt_hashes: np.ndarray, seeds: np.ndarray, streams: np.ndarray
+                  ) -> np.ndarray:
+    """SM(SM(prompt_hash ^ seed) ^ stream), broadcast: the vectorised tail of ``row_key``."""
     return splitmix64(splitmix64(prompt_hashes ^ seeds) ^ streams)
 
 
@@ -103,10 +121,6 @@ def row_keys_grid(task: str, prompt_ids: Sequence[str], seeds: Sequence[int] | n
     tables of rows cheap; every entry equals ``row_key(task, prompt_ids[n], seeds[s],
     streams[k])``.
     """
-    prompt_hashes = np.array([text_hash(f"{task}\x1f{p}") for p in prompt_ids], dtype=np.uint64)
-    seeds = np.asarray(seeds)
-    if seeds.size and seeds.min() < 0:
-        raise ValueError(f"seeds must be non-negative, got {seeds.min()}")
-    seeds = seeds.astype(np.uint64).reshape(1, -1, 1)
-    streams = np.atleast_1d(np.asarray(streams, dtype=np.uint64)).reshape(1, 1, -1)
-    return splitmix64(splitmix64(prompt_hashes.reshape(-1, 1, 1) ^ seeds) ^ streams)
+    return _combine_keys(_prompt_hashes(task, prompt_ids).reshape(-1, 1, 1),
+                         _seed_keys(seeds).reshape(1, -1, 1),
+                         np.atleast_1d(np.asarray(streams, dtype=np.uint64)).reshape(1, 1, -1))

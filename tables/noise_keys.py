@@ -38,9 +38,14 @@ def stream_key(mode: str, model: str) -> int:
     raise ValueError(f"mode must be 'coupled' or 'independent', got {mode!r}")
 
 
+def prompt_hash(task: str, prompt_id: str) -> int:
+    """H(task + "\\x1f" + prompt_id): the prompt's part of its row keys."""
+    return text_hash(f"{task}\x1f{prompt_id}")
+
+
 def row_key(task: str, prompt_id: str, seed: int, stream: int = 0) -> int:
     """row = SM(SM(H(task + "\\x1f" + prompt_id) ^ seed) ^ stream), as a Python int (uint64)."""
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
-    inner = splitmix64_int(text_hash(f"{task}\x1f{prompt_id}") ^ (seed & MASK64))
+    inner = splitmix64_int(prompt_hash(task, prompt_id) ^ (seed & MASK64))
     return splitmix64_int(inner ^ (stream & MASK64))
