@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-MODES = ("coupled", "independent")
+from coupled.tables import MODES
+
 TASK_TYPES = ("multiple_choice", "open")
 QUANTIZATIONS = (None, "8bit", "4bit")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -100,10 +101,9 @@ def load_config(config: str | os.PathLike | dict[str, Any] | RunConfig,
                 out: str | os.PathLike | None = None) -> RunConfig:
     """Parse a TOML file (or a dict of its shape); ``out`` overrides ``output_dir``."""
     if isinstance(config, RunConfig):
-        data, base, source = None, Path.cwd(), config.source
         result = config
     elif isinstance(config, dict):
-        data, base, source = config, Path.cwd(), None
+        result = _parse(config, Path.cwd(), None)
     else:
         path = Path(config)
         if not path.is_file():
@@ -112,18 +112,15 @@ def load_config(config: str | os.PathLike | dict[str, Any] | RunConfig,
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as error:
             raise ValueError(f"config file {path}: invalid TOML: {error}") from error
-        base, source = path.resolve().parent, str(path)
-    if data is not None:
-        result = _parse(data, base, source or "<config>")
+        result = _parse(data, path.resolve().parent, str(path))
     if out is not None:
-        result = RunConfig(**{**{f: getattr(result, f) for f in result.__dataclass_fields__},
-                              "output_dir": str(Path(out).resolve())})
+        result = replace(result, output_dir=str(Path(out).resolve()))
     return result
 
 
-def _parse(data: dict[str, Any], base: Path, source: str) -> RunConfig:
+def _parse(data: dict[str, Any], base: Path, source: str | None) -> RunConfig:
     def fail(key: str, problem: str) -> ValueError:
-        return ValueError(f"config {source}: {key!r} {problem}")
+        return ValueError(f"config {source or '<config>'}: {key!r} {problem}")
 
     known = {"task", "models", "output_dir", "seeds", "modes", "temperature", "top_p",
              "max_new_tokens", "batch_size", "prompts_per_chunk", "judge", "device", "dtype",
@@ -176,12 +173,8 @@ def _parse(data: dict[str, Any], base: Path, source: str) -> RunConfig:
     top_p = data.get("top_p")
     if top_p is not None and not 0 < float(top_p) <= 1:
         raise fail("top_p", f"must be in (0, 1], got {top_p}")
-    integers = {}
-    for key, default in (("max_new_tokens", 4), ("batch_size", 64), ("prompts_per_chunk", 8)):
-        value = data.get(key, default)
-        if not isinstance(value, int) or value < 1:
-            raise fail(key, f"must be a positive integer, got {value!r}")
-        integers[key] = value
+    integers = {key: _positive_int(data, key, getattr(RunConfig, key), fail)
+                for key in ("max_new_tokens", "batch_size", "prompts_per_chunk")}
     if "output_dir" not in data:
         raise fail("output_dir", "is missing (or pass --out DIR)")
 
@@ -191,9 +184,11 @@ def _parse(data: dict[str, Any], base: Path, source: str) -> RunConfig:
         if "comparisons" in j:
             judge = JudgeSpec(comparisons=_resolve(base, j["comparisons"]))
         elif "path" in j:
-            spec = _model_spec({"name": j.get("name", "judge"), **j}, base, defaults, fail,
-                               "judge")
-            judge = JudgeSpec(model=spec, max_new_tokens=int(j.get("max_new_tokens", 8)))
+            model = {"name": "judge", **{k: v for k, v in j.items() if k != "max_new_tokens"}}
+            judge = JudgeSpec(model=_model_spec(model, base, defaults, fail, "judge"),
+                              max_new_tokens=_positive_int(
+                                  j, "max_new_tokens", JudgeSpec.max_new_tokens, fail,
+                                  "judge.max_new_tokens"))
         else:
             raise fail("judge", "needs either path (a judge model) or comparisons (a file)")
     if task_spec.type == "open" and judge is None:
@@ -208,7 +203,7 @@ def _model_spec(m: Any, base: Path, defaults: dict[str, Any], fail, where: str) 
     if not isinstance(m, dict) or "name" not in m or "path" not in m:
         raise fail(where, "needs a name and a path")
     extra = sorted(set(m) - {"name", "path", "dtype", "quantization", "device",
-                             "trust_remote_code", "build", "max_new_tokens"})
+                             "trust_remote_code", "build"})
     if extra:
         raise fail(f"{where}.{extra[0]}", "is not a known model setting")
     quantization = m.get("quantization")
@@ -226,6 +221,14 @@ def _model_spec(m: Any, base: Path, defaults: dict[str, Any], fail, where: str) 
                      trust_remote_code=bool(m.get("trust_remote_code",
                                                   defaults["trust_remote_code"])),
                      build=m.get("build"))
+
+
+def _positive_int(data: dict[str, Any], key: str, default: int, fail,
+                  where: str | None = None) -> int:
+    value = data.get(key, default)
+    if not isinstance(value, int) or value < 1:
+        raise fail(where or key, f"must be a positive integer, got {value!r}")
+    return value
 
 
 def _resolve(base: Path, path: str) -> str:
