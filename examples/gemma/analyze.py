@@ -18,9 +18,7 @@ import pandas as pd
 from statsmodels.stats.weightstats import DescrStatsW
 
 from coupled.analysis.benchmark import mean_difference, variance_reduction
-from coupled.tables import read_scores, validate_scores
-
-MODES = ("coupled", "independent")
+from coupled.tables import MODES, read_scores, validate_scores
 
 
 def complete_questions(scores: pd.DataFrame) -> pd.DataFrame:
