@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from coupled.tables import atomic_write
+from coupled.paper_figures.output import write_texts
 
 CAPTION = ("Appendix B.6 example (exact, from coupled.theory): three models, two equally likely "
            "prompts q and q'; probability of the correct answer on each, average accuracy, and "
@@ -47,21 +47,19 @@ def example_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _markdown(table: pd.DataFrame) -> str:
+    return table.to_markdown(index=False, disable_numparse=True)
+
+
 def example_text() -> str:
     """The table as plain text for the screen."""
-    return example_table().to_markdown(index=False, disable_numparse=True)
+    return _markdown(example_table())
 
 
 def write_example(out_dir: str | os.PathLike, stem: str = "example_b6") -> list[Path]:
     table = example_table()
-    texts = {
-        "md": f"{table.to_markdown(index=False, disable_numparse=True)}\n\n{CAPTION}\n",
+    return write_texts(out_dir, stem, {
+        "md": f"{_markdown(table)}\n\n{CAPTION}\n",
         "tex": table.to_latex(index=False, caption=CAPTION, label="tab:b6"),
         "csv": table.to_csv(index=False),
-    }
-    written = []
-    for suffix, text in texts.items():
-        target = Path(out_dir) / f"{stem}.{suffix}"
-        atomic_write(target, lambda tmp, text=text: tmp.write_text(text))
-        written.append(target)
-    return written
+    })

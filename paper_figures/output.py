@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from coupled.tables import atomic_write
+
 
 @dataclass(frozen=True)
 class Artifact:
@@ -72,3 +74,13 @@ def relocate(artifacts: list[Artifact], staging: Path, out_dir: str | os.PathLik
     """The same artifacts with paths under ``out_dir`` instead of the staging folder."""
     out = Path(out_dir)
     return [Artifact(out / a.path.relative_to(staging), a.caption) for a in artifacts]
+
+
+def write_texts(out_dir: str | os.PathLike, stem: str, texts: dict[str, str]) -> list[Path]:
+    """``out_dir/stem.<suffix>`` for each ``suffix: text`` of ``texts``, each atomically."""
+    written = []
+    for suffix, text in texts.items():
+        target = Path(out_dir) / f"{stem}.{suffix}"
+        atomic_write(target, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+        written.append(target)
+    return written

@@ -16,8 +16,8 @@ import pandas as pd
 
 from coupled.analysis.ranksets import REQUIRED_COLUMNS as RANK_COLUMNS
 from coupled.analysis.ranksets import rank_set_label, win_rate_label
+from coupled.paper_figures.output import write_texts
 from coupled.paper_figures.style import MODE_LABELS
-from coupled.tables import atomic_write
 
 __all__ = ["RANK_COLUMNS", "RankingTable", "rank_set_label", "ranking_table", "to_latex",
            "to_markdown", "win_rate_label", "write_ranking_table"]
@@ -92,14 +92,5 @@ def to_latex(table: RankingTable) -> str:
 def write_ranking_table(table: RankingTable, out_dir: str | os.PathLike,
                         stem: str = "table1_ranking") -> list[Path]:
     """``stem.md``, ``stem.tex`` and ``stem.csv`` (the tidy rank_sets frame), each atomically."""
-    out = Path(out_dir)
-    texts = {"md": to_markdown(table), "tex": to_latex(table)}
-    written = []
-    for suffix, text in texts.items():
-        target = out / f"{stem}.{suffix}"
-        atomic_write(target, lambda tmp, text=text: tmp.write_text(text))
-        written.append(target)
-    target = out / f"{stem}.csv"
-    atomic_write(target, lambda tmp: table.ranks.to_csv(tmp, index=False))
-    written.append(target)
-    return written
+    return write_texts(out_dir, stem, {"md": to_markdown(table), "tex": to_latex(table),
+                                       "csv": table.ranks.to_csv(index=False)})
