@@ -147,8 +147,9 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
             report_path = staging / "REPORT.md"
             artifacts.append(Artifact(report_path, "This report."))
             elapsed = time.perf_counter() - started
+            b6_text = example_text()
             text = _report_text(headline, reductions, figures, change, plan, artifacts, staging,
-                                about, elapsed, example_text())
+                                about, elapsed, b6_text)
             _write_text(summary_json, json.dumps(headline, indent=2, default=float) + "\n")
             _write_text(report_path, text)
             done("report")
@@ -157,7 +158,7 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
         bar.close()
     out = Path(out_dir)
     screen = "\n".join([
-        "Appendix B.6 example (exact, coupled.theory):", example_text(), "",
+        "Appendix B.6 example (exact, coupled.theory):", b6_text, "",
         *headline["lines"], "",
         f"wrote {len(artifacts)} files to {out}/ — start with {out / 'REPORT.md'}"])
     return DemoResult(out, artifacts, out / "REPORT.md", headline, seconds, screen)
@@ -202,6 +203,8 @@ def _headline(reductions, figures, change, plan, pair, components, about, power,
 
 def _report_text(headline, reductions, figures, change, plan, artifacts, staging, about,
                  elapsed, b6_text) -> str:
+    from coupled.paper_figures import table1
+
     def rel(path: Path) -> str:
         return str(path.relative_to(staging))
 
@@ -225,7 +228,7 @@ def _report_text(headline, reductions, figures, change, plan, artifacts, staging
         "",
         "## Table 1: ranking by average win-rate (pairwise task)",
         "",
-        (figures.ranking and _table1_markdown(figures)) or "(no comparisons)",
+        table1.to_markdown(figures.ranking) if figures.ranking else "(no comparisons)",
         "",
         "## Planning",
         "",
@@ -249,9 +252,3 @@ def _report_text(headline, reductions, figures, change, plan, artifacts, staging
         sections.append(f"- {', '.join(f'`{n}`' for n in names)} — {caption}")
     sections += ["", f"Simulated tables: {files_of('data/')}.", ""]
     return "\n".join(sections)
-
-
-def _table1_markdown(figures) -> str:
-    from coupled.paper_figures.table1 import to_markdown
-
-    return to_markdown(figures.ranking)
