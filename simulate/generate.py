@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from coupled.simulate import noise
 from coupled.simulate.models import SyntheticModel
 from coupled.simulate.paired import (
     comparisons_columns,
@@ -26,7 +25,7 @@ from coupled.simulate.paired import (
     simulated_seeds,
     table_frame,
 )
-from coupled.simulate.samplers import MODES, SAMPLERS, check_choice, draw_tokens, model_streams
+from coupled.simulate.samplers import MODES, SAMPLERS, check_choice, draw_tokens, mode_row_keys
 from coupled.simulate.tasks import SequenceTask
 
 
@@ -69,9 +68,8 @@ def generate_sequences(models: Sequence[SyntheticModel], task: SequenceTask, see
     probs = _check_models(models, task)
     n, m = task.n_prompts, len(models)
     seeds = np.asarray(seeds, dtype=np.int64)
-    streams = model_streams(mode, [model.name for model in models])
-    rows = noise.row_keys_grid(task.name, task.prompt_ids, seeds,
-                               streams[:1] if mode == "coupled" else streams)   # (N, S, 1|M)
+    rows = mode_row_keys(task.name, task.prompt_ids, seeds, mode,
+                         [model.name for model in models])                      # (N, S, 1|M)
     shape = (n, len(seeds), m)
     context = np.full(shape, task.vocab_size)                    # start context
     done = np.zeros(shape, dtype=bool)

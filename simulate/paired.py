@@ -26,7 +26,7 @@ from coupled.simulate.samplers import (
     check_choice,
     check_distributions,
     draw_tokens,
-    model_streams,
+    mode_row_keys,
 )
 
 SCORE_COLUMNS = ["task", "prompt_id", "seed", "mode", "coupling", "model", "score"]
@@ -99,8 +99,7 @@ def _subjects(subjects: Sequence[str] | None, n: int) -> np.ndarray | None:
 def _tokens(probs: np.ndarray, names: list[str], mode: str, sampler: str, task: str,
             prompt_ids: list[str], seeds: np.ndarray) -> np.ndarray:
     """Tokens ``(N, S, M)`` at step 0; coupled rows share one key per (prompt, seed)."""
-    rows = noise.row_keys_grid(task, prompt_ids, seeds, model_streams(mode, names)[
-        : 1 if mode == "coupled" else None])
+    rows = mode_row_keys(task, prompt_ids, seeds, mode, names)
     return draw_tokens(probs[:, None, :, :], rows, 0, sampler)
 
 

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from coupled import tables, theory
 from coupled.simulate import noise
 
-SAMPLERS = ("gumbel", "inverse_cdf")
+SAMPLERS = tables.COUPLINGS  # a table's ``coupling`` column names the sampler
 # ``sample_tokens``' couplings: the two coupled samplers, and independent generation.
-SAMPLE_COUPLINGS = ("gumbel", "inverse_cdf", "independent")
-MODES = ("coupled", "independent")
+SAMPLE_COUPLINGS = theory.COUPLINGS
+MODES = tables.MODES
 
 # Rows per chunk in the Gumbel path: keeps each temporary (rows x V) around a few MiB, which is
 # faster than one huge array (cache) and bounds memory for V = 32k vocabularies.
@@ -120,10 +121,14 @@ def draw_tokens(probs: np.ndarray, rows: np.ndarray, step: int = 0,
     return inverse_cdf_tokens(probs, rows, step)
 
 
-def model_streams(mode: str, models: Sequence[str]) -> np.ndarray:
-    """Stream keys (uint64) for ``models``: all 0 in coupled mode, H(name) in independent mode."""
+def mode_row_keys(task: str, prompt_ids: Sequence[str], seeds: Sequence[int] | np.ndarray,
+                  mode: str, models: Sequence[str]) -> np.ndarray:
+    """Row keys (uint64) of every (prompt, seed) for ``models`` in ``mode``: shape ``(N, S, 1)``
+    in coupled mode (stream 0, one key shared by all models), ``(N, S, M)`` in independent mode
+    (stream H(name), one key per model) -- the shapes :func:`draw_tokens` broadcasts."""
     check_choice("mode", mode, MODES)
-    return np.array([noise.stream_key(mode, m) for m in models], dtype=np.uint64)
+    streams = [noise.stream_key(mode, m) for m in (models[:1] if mode == "coupled" else models)]
+    return noise.row_keys_grid(task, prompt_ids, seeds, np.array(streams, dtype=np.uint64))
 
 
 def sample_tokens(dists: np.ndarray, n_samples: int, coupling: str = "gumbel", seed: int = 0,
@@ -148,12 +153,9 @@ def sample_tokens(dists: np.ndarray, n_samples: int, coupling: str = "gumbel", s
     names = [str(m) for m in range(len(probs))] if models is None else list(models)
     if len(names) != len(probs):
         raise ValueError(f"models has {len(names)} names for {len(probs)} distributions")
-    prompt_ids = [str(i) for i in range(n_samples)]
-    if coupling == "independent":
-        rows = noise.row_keys_grid(task, prompt_ids, [seed], model_streams("independent", names))
-        return draw_tokens(probs, rows[:, 0, :], 0, "gumbel")
-    rows = noise.row_keys_grid(task, prompt_ids, [seed], 0)
-    return draw_tokens(probs, rows[:, 0, :], 0, coupling)
+    mode = "independent" if coupling == "independent" else "coupled"
+    rows = mode_row_keys(task, [str(i) for i in range(n_samples)], [seed], mode, names)
+    return draw_tokens(probs, rows[:, 0, :], 0, "gumbel" if mode == "independent" else coupling)
 
 
 def alias_table(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
