@@ -28,10 +28,7 @@ from coupled.simulate.samplers import (
     draw_tokens,
     mode_row_keys,
 )
-
-SCORE_COLUMNS = ["task", "prompt_id", "seed", "mode", "coupling", "model", "score"]
-COMPARISON_COLUMNS = ["task", "prompt_id", "seed", "mode", "coupling", "model_a", "model_b",
-                      "outcome"]
+from coupled.tables import REQUIRED_COLUMNS
 
 __all__ = ["model_dists", "simulate_scores", "simulate_comparisons", "pair_order",
            "simulated_seeds", "judge_stream"]
@@ -302,7 +299,7 @@ def table_frame(blocks: list[dict[str, object]], kind: str) -> pd.DataFrame:
     dtypes that :func:`coupled.tables.validate` returns (text columns ``object``)."""
     if not blocks:
         raise ValueError("modes must name at least one of ['coupled', 'independent']")
-    required = SCORE_COLUMNS if kind == "scores" else COMPARISON_COLUMNS
+    required = list(REQUIRED_COLUMNS[kind])
     order = required + [c for c in blocks[0] if c not in required]
     data = {}
     for name in order:

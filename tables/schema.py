@@ -20,7 +20,8 @@ SCORE_KEY = ("task", "prompt_id", "seed", "mode", "coupling", "model")
 GENERATION_KEY = SCORE_KEY
 COMPARISON_KEY = ("task", "prompt_id", "seed", "mode", "coupling", "model_a", "model_b")
 
-_REQUIRED = {
+# Every table of a kind has these columns; validate puts them first, in this order.
+REQUIRED_COLUMNS = {
     "scores": SCORE_KEY + ("score",),
     "generations": GENERATION_KEY + ("response",),
     "comparisons": COMPARISON_KEY + ("outcome",),
@@ -60,13 +61,13 @@ def validate(df: pd.DataFrame, kind: str, source: str = "<table>",
         raise TableError(source, None, f"expected a pandas DataFrame, got {type(df).__name__}")
     if len(df) == 0:
         raise TableError(source, None, f"the {kind} table is empty")
-    missing = [c for c in _REQUIRED[kind] if c not in df.columns]
+    missing = [c for c in REQUIRED_COLUMNS[kind] if c not in df.columns]
     if missing:
         raise TableError(source, missing[0],
                          f"missing required column(s) {missing}; the {kind} table needs "
-                         f"{list(_REQUIRED[kind])} (found {list(df.columns)})")
+                         f"{list(REQUIRED_COLUMNS[kind])} (found {list(df.columns)})")
     out = df.copy()
-    for column in _REQUIRED[kind]:
+    for column in REQUIRED_COLUMNS[kind]:
         nulls = out[column].isna()
         if nulls.any():
             raise TableError(source, column, "has missing values (NaN/empty)", df[nulls])
@@ -123,7 +124,8 @@ def validate(df: pd.DataFrame, kind: str, source: str = "<table>",
     if duplicated.any():
         raise TableError(source, ",".join(key), "duplicated key(s): each key must appear once",
                          df[duplicated.to_numpy()].sort_values(key))
-    ordered = list(_REQUIRED[kind]) + [c for c in out.columns if c not in _REQUIRED[kind]]
+    required = list(REQUIRED_COLUMNS[kind])
+    ordered = required + [c for c in out.columns if c not in required]
     return out[ordered].reset_index(drop=True)
 
 
