@@ -155,9 +155,8 @@ def _paired_test(a: np.ndarray, b: np.ndarray, mask: np.ndarray, moments: Questi
     return float(clustered.pvalue), "t-test on per-question means", note
 
 
-def _mean_difference_from_arrays(a, b, mask, *, model_a, model_b, mode, coupling, alpha
-                                 ) -> MeanDifference:
-    moments = question_moments(a, b, mask)
+def _mean_difference_from_arrays(a, b, mask, moments: QuestionMoments, *, model_a, model_b,
+                                 mode, coupling, alpha) -> MeanDifference:
     clustered = clustered_mean(moments.mean_diff, moments.present, alpha=alpha)
     pvalue, test, note = _paired_test(a, b, mask, moments, clustered)
     return MeanDifference(model_a=model_a, model_b=model_b, mode=mode, coupling=coupling,
@@ -176,8 +175,9 @@ def mean_difference(scores, model_a: str, model_b: str, *, mode: str = "coupled"
     scores = read_scores(scores)
     rows, coupling = _select(scores, mode, coupling)
     a, b, mask, _ = paired_arrays(rows, model_a, model_b, mode, coupling)
-    return _mean_difference_from_arrays(a, b, mask, model_a=model_a, model_b=model_b,
-                                        mode=mode, coupling=coupling, alpha=alpha)
+    return _mean_difference_from_arrays(a, b, mask, question_moments(a, b, mask),
+                                        model_a=model_a, model_b=model_b, mode=mode,
+                                        coupling=coupling, alpha=alpha)
 
 
 def mean_difference_replicates(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None,
@@ -380,8 +380,8 @@ def _variance_reduction(scores: pd.DataFrame, model_a: str, model_b: str, *,
     if independent not in ("auto", "measured", "from_coupled"):
         raise ValueError("independent must be 'auto', 'measured' or 'from_coupled', "
                          f"got {independent!r}")
-    a, b, mask, questions = paired_arrays(scores, model_a, model_b, "coupled", coupling)
-    _, coupling = _select(scores, "coupled", coupling)
+    coupled_rows, coupling = _select(scores, "coupled", coupling)
+    a, b, mask, questions = paired_arrays(coupled_rows, model_a, model_b, "coupled", coupling)
     independent_rows = scores[(scores["mode"] == "independent")
                               & (scores["coupling"] == coupling)]
     has_independent = {model_a, model_b} <= set(independent_rows["model"])
@@ -445,16 +445,19 @@ def compare_models(scores, *, alpha: float = 0.05, models: list[str] | None = No
         groups += [(str(s), g) for s, g in scores.groupby("subject", sort=True)]
     differences, reductions = [], []
     for subject, part in groups:
-        for coupling in sorted(part["coupling"].unique()):
+        # Split once per subject: the pair loop below only looks rows up.
+        for coupling, in_coupling in part.groupby("coupling", sort=True):
+            by_mode = dict(tuple(in_coupling.groupby("mode", sort=True)))
+            models_by_mode = {mode: set(rows["model"]) for mode, rows in by_mode.items()}
             for model_a, model_b in itertools.combinations(sorted(models), 2):
-                for mode in sorted(part["mode"].unique()):
-                    rows = part[(part["mode"] == mode) & (part["coupling"] == coupling)]
-                    if not {model_a, model_b} <= set(rows["model"]):
+                for mode, rows in by_mode.items():
+                    if not {model_a, model_b} <= models_by_mode[mode]:
                         continue
                     try:
                         a, b, mask, _ = paired_arrays(rows, model_a, model_b, mode, coupling)
+                        m = question_moments(a, b, mask)
                         result = _mean_difference_from_arrays(
-                            a, b, mask, model_a=model_a, model_b=model_b, mode=mode,
+                            a, b, mask, m, model_a=model_a, model_b=model_b, mode=mode,
                             coupling=coupling, alpha=alpha)
                     except ValueError as error:
                         if subject == "(all)":
@@ -463,20 +466,17 @@ def compare_models(scores, *, alpha: float = 0.05, models: list[str] | None = No
                         warnings.warn(f"subject {subject!r}, {model_a} vs {model_b} ({mode}): "
                                       f"{error}", stacklevel=2)
                         continue
-                    m = question_moments(a, b, mask)
                     spread = m.has_spread
                     row = {"subject": subject, **asdict(result)}
-                    row["mean_cov"] = float(m.cov[spread].mean()) if spread.any() else 0.0
-                    row["mean_var_diff"] = float(m.var_diff[spread].mean()) if spread.any() \
-                        else 0.0
-                    row["mean_var_diff_independent"] = float(
-                        m.var_diff_if_independent[spread].mean()) if spread.any() else 0.0
+                    for column, values in (("mean_cov", m.cov), ("mean_var_diff", m.var_diff),
+                                           ("mean_var_diff_independent",
+                                            m.var_diff_if_independent)):
+                        row[column] = float(values[spread].mean()) if spread.any() else 0.0
                     differences.append(row)
-                coupled_rows = part[(part["mode"] == "coupled") & (part["coupling"] == coupling)]
-                if {model_a, model_b} <= set(coupled_rows["model"]):
+                if {model_a, model_b} <= models_by_mode.get("coupled", set()):
                     try:
                         reduction = _variance_reduction(
-                            part[part["coupling"] == coupling], model_a, model_b,
+                            in_coupling, model_a, model_b,
                             coupling=coupling, independent="auto", alpha=alpha,
                             n_resamples=n_resamples, seed=seed)
                     except ValueError as error:
