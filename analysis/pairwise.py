@@ -51,6 +51,7 @@ __all__ = [
     "clustered_variance",
     "compare_modes",
     "mode_difference_from_rates",
+    "models_from_pairs",
     "derive_comparisons",
     "load_comparisons",
     "pair_counts",
@@ -164,6 +165,14 @@ def _factorize_rows(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, p
 def pair_indices(k: int) -> tuple[np.ndarray, np.ndarray]:
     """The unordered pairs ``(i, j), i < j`` of ``k`` models, in the order used by every array core."""
     return np.triu_indices(k, 1)
+
+
+def models_from_pairs(n_pairs: int) -> int:
+    """The ``k`` with ``k(k-1)/2 = n_pairs``: the number of models behind a last axis of pairs."""
+    k = int(round((1 + np.sqrt(1 + 8 * n_pairs)) / 2))
+    if k * (k - 1) // 2 != n_pairs:
+        raise ValueError(f"the last axis ({n_pairs}) is not a number of pairs k(k-1)/2")
+    return k
 
 
 @dataclass(frozen=True)
@@ -433,10 +442,7 @@ def average_win_rates_from_counts(wins_a: np.ndarray, wins_b: np.ndarray, n: np.
 
     Raises if a pair was never compared: an average over opponents needs every opponent."""
     rates = rates or pair_rates_from_counts(wins_a, wins_b, n)
-    n_pairs = rates.win_a.shape[-1]
-    k = int(round((1 + np.sqrt(1 + 8 * n_pairs)) / 2))
-    if k * (k - 1) // 2 != n_pairs:
-        raise ValueError(f"the last axis ({n_pairs}) is not a number of pairs k(k-1)/2")
+    k = models_from_pairs(rates.win_a.shape[-1])
     if np.any(rates.n_total == 0):
         ia, ib = pair_indices(k)
         p = int(np.argwhere(rates.n_total == 0)[0][1])
@@ -445,7 +451,6 @@ def average_win_rates_from_counts(wins_a: np.ndarray, wins_b: np.ndarray, n: np.
     first, second = average_win_rate_map(k)
     estimate = rates.win_a @ first.T + rates.win_b @ second.T
     influence = rates.if_a @ first.T + rates.if_b @ second.T
-    ia, ib = pair_indices(k)
     involve = first + second > 0                                      # [k, P]
     n_total = rates.n_total @ involve.T.astype(float)
     prompt_has = (n > 0).astype(float) @ involve.T.astype(float)     # [R, Q, k]

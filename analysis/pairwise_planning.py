@@ -38,6 +38,7 @@ from coupled.analysis.pairwise import (
     average_win_rates_from_counts,
     clustered_variance,
     load_comparisons,
+    models_from_pairs,
     pair_counts,
     pair_indices,
     pair_rates_from_counts,
@@ -164,7 +165,7 @@ def separation_test_from_counts(wins_a: np.ndarray, wins_b: np.ndarray, n: np.nd
                                 i: int, j: int, target: str = "average") -> SeparationTest:
     """The z-test the plan is for, on counts ``[R, Q, P]`` (clusters along ``Q``)."""
     rates = pair_rates_from_counts(wins_a, wins_b, n)
-    coef_a, coef_b = separation_coefficients(_models_from_pairs(rates.win_a.shape[-1]), i, j,
+    coef_a, coef_b = separation_coefficients(models_from_pairs(rates.win_a.shape[-1]), i, j,
                                              target)
     if target == "average":
         average_win_rates_from_counts(wins_a, wins_b, n, rates)   # checks every pair compared
@@ -172,10 +173,6 @@ def separation_test_from_counts(wins_a: np.ndarray, wins_b: np.ndarray, n: np.nd
     influence = (rates.if_a @ coef_a + rates.if_b @ coef_b)[..., None]
     se = np.sqrt(clustered_variance(influence, rates.n_clusters))[:, 0]
     return SeparationTest(estimate, se, two_sided_pvalue(z_statistic(estimate, se), rates.n_clusters - 1))
-
-
-def _models_from_pairs(n_pairs: int) -> int:
-    return int(round((1 + math.sqrt(1 + 8 * n_pairs)) / 2))
 
 
 def variance_components_from_pilot(comparisons: pd.DataFrame | str | os.PathLike, model: str,

@@ -37,6 +37,7 @@ from coupled.analysis.pairwise import (
     average_win_rate_map,
     block_average_win_rates,
     load_comparisons,
+    models_from_pairs,
     pair_indices,
     pair_rates_from_counts,
     wilson_effective_ci,
@@ -171,7 +172,7 @@ def public_code_covariance(wins_a: np.ndarray, wins_b: np.ndarray, n: np.ndarray
     total number of comparisons instead of each model's per-pair counts ``(k-1) N_ij``, which
     shrinks the variance by about ``(k/2)^2`` in a balanced design. Never use it for inference."""
     rates = pair_rates_from_counts(wins_a, wins_b, n)
-    k = int(round((1 + np.sqrt(1 + 8 * rates.win_a.shape[-1])) / 2))
+    k = models_from_pairs(rates.win_a.shape[-1])
     first, second = average_win_rate_map(k)         # 1/(k-1) where the model is in the pair
     total = n.sum(axis=(1, 2))[:, None, None]
     per_pair_a = (wins_a - rates.win_a[:, None, :] * n) / total
