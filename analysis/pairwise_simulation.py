@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from coupled.analysis.pairwise import pair_indices
+from coupled.analysis.pairwise import average_win_rate_map, pair_indices
 
 __all__ = ["SimulatedCounts", "simulate_pair_counts", "simulated_comparisons_table",
            "true_pair_rates", "true_average_win_rates"]
@@ -57,13 +57,9 @@ def true_pair_rates(prompt_probs: np.ndarray, mode: str, judge_noise: float = 0.
 def true_average_win_rates(prompt_probs: np.ndarray, mode: str, judge_noise: float = 0.0
                            ) -> np.ndarray:
     """True average win-rate of each model (mean over opponents of P(beats opponent))."""
-    k = np.asarray(prompt_probs).shape[1]
     win_a, win_b = true_pair_rates(prompt_probs, mode, judge_noise)
-    ia, ib = pair_indices(k)
-    total = np.zeros(k)
-    np.add.at(total, ia, win_a)
-    np.add.at(total, ib, win_b)
-    return total / (k - 1)
+    first, second = average_win_rate_map(np.asarray(prompt_probs).shape[1])
+    return first @ win_a + second @ win_b
 
 
 def simulate_pair_counts(prompt_probs: np.ndarray, n_prompts: int, n_seeds: int | tuple[int, int],
