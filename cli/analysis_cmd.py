@@ -82,9 +82,13 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------- output
 def _records(frame) -> list[dict]:
+    return _json_rows(frame.to_dict(orient="records"))
+
+
+def _json_rows(rows: list[dict]) -> list[dict]:
     # JSON has no NaN: missing numbers become null.
     return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-             for k, v in row.items()} for row in frame.to_dict(orient="records")]
+             for k, v in row.items()} for row in rows]
 
 
 def _emit(payload: dict, screen: str, args: argparse.Namespace) -> int:
@@ -122,10 +126,12 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 # ----------------------------------------------------------------------------- analyze
 def _analyze(args: argparse.Namespace) -> int:
     from coupled.analysis.benchmark import compare_models
+    from coupled.tables import read_scores
 
     if args.bootstrap < 99:
         raise ValueError(f"--bootstrap: need at least 99 resamples, got {args.bootstrap}")
-    report = compare_models(args.path, alpha=args.alpha, models=args.models,
+    scores = read_scores(args.path)  # read once: the report and the error curves share it
+    report = compare_models(scores, alpha=args.alpha, models=args.models,
                             by_subject=args.by_subject, n_resamples=args.bootstrap,
                             seed=args.seed)
     diffs, reduction = report.differences, report.variance_reduction
@@ -160,7 +166,7 @@ def _analyze(args: argparse.Namespace) -> int:
     payload = {"differences": _records(diffs), "variance_reduction": _records(reduction),
                "alpha": args.alpha}
     if args.error_curve:
-        savings = _error_curve_savings(args, diffs)
+        savings = _error_curve_savings(scores, diffs, args)
         payload["sample_saving"] = savings
         rows = [[f"{r['model_a']} − {r['model_b']}", r["coupling"], r["unit"],
                  f"{100 * r['saving']:.1f}%",
@@ -174,18 +180,15 @@ def _analyze(args: argparse.Namespace) -> int:
     return _emit(payload, screen, args)
 
 
-def _error_curve_savings(args: argparse.Namespace, diffs) -> list[dict]:
+def _error_curve_savings(scores, diffs, args: argparse.Namespace) -> list[dict]:
     from dataclasses import asdict
 
     from coupled.analysis.errorcurve import error_curves
-    from coupled.tables import read_scores
 
-    scores = read_scores(args.path)
-    both = diffs.groupby(["model_a", "model_b", "coupling"])["mode"].nunique()
     if "subject" in diffs.columns:
-        both = diffs[diffs["subject"] == "(all)"].groupby(
-            ["model_a", "model_b", "coupling"])["mode"].nunique()
-    pairs = [key for key, n_modes in both.items() if n_modes == 2]
+        diffs = diffs[diffs["subject"] == "(all)"]
+    n_modes = diffs.groupby(["model_a", "model_b", "coupling"])["mode"].nunique()
+    pairs = [key for key, count in n_modes.items() if count == 2]
     if not pairs:
         raise ValueError("--error-curve: no pair of models has both coupled and independent "
                          "rows")
@@ -220,12 +223,10 @@ def _read_csv(path: str, option: str):
         raise ValueError(f"{option}: {path} cannot be read as CSV: {error}") from error
 
 
-def _pilot_models(path: str, models: list[str] | None) -> tuple[str, str]:
-    from coupled.tables import read_scores
-
+def _pilot_models(scores, models: list[str] | None) -> tuple[str, str]:
     if models:
         return models[0], models[1]
-    present = sorted(read_scores(path)["model"].unique())
+    present = sorted(scores["model"].unique())
     if len(present) != 2:
         raise ValueError(f"--pilot: holds models {present}; name two with --models A B")
     return present[0], present[1]
@@ -247,7 +248,7 @@ def _plan(args: argparse.Namespace) -> int:
         from coupled.tables import read_scores
 
         scores = read_scores(args.pilot)
-        model_a, model_b = _pilot_models(args.pilot, args.models)
+        model_a, model_b = _pilot_models(scores, args.models)
         components = components_from_pilot(scores, model_a, model_b, coupling=args.coupling)
         binary = bool(scores["score"].isin((0.0, 1.0)).all())
         source = f"pilot {args.pilot} ({model_a} − {model_b})"
@@ -325,6 +326,5 @@ def _plan_win_rate(args: argparse.Namespace, seeds: tuple[int, ...]) -> int:
                  f"MDE independent at {args.budget} questions"]
     screen = (f"Separating average win-rates of {kwargs['model']} and {kwargs['opponent']}: "
               f"power {args.power}, alpha {args.alpha}\n" + _table(rows, head))
-    payload = {"plans": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                          for k, v in p.items()} for p in plans]}
+    payload = {"plans": _json_rows(plans)}
     return _emit(payload, screen, args)
