@@ -133,22 +133,38 @@ def prompt_weights(weights: np.ndarray | None, n_prompts: int) -> np.ndarray:
     return array / array.sum()
 
 
-def _pair_expectations(first: np.ndarray, second: np.ndarray, scores: np.ndarray,
-                       coupling: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per prompt (N,): P(R > R'), P(R = R'), P(R < R') and E[R R'] for tokens from ``first``
-    and ``second`` (N, V) under ``coupling``; computed in chunks of prompts."""
+def _joint_chunks(first: np.ndarray, second: np.ndarray, coupling: str):
+    """``(prompts, J)`` over chunks of prompts: ``J`` (n, V, V) is the joint law of tokens from
+    ``first`` and ``second`` (N, V) on those prompts under ``coupling``; chunks bound memory."""
     n_prompts, size = first.shape
     chunk = max(1, _CHUNK_CELLS // (size * size))
-    win, tie, loss, cross = (np.empty(n_prompts) for _ in range(4))
     for start in range(0, n_prompts, chunk):
         part = slice(start, start + chunk)
-        law = joint(first[part], second[part], coupling)
+        yield part, joint(first[part], second[part], coupling)
+
+
+def _win_tie_loss(first: np.ndarray, second: np.ndarray, scores: np.ndarray,
+                  coupling: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per prompt (N,): P(R > R'), P(R = R'), P(R < R') for tokens from ``first`` and
+    ``second`` (N, V) scored by ``scores`` (N, V) under ``coupling``."""
+    win, tie, loss = (np.empty(first.shape[0]) for _ in range(3))
+    for part, law in _joint_chunks(first, second, coupling):
         s = scores[part]
         win[part] = np.sum(law * (s[:, :, None] > s[:, None, :]), axis=(1, 2))
         tie[part] = np.sum(law * (s[:, :, None] == s[:, None, :]), axis=(1, 2))
         loss[part] = np.sum(law * (s[:, :, None] < s[:, None, :]), axis=(1, 2))
-        cross[part] = np.einsum("nab,na,nb->n", law, s, s)
-    return win, tie, loss, cross
+    return win, tie, loss
+
+
+def _cross_moments(first: np.ndarray, second: np.ndarray, scores: np.ndarray,
+                   coupling: str) -> np.ndarray:
+    """Per prompt (N,): E[R R'] for tokens from ``first`` and ``second`` under ``coupling``."""
+    if coupling == "independent":  # the joint is the product: E[R R'] = E[R] E[R']
+        return np.einsum("nv,nv->n", first, scores) * np.einsum("nv,nv->n", second, scores)
+    cross = np.empty(first.shape[0])
+    for part, law in _joint_chunks(first, second, coupling):
+        cross[part] = np.einsum("nab,na,nb->n", law, scores[part], scores[part])
+    return cross
 
 
 def pairwise_rates(probs_or_dists: np.ndarray, scores: np.ndarray | None = None, *,
@@ -167,8 +183,7 @@ def pairwise_rates(probs_or_dists: np.ndarray, scores: np.ndarray | None = None,
     tie = np.eye(n_models)
     for i in range(n_models):
         for j in range(i + 1, n_models):
-            beats, ties, beaten, _ = _pair_expectations(dists[:, i], dists[:, j], score_table,
-                                                        coupling)
+            beats, ties, beaten = _win_tie_loss(dists[:, i], dists[:, j], score_table, coupling)
             win[i, j], win[j, i] = w @ beats, w @ beaten
             tie[i, j] = tie[j, i] = w @ ties
     return PairwiseRates(win=win, tie=tie, loss=win.T.copy(), coupling=coupling)
@@ -201,7 +216,13 @@ def score_difference_moments(probs_or_dists: np.ndarray, scores: np.ndarray | No
     """
     check_coupling(coupling)
     dists, score_table = _as_setting(probs_or_dists, scores)
-    w = prompt_weights(weights, dists.shape[0])
+    return _moments(dists, score_table, prompt_weights(weights, dists.shape[0]), coupling)
+
+
+def _moments(dists: np.ndarray, score_table: np.ndarray, w: np.ndarray, coupling: str
+             ) -> ScoreDifferenceMoments:
+    """:func:`score_difference_moments` of validated dists (N, M, V), scores (N, V) and
+    normalised prompt weights (N,)."""
     n_models = dists.shape[1]
     # Per-prompt means (N, M) and second moments; cross moments per pair below.
     prompt_means = np.einsum("nmv,nv->nm", dists, score_table)
@@ -211,7 +232,7 @@ def score_difference_moments(probs_or_dists: np.ndarray, scores: np.ndarray | No
     conditional = np.diag(w @ (prompt_squares - prompt_means**2))
     for i in range(n_models):
         for j in range(i + 1, n_models):
-            *_, products = _pair_expectations(dists[:, i], dists[:, j], score_table, coupling)
+            products = _cross_moments(dists[:, i], dists[:, j], score_table, coupling)
             cross[i, j] = cross[j, i] = w @ products
             conditional[i, j] = conditional[j, i] = w @ (
                 products - prompt_means[:, i] * prompt_means[:, j])
@@ -235,10 +256,10 @@ def variance_decomposition(probs_or_dists: np.ndarray, scores: np.ndarray | None
     """
     if check_coupling(coupling) == "independent":
         raise ValueError("coupling must be a coupled sampler (gumbel or inverse_cdf) here")
-    coupled = score_difference_moments(probs_or_dists, scores, coupling=coupling,
-                                       weights=weights)
-    independent = score_difference_moments(probs_or_dists, scores, coupling="independent",
-                                           weights=weights)
+    dists, score_table = _as_setting(probs_or_dists, scores)
+    w = prompt_weights(weights, dists.shape[0])
+    coupled = _moments(dists, score_table, w, coupling)
+    independent = _moments(dists, score_table, w, "independent")
     off_diagonal = ~np.eye(coupled.mean.size, dtype=bool)
 
     def pairs_only(matrix: np.ndarray) -> np.ndarray:
