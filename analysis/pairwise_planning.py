@@ -182,12 +182,22 @@ def variance_components_from_pilot(comparisons: pd.DataFrame | str | os.PathLike
     ``Q Var_prompt = between + within / s`` and ``Q s Var_row = between + within`` (the same
     estimator's variance clustered by question and by (question, seed))."""
     data, _ = load_comparisons(comparisons)
+    components = _pilot_components(data, model, opponent, mode, coupling, target)
+    if components is None:
+        raise ValueError(f"pilot: no comparisons with mode {mode!r}"
+                         + (f" and coupling {coupling!r}" if coupling else ""))
+    return components
+
+
+def _pilot_components(data: pd.DataFrame, model: str, opponent: str, mode: str,
+                      coupling: str | None, target: str) -> WinRateVarianceComponents | None:
+    """:func:`variance_components_from_pilot` of a validated table; None when it holds no
+    comparisons of ``mode`` (and ``coupling``)."""
     data = data[data["mode"] == mode]
     if coupling is not None:
         data = data[data["coupling"] == coupling]
     if data.empty:
-        raise ValueError(f"pilot: no comparisons with mode {mode!r}"
-                         + (f" and coupling {coupling!r}" if coupling else ""))
+        return None
     if data["coupling"].nunique() > 1:
         raise ValueError(f"pilot: mode {mode!r} has several couplings "
                          f"{sorted(data['coupling'].unique())}; pass coupling=")
@@ -212,7 +222,7 @@ def variance_components_from_pilot(comparisons: pd.DataFrame | str | os.PathLike
     within = max((var_row - var_prompt) / (1 - 1 / seeds), 0.0)
     between = max(var_prompt - within / seeds, 0.0)
     return WinRateVarianceComponents(delta=float(test_prompt.estimate[0]), between=between,
-                              within=within)
+                                     within=within)
 
 
 def _questions_needed(effect: float, sd: float, alpha: float, power: float) -> int | None:
@@ -255,19 +265,16 @@ def plan_win_rate_separation(*, model: str | int = 0, opponent: str | int = 1,
         raise ValueError(f"n_seeds must be a positive integer, got {n_seeds}")
     if budget is not None and (int(budget) != budget or budget < 2):
         raise ValueError(f"budget must be an integer number of questions >= 2, got {budget}")
+    # The pilot is read and validated once for both modes; a mode it lacks gets None.
+    pilot_data = load_comparisons(pilot)[0] if pilot is not None else None
     components: dict[str, WinRateVarianceComponents | None] = {}
     for mode in ("coupled", "independent"):
         if prompt_probs is not None:
             components[mode] = variance_components_from_assumptions(
                 prompt_probs, int(model), int(opponent), mode, target, judge_noise)
         else:
-            try:
-                components[mode] = variance_components_from_pilot(
-                    pilot, str(model), str(opponent), mode, coupling, target)
-            except ValueError as error:
-                if "no comparisons with mode" not in str(error):
-                    raise
-                components[mode] = None
+            components[mode] = _pilot_components(pilot_data, str(model), str(opponent), mode,
+                                                 coupling, target)
     known = [c for c in components.values() if c is not None]
     if not known:
         raise ValueError("pilot: holds neither coupled nor independent comparisons")
