@@ -1,7 +1,10 @@
 """Schema of the three tables and their validation (DESIGN §2).
 
 Validation returns a *normalised* copy (canonical dtypes and column order) or raises one
-:class:`TableError` naming the source, the column and a few offending rows.
+:class:`TableError` naming the source, the column and a few offending rows. Other columns are
+kept after the required ones; the known optional ones (``response``, ``n_tokens``,
+``subject``, ``parse_failed`` in scores; ``n_tokens``, ``subject`` in generations;
+``shown_first``, ``parse_failed``, ``subject``, ``derived`` in comparisons) are normalised.
 """
 
 from __future__ import annotations
@@ -25,11 +28,6 @@ REQUIRED_COLUMNS = {
     "scores": SCORE_KEY + ("score",),
     "generations": GENERATION_KEY + ("response",),
     "comparisons": COMPARISON_KEY + ("outcome",),
-}
-_OPTIONAL = {
-    "scores": ("response", "n_tokens", "subject", "parse_failed"),
-    "generations": ("n_tokens", "subject"),
-    "comparisons": ("shown_first", "parse_failed", "subject", "derived"),
 }
 _KEYS = {"scores": SCORE_KEY, "generations": GENERATION_KEY, "comparisons": COMPARISON_KEY}
 _STRING_COLUMNS = ("task", "prompt_id", "mode", "coupling", "model", "model_a", "model_b",
