@@ -41,7 +41,8 @@ from coupled.tables import write_manifest, write_shard, write_table
 
 # base_bigram_logits' knobs, recorded in full in every manifest.
 DEFAULT_BASE = {"strength": 1.5, "spread": 1.0, "end_logit": -0.5, "end_after_points": 1.5}
-TRUTH_COLUMNS = ("mean_a", "mean_b", "both", "cov", "var_diff", "win_a", "win_b", "tie")
+# A truth table's value columns are PairTruth's fields, in their order.
+TRUTH_COLUMNS = tuple(f.name for f in dataclasses.fields(PairTruth))
 
 
 @dataclass(frozen=True)
