@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from coupled.simulate.exact import PairTruth, exact_points_law, pair_truth
 from coupled.simulate.generate import sequence_comparisons, sequence_scores
 from coupled.simulate.models import DEFAULT_FAMILY, SyntheticModel, model_family
-from coupled.simulate.paired import pair_order
+from coupled.simulate.paired import pair_order, simulated_seeds
 from coupled.simulate.samplers import MODES, SAMPLERS, check_choice
 from coupled.simulate.tasks import (
     TASK_KINDS,
@@ -290,8 +290,8 @@ def simulation_manifest(result: SimulationResult) -> dict[str, Any]:
         "numpy_version": np.__version__,
         "pandas_version": pd.__version__,
         "simulation": result.config.as_dict(),
-        "noise_seeds": [int(result.config.seed * result.config.n_seeds),
-                        int((result.config.seed + 1) * result.config.n_seeds - 1)],
+        "noise_seeds": [int(s) for s in
+                        simulated_seeds(result.config.seed, result.config.n_seeds)[[0, -1]]],
         "tasks": {name: {"kind": task.kind, "n_prompts": task.n_prompts,
                          "vocab_size": task.vocab_size, "max_length": task.max_length,
                          "end_token": task.end_token}
