@@ -99,19 +99,21 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
             done("simulate")
 
             stage("analyse")
+            # One sampler throughout: the one the simulation's truth is for.
+            coupling = about["coupling"]
             benchmark = compare_models(scores_view(tables.scores), alpha=alpha)
             reductions = benchmark.variance_reduction
             if "coupling" in reductions:
-                reductions = reductions[reductions["coupling"] == "gumbel"]
+                reductions = reductions[reductions["coupling"] == coupling]
             differences = benchmark.differences
             if "coupling" in differences:
-                differences = differences[differences["coupling"] == "gumbel"]
+                differences = differences[differences["coupling"] == coupling]
             done("analyse")
 
             stage("plan")
             a, b = planning_pair(differences)
             components = components_from_pilot(scores_view(tables.scores, (a, b)), a, b,
-                                               coupling="gumbel")
+                                               coupling=coupling)
             seeds = tuple(sorted({1, about["n_seeds"]}))
             plan = plan_mean_difference(components, components.effect, seeds=seeds,
                                         power=power, alpha=alpha)
@@ -120,7 +122,7 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
             stage("figures")
             models = sorted(set(tables.scores["model"]))
             pairs = featured_pairs(models)[:1] if quick else featured_pairs(models)
-            figures = make_figures(tables, staging, pairs=pairs, alpha=alpha,
+            figures = make_figures(tables, staging, pairs=pairs, alpha=alpha, coupling=coupling,
                                    truth=truth, benchmark=benchmark, step=bar.set_postfix_str)
             artifacts = list(figures.artifacts)
             data_files = sorted(p for p in (staging / "data").rglob("*") if p.is_file())

@@ -311,18 +311,19 @@ def figures_command(*, source: str | None, simulated: bool, out_dir: str | os.Pa
         bar.update()
 
     try:
-        truth = None
+        truth, coupling = None, None
         if simulated:
             step("simulate")
             from coupled.paper_figures.simulated import simulated_tables
 
-            tables, truth, _ = simulated_tables(config=config)
+            tables, truth, about = simulated_tables(config=config)
+            coupling = about["coupling"]  # the sampler the truth is for
         else:
             step("read")
             tables = load_run(source)
         with staged_output(out_dir) as staging:
             result = make_figures(tables, staging, pairs=pairs, model=model, alpha=alpha,
-                                  unit=unit, truth=truth, step=step)
+                                  unit=unit, coupling=coupling, truth=truth, step=step)
         return FigureSet(Path(out_dir), relocate(result.artifacts, staging, out_dir),
                          result.coupling, result.ranking, result.fig3_model, result.mode_tests,
                          result.pairs)

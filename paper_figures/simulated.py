@@ -64,7 +64,8 @@ def simulated_tables(config: str | os.PathLike | dict | None = None, *, quick: b
                      out_dir: str | os.PathLike | None = None
                      ) -> tuple[RunTables, KnownTruth | None, dict[str, Any]]:
     """Simulate (writing the tables to ``out_dir`` when given); return the tables, the truth
-    and a few facts for captions (``description``, ``n_seeds``, ``models``)."""
+    and a few facts for captions (``description``, ``n_seeds``, ``models``, and ``coupling``:
+    the sampler the truth is for)."""
     from coupled.simulate.family import SimulationConfig, load_config, simulate_family
 
     if config is None:
@@ -84,6 +85,7 @@ def simulated_tables(config: str | os.PathLike | dict | None = None, *, quick: b
         f"pairwise task {config.pairwise_prompts} prompts (judge noise {config.judge_noise}), "
         f"each with {config.n_seeds} seeds, in modes {', '.join(config.modes)}, sampler "
         f"{', '.join(config.couplings)}.")
-    about = {"description": description, "n_seeds": config.n_seeds, "models": models}
     coupling = SAMPLER if SAMPLER in config.couplings else config.couplings[0]
+    about = {"description": description, "n_seeds": config.n_seeds, "models": models,
+             "coupling": coupling}
     return tables, known_truth(result, coupling), about
