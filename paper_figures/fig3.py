@@ -2,8 +2,8 @@
 independent side by side, with 95 % CIs and Holm-corrected significance stars of the
 two-tailed z-test comparing the two modes.
 
-``plot_win_rates`` draws a tidy frame; ``model_win_rates`` builds it from
-``coupled.analysis.pairwise`` (no statistic is computed here).
+``plot_win_rates`` draws a tidy frame; ``coupled.paper_figures.figures.fig3_frames`` builds it
+from ``coupled.analysis.pairwise`` (no statistic is computed here).
 """
 
 from __future__ import annotations
