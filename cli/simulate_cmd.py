@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,13 +38,12 @@ def _check_out_dir(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()):
-        manifest = out / "manifest.json"
-        ours = False
-        if manifest.is_file():
-            try:
-                ours = json.loads(manifest.read_text()).get("producer") == "coupled.simulate"
-            except (OSError, ValueError):
-                ours = False
+        from coupled.tables import read_manifest
+
+        try:
+            ours = read_manifest(out).get("producer") == "coupled.simulate"
+        except (OSError, ValueError):
+            ours = False
         if not force:
             raise ValueError(f"--out {out} is not empty; use a new directory"
                              + (" or --force to replace this simulation" if ours else ""))
