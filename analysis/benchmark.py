@@ -44,12 +44,12 @@ from coupled.analysis._clustered import (
     pad_by_question,
     question_moments,
 )
-from coupled.tables import read_scores
+from coupled.tables import MODES, read_scores
 
 
 # ----------------------------------------------------------------------------- data access
 def _select(scores: pd.DataFrame, mode: str, coupling: str | None) -> tuple[pd.DataFrame, str]:
-    if mode not in ("coupled", "independent"):
+    if mode not in MODES:
         raise ValueError(f"mode must be 'coupled' or 'independent', got {mode!r}")
     rows = scores[scores["mode"] == mode]
     if rows.empty:

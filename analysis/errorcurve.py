@@ -38,7 +38,7 @@ from scipy import stats
 
 from coupled.analysis._clustered import question_moments, variance_components
 from coupled.analysis.benchmark import _variance_reduction, paired_arrays
-from coupled.tables import read_scores
+from coupled.tables import MODES, read_scores
 
 _MAX_LEVELS = 64  # beyond this many distinct values, index sampling beats counting
 _CHUNK_CELLS = 2**24  # cells per chunk of the index path (about 130 MB of float64)
@@ -206,7 +206,7 @@ def error_curves(scores, model_a: str, model_b: str, *, unit: str = "question",
     rng = np.random.default_rng(seed)
     # Paired once per mode: the curves and the per-question theory below share the arrays.
     pairs = {mode: paired_arrays(scores, model_a, model_b, mode, coupling)[:3]
-             for mode in ("coupled", "independent")}
+             for mode in MODES}
     values = {mode: _unit_values(*arrays, unit) for mode, arrays in pairs.items()}
     n_common = min(len(v) for v in values.values())
     sizes = default_sizes(n_common) if sizes is None else np.asarray(sizes)

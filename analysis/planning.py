@@ -31,8 +31,8 @@ from statsmodels.stats.power import TTestPower
 
 from coupled.analysis._clustered import VarianceComponents, question_moments, variance_components
 from coupled.analysis.benchmark import paired_arrays
+from coupled.tables import MODES, read_scores
 
-MODES = ("coupled", "independent")
 _T_POWER = TTestPower()
 _MAX_QUESTIONS = 10**8
 
@@ -103,8 +103,6 @@ def components_from_pilot(scores, model_a: str, model_b: str, *, coupling: str |
     questions). Coupled rows give both within variances; independent rows, when present, give
     the independent one directly. Without coupled rows, the coupled within variance is unknown
     and set to the independent one (no assumed gain)."""
-    from coupled.tables import read_scores
-
     scores = read_scores(scores)
     modes = set(scores["mode"])
     results = {}
