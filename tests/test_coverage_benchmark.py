@@ -36,8 +36,18 @@ def _band(target: float, reps: int, full: bool, half_width: float) -> tuple[floa
 
 
 def _check_rate(rate: float, target: float, reps: int, full: bool, half_width: float, what):
+    if full:  # the figures bench/analysis_benchmark.md records
+        print(f"\nFULL {what}: {rate:.4f} (target {target:.4f}, {reps} reps)")
     low, high = _band(target, reps, full, half_width)
     assert low <= rate <= high, f"{what}: {rate:.4f} outside [{low:.4f}, {high:.4f}] ({reps} reps)"
+
+
+def _reduced_and_full(reduced_reps: int, full_reps: int):
+    """Parametrise a check over its reduced run and its full run (``-m slow``). Each run keeps
+    its own seed, so the full runs reproduce the recorded figures."""
+    return pytest.mark.parametrize(("reps", "full"), [
+        pytest.param(reduced_reps, False, id="reduced"),
+        pytest.param(full_reps, True, id="full", marks=pytest.mark.slow)])
 
 
 # ----------------------------------------------------------------------------- mean difference
@@ -53,22 +63,13 @@ def _mean_difference_coverage(mode: str, design: str, reps: int, seed: int) -> f
     return covered / reps
 
 
+@_reduced_and_full(1000, 4000)
 @pytest.mark.parametrize("design", list(DESIGNS))
 @pytest.mark.parametrize("mode", ["coupled", "independent"])
-def test_mean_difference_ci_coverage(mode, design):
-    reps = 1000
-    rate = _mean_difference_coverage(mode, design, reps, seed=len(mode) * 10 + len(design))
-    _check_rate(rate, LEVEL, reps, False, 0.015, f"{mode}/{design} coverage")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("design", list(DESIGNS))
-@pytest.mark.parametrize("mode", ["coupled", "independent"])
-def test_mean_difference_ci_coverage_full(mode, design):
-    reps = 4000
-    rate = _mean_difference_coverage(mode, design, reps, seed=1 + len(mode) * 7 + len(design))
-    print(f"\nFULL mean-difference coverage {mode}/{design}: {rate:.4f} ({reps} reps)")
-    _check_rate(rate, LEVEL, reps, True, 0.015, f"{mode}/{design} coverage")
+def test_mean_difference_ci_coverage(mode, design, reps, full):
+    seed = 1 + len(mode) * 7 + len(design) if full else len(mode) * 10 + len(design)
+    rate = _mean_difference_coverage(mode, design, reps, seed)
+    _check_rate(rate, LEVEL, reps, full, 0.015, f"mean-difference coverage {mode}/{design}")
 
 
 # ----------------------------------------------------------------------------- variance ratio
@@ -90,22 +91,13 @@ def _ratio_coverage(source: str, design: str, reps: int, seed: int) -> float:
     return covered / reps
 
 
+@_reduced_and_full(400, 2000)
 @pytest.mark.parametrize("design", ["balanced", "unbalanced"])
 @pytest.mark.parametrize("source", ["from_coupled", "measured"])
-def test_variance_ratio_ci_coverage(source, design):
-    reps = 400
-    rate = _ratio_coverage(source, design, reps, seed=len(source) * 10 + len(design))
-    _check_rate(rate, LEVEL, reps, False, 0.015, f"ratio CI {source}/{design}")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("design", ["balanced", "unbalanced"])
-@pytest.mark.parametrize("source", ["from_coupled", "measured"])
-def test_variance_ratio_ci_coverage_full(source, design):
-    reps = 2000
-    rate = _ratio_coverage(source, design, reps, seed=100 + len(source) * 10 + len(design))
-    print(f"\nFULL variance-ratio coverage {source}/{design}: {rate:.4f} ({reps} reps)")
-    _check_rate(rate, LEVEL, reps, True, 0.015, f"ratio CI {source}/{design}")
+def test_variance_ratio_ci_coverage(source, design, reps, full):
+    seed = 100 * full + len(source) * 10 + len(design)
+    rate = _ratio_coverage(source, design, reps, seed)
+    _check_rate(rate, LEVEL, reps, full, 0.015, f"variance-ratio coverage {source}/{design}")
 
 
 # ----------------------------------------------------------------------------- planned power
@@ -130,23 +122,13 @@ def _achieved_power(mode: str, n_seeds: int, reps: int, seed: int) -> tuple[floa
     return rejected / reps, plan.power
 
 
+@_reduced_and_full(600, 2000)
 @pytest.mark.parametrize("n_seeds", [1, 5])
 @pytest.mark.parametrize("mode", ["coupled", "independent"])
-def test_planned_power_is_achieved(mode, n_seeds):
-    reps = 600
-    achieved, planned = _achieved_power(mode, n_seeds, reps, seed=n_seeds * 3 + len(mode))
-    _check_rate(achieved, planned, reps, False, 0.05, f"power {mode}, {n_seeds} seeds")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("n_seeds", [1, 5])
-@pytest.mark.parametrize("mode", ["coupled", "independent"])
-def test_planned_power_is_achieved_full(mode, n_seeds):
-    reps = 2000
-    achieved, planned = _achieved_power(mode, n_seeds, reps, seed=50 + n_seeds * 3 + len(mode))
-    print(f"\nFULL power {mode}, {n_seeds} seeds: planned {planned:.4f}, achieved "
-          f"{achieved:.4f} ({reps} reps)")
-    _check_rate(achieved, planned, reps, True, 0.05, f"power {mode}, {n_seeds} seeds")
+def test_planned_power_is_achieved(mode, n_seeds, reps, full):
+    achieved, planned = _achieved_power(mode, n_seeds, reps, seed=50 * full + n_seeds * 3
+                                        + len(mode))
+    _check_rate(achieved, planned, reps, full, 0.05, f"power {mode}, {n_seeds} seeds")
 
 
 # ----------------------------------------------------------------------------- coupled.simulate
@@ -172,20 +154,19 @@ def _coverage_on_simulate(mode: str, unbalanced: bool, reps: int, seed: int) -> 
     return covered / reps
 
 
-@pytest.mark.parametrize("mode", ["coupled", "independent"])
-def test_mean_difference_coverage_on_coupled_simulate_data(mode):
-    reps = 60  # end-to-end smoke check; the calibrated runs are the array ones above
-    rate = _coverage_on_simulate(mode, mode == "independent", reps, seed=len(mode))
-    _check_rate(rate, LEVEL, reps, False, 0.015, f"{mode} coverage on coupled.simulate data")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("mode", "unbalanced"), [("coupled", True), ("independent", False)])
-def test_mean_difference_coverage_on_coupled_simulate_data_full(mode, unbalanced):
-    # ~0.1 s per replicate (noise function + validation), so two of the four configurations;
-    # the other two run in the reduced test above, all four on the array path.
-    reps = 2000
-    rate = _coverage_on_simulate(mode, unbalanced, reps, seed=10 + len(mode) + unbalanced)
-    print(f"\nFULL coverage on coupled.simulate data {mode}/"
-          f"{'unbalanced' if unbalanced else 'balanced'}: {rate:.4f} ({reps} reps)")
-    _check_rate(rate, LEVEL, reps, True, 0.015, f"{mode} coverage on coupled.simulate data")
+# ~0.1 s per replicate (noise function + validation), so each run covers two of the four
+# configurations (the full run the other two); all four are calibrated on the array path above.
+# The reduced run (60 replicates) is an end-to-end smoke check.
+@pytest.mark.parametrize(("mode", "unbalanced", "reps", "full"), [
+    pytest.param("coupled", False, 60, False, id="reduced-coupled-balanced"),
+    pytest.param("independent", True, 60, False, id="reduced-independent-unbalanced"),
+    pytest.param("coupled", True, 2000, True, id="full-coupled-unbalanced",
+                 marks=pytest.mark.slow),
+    pytest.param("independent", False, 2000, True, id="full-independent-balanced",
+                 marks=pytest.mark.slow)])
+def test_mean_difference_coverage_on_coupled_simulate_data(mode, unbalanced, reps, full):
+    seed = 10 + len(mode) + unbalanced if full else len(mode)
+    rate = _coverage_on_simulate(mode, unbalanced, reps, seed)
+    balance = "unbalanced" if unbalanced else "balanced"
+    _check_rate(rate, LEVEL, reps, full, 0.015,
+                f"coverage on coupled.simulate data {mode}/{balance}")
