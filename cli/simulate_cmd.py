@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
 
@@ -67,23 +65,13 @@ def run_simulate(args: argparse.Namespace) -> int:
     if overrides:
         config = SimulationConfig.from_mapping({**config.as_dict(), **overrides})
     result = simulate_family(None, config, progress=not args.quiet, truth=not args.no_truth)
-    # Write next to the target and rename at the end: an interrupted or failed write leaves no
-    # half-written output directory behind.
+    # Written beside the target and swapped in at the end: an interrupted or failed write
+    # leaves no half-written output folder, and --force replaces the earlier one whole.
+    from coupled.tables import staged_folder
+
     out = args.out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out, replace=True) as staging:
         write_simulation(result, staging)
-        if out.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            out.rename(retired / out.name)
-            staging.rename(out)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     if not args.quiet:
         _print_summary(result, out)
     return 0

@@ -7,14 +7,12 @@ every figure and table succeeded; an error half-way leaves ``out_dir`` as it was
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from coupled.tables import atomic_write
+from coupled.tables import atomic_write, staged_folder
 
 
 @dataclass(frozen=True)
@@ -40,33 +38,8 @@ def staged_output(out_dir: str | os.PathLike, *, replace: bool = False) -> Itera
     if replace and out.is_dir() and any(out.iterdir()) and not (out / "REPORT.md").is_file():
         raise ValueError(f"--out {out}: holds files but no REPORT.md; the demo replaces its "
                          "output folder whole, so choose an empty or new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    try:
+    with staged_folder(out, replace=replace) as staging:
         yield staging
-        if replace:
-            old = None
-            if out.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-                os.replace(out, old / out.name)
-            try:
-                os.replace(staging, out)
-            except BaseException:
-                if old is not None:  # put the earlier output back
-                    os.replace(old / out.name, out)
-                raise
-            finally:
-                if old is not None:
-                    shutil.rmtree(old, ignore_errors=True)
-            return
-        out.mkdir(parents=True, exist_ok=True)
-        for path in sorted(staging.rglob("*")):
-            if path.is_file():
-                target = out / path.relative_to(staging)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def relocate(artifacts: list[Artifact], staging: Path, out_dir: str | os.PathLike

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,46 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def staged_folder(out_dir: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
+    """Yield a staging folder beside ``out_dir``; on success move its contents into ``out_dir``,
+    on error delete it — a whole output folder's :func:`atomic_write`.
+
+    ``replace=False``: same-named files are replaced, other files in ``out_dir`` stay.
+    ``replace=True``: ``out_dir`` becomes exactly the staging folder (swapped in by renames; the
+    earlier folder is put back if the swap fails, removed once it succeeded), so no stale file of
+    an earlier run survives. Whether ``out_dir`` may be replaced is the caller's decision.
+    """
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    try:
+        yield staging
+        if replace:
+            old = None
+            if out.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+                os.replace(out, old / out.name)
+            try:
+                os.replace(staging, out)
+            except BaseException:
+                if old is not None:  # put the earlier output back
+                    os.replace(old / out.name, out)
+                raise
+            finally:
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        for path in sorted(staging.rglob("*")):
+            if path.is_file():
+                target = out / path.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike, kind: str | None = None) -> Path:
