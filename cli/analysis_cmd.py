@@ -296,6 +296,7 @@ def _plan(args: argparse.Namespace) -> int:
 def _plan_win_rate(args: argparse.Namespace, seeds: tuple[int, ...]) -> int:
     from dataclasses import asdict
 
+    from coupled.analysis.pairwise import load_comparisons
     from coupled.analysis.pairwise_planning import plan_win_rate_separation
 
     if args.accuracies:
@@ -306,7 +307,8 @@ def _plan_win_rate(args: argparse.Namespace, seeds: tuple[int, ...]) -> int:
     if args.pilot:
         if not args.models:
             raise ValueError("--win-rate --pilot: name the two models with --models A B")
-        kwargs.update(pilot=args.pilot, model=args.models[0], opponent=args.models[1])
+        pilot, _ = load_comparisons(args.pilot)  # read once for every seed count
+        kwargs.update(pilot=pilot, model=args.models[0], opponent=args.models[1])
     else:
         probs = _read_csv(args.prompt_probs, "--prompt-probs").to_numpy(dtype=float)
         kwargs.update(prompt_probs=probs, model=0, opponent=1)
