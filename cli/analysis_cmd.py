@@ -77,7 +77,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--out", metavar="FILE",
-                        help="also write the result as JSON to FILE (written atomically)")
+                        help="also write the result as JSON to FILE (written atomically; "
+                             "never over an input or an existing file)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let --out replace an existing file (never an input)")
 
 
 # ----------------------------------------------------------------------------- output
@@ -94,12 +97,19 @@ def _json_rows(rows: list[dict]) -> list[dict]:
 def _emit(payload: dict, screen: str, args: argparse.Namespace) -> int:
     text = json.dumps(payload, indent=2, default=_json_default)
     if args.out:  # everything is computed before anything is written; rename is atomic
-        target = Path(args.out)
-        if not target.parent.exists():
-            raise FileNotFoundError(f"--out: folder {target.parent} does not exist")
+        target = _out_file(args)  # checked again: the folder may have changed meanwhile
         atomic_write(target, lambda tmp: tmp.write_text(text + "\n"))
     sys.stdout.write((text if args.json else screen) + "\n")
     return 0
+
+
+def _out_file(args: argparse.Namespace) -> Path:
+    """``--out`` checked by the one rule (cli/output_paths.py) against this command's inputs."""
+    from coupled.cli.output_paths import check_output_file
+
+    inputs = [getattr(args, name, None) for name in ("path", "pilot", "accuracies",
+                                                      "prompt_probs")]
+    return check_output_file(args.out, inputs=inputs, overwrite=args.overwrite)
 
 
 def _json_default(value):
@@ -130,6 +140,8 @@ def _analyze(args: argparse.Namespace) -> int:
 
     if args.bootstrap < 99:
         raise ValueError(f"--bootstrap: need at least 99 resamples, got {args.bootstrap}")
+    if args.out:
+        _out_file(args)  # before any work: a bad --out costs nothing
     scores = read_scores(args.path)  # read once: the report and the error curves share it
     report = compare_models(scores, alpha=args.alpha, models=args.models,
                             by_subject=args.by_subject, n_resamples=args.bootstrap,
@@ -234,6 +246,8 @@ def _pilot_models(scores, models: list[str] | None) -> tuple[str, str]:
 
 def _plan(args: argparse.Namespace) -> int:
     seeds = _parse_seeds(args.seeds)
+    if args.out:
+        _out_file(args)  # before any work: a bad --out costs nothing
     if args.win_rate:
         return _plan_win_rate(args, seeds)
     if args.prompt_probs:

@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a run's output folder (scores/, comparisons/) or one table file")
     source.add_argument("--simulated", action="store_true",
                         help="simulate the default six-model family (or --config) first")
-    figures.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    figures.add_argument("--out", required=True, metavar="DIR",
+                         help="folder to write into: new, empty, or an earlier `coupled "
+                              "figures` output (replaced whole); its parent must exist")
     figures.add_argument("--pairs", nargs="+", type=_pair, metavar="A:B",
                          help="pairs of models for Fig. 2 (default: every pair)")
     figures.add_argument("--model", help="the model of Fig. 3 (default: the best by average "
@@ -51,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="simulate the default family, analyse, plan, and write every figure, "
                      "table and a REPORT.md (what `make demo` runs)")
     demo.add_argument("--out", default="demo-output", metavar="DIR",
-                      help="folder to write into (default demo-output)")
+                      help="folder to write into: new, empty, or an earlier `coupled demo` "
+                           "output (replaced whole); default demo-output")
     demo.add_argument("--quick", action="store_true",
                       help="a smaller simulation (fewer questions and seeds) and one Fig. 2 "
                            "pair, for tests and a first look")
@@ -60,23 +63,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _figures(args: argparse.Namespace) -> int:
+    from coupled.cli import output_paths
     from coupled.paper_figures.figures import figures_command
 
     if args.config and not args.simulated:
         raise ValueError("--config goes with --simulated (a run folder has its own manifest)")
-    result = figures_command(source=args.source, simulated=args.simulated, out_dir=args.out,
+    folder = output_paths.check_output_folder(args.out, producer="figures",
+                                              inputs=(args.source, args.config))
+    result = figures_command(source=args.source, simulated=args.simulated, out_dir=folder.path,
                              pairs=args.pairs, model=args.model, alpha=args.alpha,
                              unit=args.unit, config=args.config,
-                             progress=not args.no_progress)
-    print(f"wrote {len(result.files)} files to {result.out_dir}")
-    for path in result.files:
-        print(f"  {path.name}")
+                             progress=not args.no_progress,
+                             output=lambda _: output_paths.staged_output_folder(folder))
+    _print_written(folder, result.files)
     return 0
 
 
+def _print_written(folder, files, *, list_files: bool = True) -> None:
+    """The files the command committed, counted as they are on disk: the artifacts and the
+    marker listing them."""
+    from coupled.cli.output_paths import MARKER
+
+    written = [*files, folder.path / MARKER]
+    replaced = " (replacing its earlier output)" if folder.earlier_output else ""
+    print(f"wrote {len(written)} files to {folder.path}{replaced}")
+    for path in written if list_files else ():
+        print(f"  {path.relative_to(folder.path).as_posix()}")
+
+
 def _demo(args: argparse.Namespace) -> int:
+    from coupled.cli import output_paths
     from coupled.paper_figures.demo import run_demo
 
-    result = run_demo(out_dir=args.out, quick=args.quick, progress=not args.no_progress)
+    folder = output_paths.check_output_folder(args.out, producer="demo")
+    result = run_demo(out_dir=folder.path, quick=args.quick, progress=not args.no_progress,
+                      output=lambda _: output_paths.staged_output_folder(folder))
     print(result.screen_summary)
+    print()
+    _print_written(folder, result.files, list_files=False)
+    print(f"start with {result.report_path}")
     return 0

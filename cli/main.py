@@ -1,7 +1,9 @@
 """The ``coupled`` command: thin argument parsing; the work is done by the library parts.
 
 Each group of subcommands lives in its own module (``cli/<group>_cmd.py``) exposing
-``register(subparsers)``; every subcommand sets ``func(args) -> int``.
+``register(subparsers)``; every subcommand sets ``func(args) -> int``. This module gives
+every (sub)command the same look — defaults shown, examples at the end of ``--help`` — and
+the same ending on bad input: one message on stderr, exit status 2, no traceback.
 """
 
 from __future__ import annotations
@@ -15,16 +17,94 @@ import sys
 # ``coupled --help`` stays fast and never needs torch.
 _GROUPS = ("theory_cmd", "simulate_cmd", "run_cmd", "analysis_cmd", "rank_cmd", "figures_cmd")
 
+# Shown at the end of each command's --help; tests/test_cli_help.py parses every line.
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "coupled": ("coupled demo --quick --out demo-quick",
+                "coupled analyze runs/mine --help"),
+    "theory": ("coupled theory example",),
+    "theory example": ("coupled theory example --json",),
+    "simulate": ("coupled simulate --out runs/sim",
+                 "coupled simulate --out runs/sim --config examples/simulate/tiny.toml --force"),
+    "run": ("coupled run examples/tiny/run.toml --out runs/tiny",
+            "coupled run examples/tiny/run.toml --out runs/tiny --resume"),
+    "analyze": ("coupled analyze runs/sim",
+                "coupled analyze runs/sim --error-curve question --json --out report.json"),
+    "plan": ("coupled plan --accuracies per_question.csv --effect 0.02",
+             "coupled plan --pilot runs/sim --models large small --budget 400",
+             "coupled plan --win-rate --prompt-probs probs.csv --seeds 1,5"),
+    "rank": ("coupled rank runs/sim",
+             "coupled rank runs/sim --alpha 0.1 --out ranks.csv --overwrite"),
+    "figures": ("coupled figures --from runs/sim --out runs/sim/figures",
+                "coupled figures --simulated --out figures --pairs large:small"),
+    "demo": ("coupled demo",
+             "coupled demo --quick --out demo-quick"),
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("coupled")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown (unless the help names its default already, or there is none worth
+    showing), descriptions wrapped, the examples epilog kept line by line."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if ("default" in text.lower() or action.default in (None, False)
+                or action.default is argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line (like every other error here)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _style(parser: argparse.ArgumentParser, name: str) -> None:
+    """Defaults and examples for ``parser`` and, recursively, its subcommands."""
+    parser.formatter_class = HelpFormatter
+    if name in EXAMPLES:
+        parser.epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                _style(sub, sub_name if name == "coupled" else f"{name} {sub_name}")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="coupled",
         description="Evaluate and rank language models under coupled generation.",
     )
+    parser.add_argument("--version", action="version", version=f"coupled {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in _GROUPS:
         importlib.import_module(f"coupled.cli.{group}").register(subparsers)
+    _style(parser, "coupled")
     return parser
+
+
+def error_message(error: BaseException) -> str:
+    """The one line (or one message) the user sees for ``error``."""
+    if isinstance(error, KeyError) and error.args and isinstance(error.args[0], str):
+        return error.args[0]  # str(KeyError) would add quotes around the message
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,12 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        # Bad input: one clear message, non-zero exit, no traceback (COUPLED_DEBUG=1 shows it,
-        # since a bug of ours can also surface as a ValueError).
+    except (ValueError, OSError, KeyError) as error:
+        # Bad input (a ValueError from the validation layers; OSError for paths that cannot be
+        # read or written): one clear message, exit status 2, no traceback (COUPLED_DEBUG=1
+        # shows it, since a bug of ours can also surface as a ValueError).
         if os.environ.get("COUPLED_DEBUG"):
             raise
-        print(f"coupled {args.command}: error: {error}", file=sys.stderr)
+        print(f"coupled {args.command}: error: {error_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"coupled {args.command}: interrupted", file=sys.stderr)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,24 +28,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print the rank-sets as JSON records instead of a table")
     parser.add_argument("--out", metavar="FILE",
-                        help="also write the rank-sets to FILE (.csv, .json or .parquet)")
+                        help="also write the rank-sets to FILE (.csv, .json or .parquet; "
+                             "never over an input or an existing file)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let --out replace an existing file (never an input)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from coupled.analysis.ranksets import rank_sets
+    from coupled.cli.output_paths import check_output_file
     from coupled.tables import atomic_write
 
-    out = Path(args.out) if args.out else None
-    if out is not None:
-        # Checked before any work, so bad options fail fast and nothing is written.
-        if out.suffix not in _WRITERS:
-            raise ValueError(f"--out {out}: use a .csv, .json or .parquet file name")
-        if not out.parent.exists():
-            raise FileNotFoundError(f"--out: folder {out.parent} does not exist")
+    # Checked before any work (cli/output_paths.py: the one --out rule), so a bad --out fails
+    # fast and nothing is written.
+    out = (check_output_file(args.out, inputs=(args.path,), overwrite=args.overwrite,
+                             suffixes=_WRITERS) if args.out else None)
     table = rank_sets(args.path, alpha=args.alpha, method=args.method, seed=args.seed)
     if out is not None:
-        atomic_write(out, lambda tmp: _WRITERS[out.suffix](table, tmp))
+        atomic_write(out, lambda tmp: _WRITERS[out.suffix.lower()](table, tmp))
         print(f"wrote {out}", file=sys.stderr)
     if args.json:
         print(_to_json(table))

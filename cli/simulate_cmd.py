@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "per-prompt values from the pair chain) and DIR/manifest.json.",
     )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
-                        help="output directory (must be new or empty, unless --force)")
+                        help="output folder: new or empty, or with --force an earlier "
+                             "`coupled simulate` output; its parent must exist")
     parser.add_argument("--config", type=Path, metavar="FILE.toml",
                         help="simulation config (see examples/simulate/); default: the paper's "
                              "six-model family, 200 + 200 prompts, 10 seeds")
@@ -27,30 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-truth", action="store_true",
                         help="skip the exact pair-chain truth (tables only)")
     parser.add_argument("--force", action="store_true",
-                        help="replace DIR if it holds an earlier `coupled simulate` output")
+                        help="replace DIR if it holds an earlier `coupled simulate` output "
+                             "(and nothing else)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.set_defaults(func=run_simulate)
 
 
-def _check_out_dir(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        from coupled.tables import read_manifest
-
-        try:
-            ours = read_manifest(out).get("producer") == "coupled.simulate"
-        except (OSError, ValueError):
-            ours = False
-        if not force:
-            raise ValueError(f"--out {out} is not empty; use a new directory"
-                             + (" or --force to replace this simulation" if ours else ""))
-        if not ours:
-            raise ValueError(f"--out {out} is not empty and does not hold a `coupled simulate` "
-                             f"output (no manifest.json from coupled.simulate); refusing --force")
-
-
 def run_simulate(args: argparse.Namespace) -> int:
+    from coupled.cli import output_paths
     from coupled.simulate.family import (
         SimulationConfig,
         load_config,
@@ -58,7 +43,9 @@ def run_simulate(args: argparse.Namespace) -> int:
         write_simulation,
     )
 
-    _check_out_dir(args.out, args.force)
+    folder = output_paths.check_output_folder(args.out, producer="simulate",
+                                              inputs=(args.config,), reuse=args.force,
+                                              reuse_flag="--force")
     config = load_config(args.config) if args.config else SimulationConfig()
     overrides = {name: value for name, value in (("seed", args.seed), ("n_seeds", args.n_seeds))
                  if value is not None}
@@ -67,13 +54,10 @@ def run_simulate(args: argparse.Namespace) -> int:
     result = simulate_family(None, config, progress=not args.quiet, truth=not args.no_truth)
     # Written beside the target and swapped in at the end: an interrupted or failed write
     # leaves no half-written output folder, and --force replaces the earlier one whole.
-    from coupled.tables import staged_folder
-
-    out = args.out.resolve()
-    with staged_folder(out, replace=True) as staging:
+    with output_paths.staged_output_folder(folder) as staging:
         write_simulation(result, staging)
     if not args.quiet:
-        _print_summary(result, out)
+        _print_summary(result, folder.path)
     return 0
 
 

@@ -2,7 +2,8 @@
 analyse it, answer one planning question, and write every figure, table and ``REPORT.md``.
 
 Stages (one tqdm bar): simulate → analyse → plan → figures → report. Everything lands in
-``out_dir`` at once (staged; an earlier demo output there is replaced whole), including the simulated tables under ``data/`` so that
+``out_dir`` at once (staged; ``coupled demo`` replaces its own earlier output whole and
+refuses any other non-empty folder), including the simulated tables under ``data/`` so that
 ``coupled figures --from OUT/data`` redraws them. The report's numbers are formatted from the
 analysis results (``coupled.analysis``) and the theory (``coupled.theory``), never typed in.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from coupled.paper_figures import report
-from coupled.paper_figures.output import Artifact, relocate, staged_output
+from coupled.paper_figures.output import Artifact, OutputStage, relocate, staged_output
 from coupled.tables import atomic_write
 
 STAGES = ("simulate", "analyse", "plan", "figures", "report")
@@ -67,9 +68,12 @@ def _write_text(path: Path, text: str) -> Path:
 
 def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
              progress: bool = True, config: str | os.PathLike | None = None,
-             alpha: float = 0.05, power: float = 0.8) -> DemoResult:
+             alpha: float = 0.05, power: float = 0.8,
+             output: OutputStage = staged_output) -> DemoResult:
     """Run the whole demo; see the module docstring. ``quick``: a smaller simulation and one
-    Fig. 2 pair (for tests and a first look)."""
+    Fig. 2 pair (for tests and a first look). ``output(out_dir)`` stages and commits the
+    folder (default: a new or empty folder only; ``coupled demo`` passes its own stage, which
+    also replaces an earlier demo output)."""
     from tqdm.auto import tqdm
 
     from coupled.analysis.benchmark import compare_models
@@ -92,7 +96,7 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
         bar.update()
 
     try:
-        with staged_output(out_dir, replace=True) as staging:
+        with output(out_dir) as staging:
             stage("simulate")
             tables, truth, about = simulated_tables(config=config, quick=quick,
                                                     out_dir=staging / "data")
@@ -159,10 +163,9 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
     finally:
         bar.close()
     out = Path(out_dir)
-    screen = "\n".join([
-        "Appendix B.6 example (exact, coupled.theory):", b6_text, "",
-        *headline["lines"], "",
-        f"wrote {len(artifacts)} files to {out}/ — start with {out / 'REPORT.md'}"])
+    # The command adds the line naming the folder and the count of files it committed.
+    screen = "\n".join(["Appendix B.6 example (exact, coupled.theory):", b6_text, "",
+                        *headline["lines"]])
     return DemoResult(out, artifacts, out / "REPORT.md", headline, seconds, screen)
 
 

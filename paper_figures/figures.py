@@ -19,7 +19,8 @@ import pandas as pd
 
 from coupled.paper_figures import fig2, fig3, table1
 from coupled.paper_figures.inputs import RunTables, load_run
-from coupled.paper_figures.output import Artifact, relocate, staged_output
+from coupled.paper_figures.names import file_stem
+from coupled.paper_figures.output import Artifact, OutputStage, relocate, staged_output
 from coupled.paper_figures.style import save_figure, use_paper_style
 from coupled.tables import SCORE_KEY
 
@@ -57,10 +58,6 @@ class FigureSet:
     @property
     def files(self) -> list[Path]:
         return [a.path for a in self.artifacts]
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
 
 
 def scores_view(scores: pd.DataFrame, models: Sequence[str] | None = None) -> pd.DataFrame:
@@ -241,7 +238,9 @@ def make_figures(tables: RunTables, out_dir: str | os.PathLike, *,
     chosen: list[tuple[str, str]] = []
     if scores is not None and "coupled" in set(scores["mode"]):
         models = sorted(set(scores["model"]))
-        chosen = list(itertools.combinations(models, 2)) if pairs is None else list(pairs)
+        # A pair given twice is one figure (the count printed is the files written).
+        chosen = (list(itertools.combinations(models, 2)) if pairs is None
+                  else list(dict.fromkeys(tuple(p) for p in pairs)))
         for a, b in chosen:
             unknown = sorted({a, b} - set(models))
             if unknown:
@@ -269,7 +268,7 @@ def make_figures(tables: RunTables, out_dir: str | os.PathLike, *,
         matrix = win_rate_matrix(comparisons, alpha=alpha)
         win_rates, stars, tests = fig3_frames(comparisons, fig3_model, alpha, matrix)
         figure = fig3.plot_win_rates(fig3_model, win_rates, stars, tables.comparisons_derived)
-        add(save_figure(figure, out, f"fig3_win_rates_{_slug(fig3_model)}"),
+        add(save_figure(figure, out, f"fig3_win_rates_{file_stem(fig3_model)}"),
             _fig3_caption(fig3_model, tables.comparisons_derived, tests is not None))
 
     analyses: dict[tuple[str, str], PairAnalysis] = {}
@@ -279,7 +278,7 @@ def make_figures(tables: RunTables, out_dir: str | os.PathLike, *,
                                 reductions=getattr(benchmark, "variance_reduction", None))
         analyses[(a, b)] = analysis
         figure = fig2.plot_pair(pair_panels(analysis, unit))
-        add(save_figure(figure, out, f"fig2_{_slug(a)}_vs_{_slug(b)}"),
+        add(save_figure(figure, out, f"fig2_{file_stem(a)}_vs_{file_stem(b)}"),
             fig2_caption(analysis, unit))
 
     step("B.6 example")
@@ -294,14 +293,22 @@ def make_figures(tables: RunTables, out_dir: str | os.PathLike, *,
         figure, caption = calibration.plot_calibration(truth, tables, alpha=alpha,
                                                        benchmark=benchmark, win_rates=matrix)
         add(save_figure(figure, out, "calibration_theory_vs_simulation"), caption)
+    paths = [a.path for a in artifacts]
+    if len(set(paths)) != len(paths):  # a bug of ours: two artifacts under one name
+        twice = sorted({p.name for p in paths if paths.count(p) > 1})
+        raise RuntimeError(f"figure file names collide: {twice}")
     return FigureSet(out, artifacts, coupling, ranking, fig3_model, tests, analyses)
 
 
 def figures_command(*, source: str | None, simulated: bool, out_dir: str | os.PathLike,
                     pairs: Sequence[tuple[str, str]] | None = None, model: str | None = None,
                     alpha: float = 0.05, unit: str = "row", config: str | None = None,
-                    progress: bool = True) -> FigureSet:
-    """``coupled figures``: read a run (or simulate one), draw everything, write it at once."""
+                    progress: bool = True, output: OutputStage = staged_output) -> FigureSet:
+    """``coupled figures``: read a run (or simulate one), draw everything, write it at once.
+
+    ``output(out_dir)``: the context manager that stages the folder and commits it (default:
+    :func:`~coupled.paper_figures.output.staged_output`, a new or empty folder only; the
+    ``coupled figures`` command passes its own, which also re-uses its earlier output)."""
     from tqdm.auto import tqdm
 
     bar = tqdm(desc="figures", unit="stage", disable=not progress, leave=False)
@@ -321,7 +328,7 @@ def figures_command(*, source: str | None, simulated: bool, out_dir: str | os.Pa
         else:
             step("read")
             tables = load_run(source)
-        with staged_output(out_dir) as staging:
+        with output(out_dir) as staging:
             result = make_figures(tables, staging, pairs=pairs, model=model, alpha=alpha,
                                   unit=unit, coupling=coupling, truth=truth, step=step)
         return FigureSet(Path(out_dir), relocate(result.artifacts, staging, out_dir),

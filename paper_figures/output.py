@@ -1,14 +1,15 @@
 """Everything a command writes appears at once, or not at all.
 
 Files are drawn into a hidden staging folder beside ``out_dir`` and moved into place only when
-every figure and table succeeded; an error half-way leaves ``out_dir`` as it was.
+every figure and table succeeded; an error half-way leaves ``out_dir`` as it was. Which
+folders a command may write is decided in one place, ``coupled.cli.output_paths``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,22 +24,23 @@ class Artifact:
     caption: str
 
 
-@contextmanager
-def staged_output(out_dir: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
-    """Yield a staging folder; on success move its files into ``out_dir``; on error delete it.
+OutputStage = Callable[[str | os.PathLike], AbstractContextManager[Path]]
+"""Stages an output folder: ``with output(out_dir) as staging: ...`` fills ``staging``; on
+success it becomes ``out_dir``, on error nothing changes."""
 
-    ``replace=False``: same-named files are replaced, other files in ``out_dir`` stay.
-    ``replace=True``: ``out_dir`` becomes exactly the staging folder (the old one is removed
-    after the swap), so no stale file of an earlier run survives; refused when ``out_dir``
-    holds files but no ``REPORT.md`` (it does not look like an earlier demo output).
+
+@contextmanager
+def staged_output(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yield a staging folder that becomes ``out_dir`` when the body succeeds (deleted on
+    error). The library writes only into a new or empty folder; the ``coupled`` commands pass
+    their own stage (``coupled.cli.output_paths``), which also replaces their earlier output.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a folder")
-    if replace and out.is_dir() and any(out.iterdir()) and not (out / "REPORT.md").is_file():
-        raise ValueError(f"--out {out}: holds files but no REPORT.md; the demo replaces its "
-                         "output folder whole, so choose an empty or new folder")
-    with staged_folder(out, replace=replace) as staging:
+        raise ValueError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise ValueError(f"{out}: folder is not empty; write into a new or empty folder")
+    with staged_folder(out, replace=True) as staging:
         yield staging
 
 

@@ -4,8 +4,10 @@ figures, tables and a REPORT.md that names every file it produced — and only f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,10 +27,14 @@ def _named_files(report: str) -> set[str]:
 
 
 def test_report_names_every_file_and_every_named_file_exists(demo_dir):
+    from coupled.cli.output_paths import MARKER
+
     report = (demo_dir / "REPORT.md").read_text()
     produced = {str(p.relative_to(demo_dir)) for p in demo_dir.rglob("*") if p.is_file()}
     named = _named_files(report)
-    assert produced == named, (produced - named, named - produced)
+    # The command's marker lists every file it wrote; the report names all but the marker.
+    assert set(json.loads((demo_dir / MARKER).read_text())["files"]) == produced - {MARKER}
+    assert produced - {MARKER} == named, (produced - named, named - produced)
     assert not [p for p in demo_dir.parent.iterdir() if ".staging-" in p.name]
 
 
@@ -87,28 +93,34 @@ def test_demo_refuses_a_file_as_output(tmp_path, capsys):
     assert Path(tmp_path).joinpath("not-a-folder").is_file()
 
 
-def test_replacing_output_drops_stale_files_and_keeps_foreign_folders(tmp_path):
-    from coupled.paper_figures.output import staged_output
+def test_rerun_replaces_own_output_and_never_a_foreign_folder(demo_dir, tmp_path, capsys):
+    """`coupled demo --out` re-uses its own earlier output (recognised by its marker), replaced
+    whole so no stale file survives; a folder holding anything else is never touched."""
+    from coupled.cli.output_paths import MARKER
 
     out = tmp_path / "demo-output"
-    out.mkdir()
-    (out / "REPORT.md").write_text("old")
-    (out / "fig3_win_rates_someone-else.png").write_text("stale")
-    with staged_output(out, replace=True) as staging:
-        (staging / "REPORT.md").write_text("new")
-    assert sorted(p.name for p in out.iterdir()) == ["REPORT.md"]
-    assert (out / "REPORT.md").read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-output"]
+    shutil.copytree(demo_dir, out)
+    (out / "REPORT.md").write_text("edited by hand")
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 2
+    assert "changed since" in capsys.readouterr().err
+    assert (out / "REPORT.md").read_text() == "edited by hand"
 
-    with pytest.raises(RuntimeError), staged_output(out, replace=True) as staging:
-        (staging / "REPORT.md").write_text("half")
-        raise RuntimeError("a stage failed")
-    assert (out / "REPORT.md").read_text() == "new"  # the earlier output is untouched
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-output"]
+    shutil.rmtree(out)
+    shutil.copytree(demo_dir, out)
+    stale = out / "fig2_old-pair_vs_gone.png"   # listed in the marker as one of its files
+    stale.write_bytes(b"stale")
+    marker = json.loads((out / MARKER).read_text())
+    marker["files"][stale.name] = {"sha256": hashlib.sha256(b"stale").hexdigest(), "bytes": 5}
+    (out / MARKER).write_text(json.dumps(marker))
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert "replacing its earlier output" in capsys.readouterr().out
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-output"]  # no staging left
 
     foreign = tmp_path / "my-thesis"
     foreign.mkdir()
-    (foreign / "chapter1.tex").write_text("precious")
-    with pytest.raises(ValueError, match="no REPORT.md"), staged_output(foreign, replace=True):
-        pass
-    assert (foreign / "chapter1.tex").read_text() == "precious"
+    (foreign / "REPORT.md").write_text("precious")  # looks like a demo output; is not one
+    assert main(["demo", "--quick", "--out", str(foreign), "--no-progress"]) == 2
+    assert "not written by `coupled demo`" in capsys.readouterr().err
+    assert [p.name for p in foreign.iterdir()] == ["REPORT.md"]
+    assert (foreign / "REPORT.md").read_text() == "precious"
