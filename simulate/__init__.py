@@ -5,9 +5,25 @@ Single step: :func:`sample_tokens`, :func:`simulate_scores`, :func:`simulate_com
 :func:`sample_pairs_from_joint`. Autoregressive: :class:`SyntheticModel`, :func:`model_family`,
 :func:`benchmark_task`, :func:`pairwise_task`, :func:`generate_sequences`,
 :func:`exact_points_law`, :func:`exact_output_pair_law`, :func:`pair_truth`. Whole family:
-:func:`simulate_family` (what ``coupled simulate`` runs).
+:func:`simulate_family` (what ``coupled simulate`` runs). Across tokenizers (issue 14):
+:func:`sample_replies` / :func:`sample_coupled_replies` under ``CROSSTOK_COUPLINGS``,
+:func:`text_agreement`, :func:`text_variance_reduction`, :func:`calls_per_byte`.
 """
 
+from coupled.simulate.crosstok import (
+    BROKEN_COUPLINGS,
+    CROSSTOK_COUPLINGS,
+    Agreement,
+    TextSample,
+    VarianceReduction,
+    calls_per_byte,
+    crosstok_rows,
+    exact_score_moments,
+    sample_coupled_replies,
+    sample_replies,
+    text_agreement,
+    text_variance_reduction,
+)
 from coupled.simulate.exact import (
     PairTruth,
     exact_output_pair_law,
@@ -98,4 +114,16 @@ __all__ = [
     "variant_logits",
     "weaker_logits",
     "write_simulation",
+    "Agreement",
+    "BROKEN_COUPLINGS",
+    "CROSSTOK_COUPLINGS",
+    "TextSample",
+    "VarianceReduction",
+    "calls_per_byte",
+    "crosstok_rows",
+    "exact_score_moments",
+    "sample_coupled_replies",
+    "sample_replies",
+    "text_agreement",
+    "text_variance_reduction",
 ]

@@ -28,6 +28,15 @@ probability that each model outputs the correct / preferred token on each prompt
         (the printed ``+ 2 Cov_coupled`` holds only for a fixed prompt).
     ``prompt_weights(weights, n_prompts)`` normalised prompt probabilities.
 
+Models whose tokenizers differ (``coupled.theory.tokenized``, issue 14): an exact test bed.
+    ``TextModel`` / ``bigram_text_model``  byte-level Markov text law with an end symbol.
+    ``Tokenizer`` / ``standard_tokenizers()``  deterministic tokenizers (BPE, longest match,
+        dummy prefix, byte fallback, ``</w>`` duplicate ids, zero-length control tokens).
+    ``tokenized_model(text_model, tokenizer) -> TokenizedModel``  the text law pushed through
+        the tokenizer; exact next-token conditionals on the trie of token prefixes.
+    ``ByteView(model).law(prefix)`` / ``next_byte_law``  next-byte law from the token law,
+        marginalising over the tokenizations covering the prefix (Phan et al. 2024).
+
 Examples (``coupled.theory.examples``)
     ``three_model_example() -> ThreeModelExample``  appendix B.6 in exact fractions: average
         accuracy 0.70 / 0.69 / 0.695, average win-rates independent 0.1545 / 0.15675 / 0.16225
@@ -56,6 +65,18 @@ from coupled.theory.rates import (
     score_difference_moments,
     variance_decomposition,
 )
+from coupled.theory.tokenized import (
+    ByteLaw,
+    ByteView,
+    TextModel,
+    TokenizedModel,
+    Tokenizer,
+    bigram_text_model,
+    next_byte_law,
+    standard_text_models,
+    standard_tokenizers,
+    tokenized_model,
+)
 
 __all__ = [
     "B6_PROBABILITIES",
@@ -78,4 +99,14 @@ __all__ = [
     "inverse_cdf_joint",
     "is_counterfactually_stable",
     "joint",
+    "ByteLaw",
+    "ByteView",
+    "TextModel",
+    "TokenizedModel",
+    "Tokenizer",
+    "bigram_text_model",
+    "next_byte_law",
+    "standard_text_models",
+    "standard_tokenizers",
+    "tokenized_model",
 ]
