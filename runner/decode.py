@@ -2,9 +2,10 @@
 
 The sampler is Gumbel-max on the tempered logits: ``token = argmax(logits / T + g)`` where
 ``g`` is the counter-based noise of :mod:`coupled.runner.noise_torch` keyed by the row and the
-generation step. Top-p (optional) masks tokens outside the nucleus before the argmax; the noise
-stays attached to token ids. ``temperature == 0`` is greedy decoding (no noise), used by the
-judge.
+generation step. Top-k, top-p and min-p (optional; :func:`mask_outside_sampling_set`, the one
+rule both backends use) mask tokens before the argmax; the noise stays attached to token ids, so
+masking keeps the coupling exact. ``temperature == 0`` is greedy decoding (no noise), used by
+the judge.
 
 Our own loop rather than ``generate()``: it prefills each distinct prompt of a batch once and
 copies its KV cache to all the prompt's seeds (``generate`` would prefill every row), and it
@@ -34,11 +35,13 @@ class Generation:
 
 def sample_next_tokens(logits: torch.Tensor, rows: torch.Tensor, step: int,
                        temperature: float, top_p: float | None = None,
-                       vocab_size: int | None = None) -> torch.Tensor:
+                       vocab_size: int | None = None, *, top_k: int | None = None,
+                       min_p: float | None = None) -> torch.Tensor:
     """Gumbel-max on ``logits / temperature`` with the rows' noise at ``step``: (B, V) -> (B,).
 
     ``vocab_size`` (the tokenizer's) masks padded logit columns beyond the real vocabulary, so
-    models that pad their output layer differently still sample the same token ids.
+    models that pad their output layer differently still sample the same token ids. This is
+    the whole sampler of both backends (the vLLM logits processor calls it as it is).
     """
     logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     if vocab_size is not None and logits.shape[-1] > vocab_size:
@@ -48,10 +51,33 @@ def sample_next_tokens(logits: torch.Tensor, rows: torch.Tensor, step: int,
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     rows = rows.to(logits.device)
-    scaled = logits / temperature
+    scaled = mask_outside_sampling_set(logits / temperature, top_p=top_p, top_k=top_k,
+                                       min_p=min_p)
+    return gumbel_argmax(scaled, rows, step)
+
+
+def mask_outside_sampling_set(scaled: torch.Tensor, *, top_p: float | None = None,
+                              top_k: int | None = None, min_p: float | None = None
+                              ) -> torch.Tensor:
+    """Tempered logits with the tokens outside top-k, then top-p, then min-p set to -inf.
+
+    transformers' order and rules (TopK-, TopP-, MinPLogitsWarper, one token always kept): top-k
+    keeps every token tied with the k-th largest; top-p the smallest most-likely set whose mass,
+    renormalised after top-k, reaches p; min-p the tokens with probability >= min_p times the
+    top one's. Masks only remove tokens, so the noisy argmax over the rest stays coupled.
+    ``None`` (or top_p = 1, top_k = 0, min_p = 0) leaves a rule off.
+    """
+    if top_k is not None and 0 < top_k < scaled.shape[-1]:
+        kth = scaled.topk(top_k, dim=-1).values[..., -1:]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
     if top_p is not None and top_p < 1.0:
         scaled = _mask_outside_nucleus(scaled, top_p)
-    return gumbel_argmax(scaled, rows, step)
+    if min_p is not None and min_p > 0.0:
+        probabilities = scaled.softmax(dim=-1)
+        threshold = min_p * probabilities.amax(dim=-1, keepdim=True)
+        # the top token always stays (probability >= min_p * itself for min_p <= 1)
+        scaled = scaled.masked_fill(probabilities < threshold, float("-inf"))
+    return scaled
 
 
 def gumbel_argmax(scaled: torch.Tensor, rows: torch.Tensor, step: int,
@@ -88,7 +114,9 @@ def _gumbel_max_in(dtype: torch.dtype) -> float:
 def _mask_outside_nucleus(scaled: torch.Tensor, top_p: float) -> torch.Tensor:
     # The smallest set of most likely tokens whose mass reaches top_p (the top token always
     # stays). Same rule as transformers' TopPLogitsWarper, written on the descending order.
-    sorted_logits, order = scaled.sort(dim=-1, descending=True)
+    # stable: tied logits keep their token order, so the nucleus of a row never depends on
+    # the rest of the batch or on the sort's internal choices.
+    sorted_logits, order = scaled.sort(dim=-1, descending=True, stable=True)
     probabilities = sorted_logits.softmax(dim=-1)
     mass_before = probabilities.cumsum(dim=-1).sub_(probabilities)
     drop_sorted = mass_before >= top_p
@@ -100,7 +128,8 @@ def _mask_outside_nucleus(scaled: torch.Tensor, top_p: float) -> torch.Tensor:
 def generate_rows(model, prompt_ids: Sequence[Sequence[int]], prompt_of_row: Sequence[int],
                   row_keys: torch.Tensor, *, temperature: float, max_new_tokens: int,
                   end_token_ids: Sequence[int], pad_token_id: int, top_p: float | None = None,
-                  vocab_size: int | None = None) -> list[Generation]:
+                  vocab_size: int | None = None, top_k: int | None = None,
+                  min_p: float | None = None) -> list[Generation]:
     """Decode one batch of rows; each row is (prompt, noise key).
 
     ``prompt_ids`` are the distinct prompts' token ids; ``prompt_of_row[r]`` says which prompt
@@ -139,7 +168,8 @@ def generate_rows(model, prompt_ids: Sequence[Sequence[int]], prompt_of_row: Seq
     finished = [False] * n_rows
     live = list(range(n_rows))  # batch position -> row index
     for step in range(max_new_tokens):
-        tokens = sample_next_tokens(logits, keys, step, temperature, top_p, vocab_size)
+        tokens = sample_next_tokens(logits, keys, step, temperature, top_p, vocab_size,
+                                    top_k=top_k, min_p=min_p)
         ended = torch.isin(tokens, end_ids)
         tokens_list, ended_list = tokens.tolist(), ended.tolist()
         for position, row in enumerate(live):
@@ -167,10 +197,12 @@ def generate_rows(model, prompt_ids: Sequence[Sequence[int]], prompt_of_row: Seq
 
 
 def gumbel_logits_processor(row_keys: torch.Tensor, prompt_length: int, temperature: float,
-                            top_p: float | None = None):
+                            top_p: float | None = None, top_k: int | None = None,
+                            min_p: float | None = None):
     """The same sampler as a transformers ``LogitsProcessor`` for ``generate(do_sample=False)``.
 
-    It returns ``logits / T + g`` (top-p masked), so greedy search takes the Gumbel argmax. The
+    It returns ``logits / T + g`` (top-k/p, min-p masked), so greedy search takes the Gumbel
+    argmax. The
     step is the number of tokens generated so far (``input_ids`` width minus the prompt's).
     """
     from transformers import LogitsProcessor
@@ -178,9 +210,8 @@ def gumbel_logits_processor(row_keys: torch.Tensor, prompt_length: int, temperat
     class GumbelNoiseLogitsProcessor(LogitsProcessor):
         def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
             step = input_ids.shape[1] - prompt_length
-            scaled = scores / temperature
-            if top_p is not None and top_p < 1.0:
-                scaled = _mask_outside_nucleus(scaled, top_p)
+            scaled = mask_outside_sampling_set(scores / temperature, top_p=top_p, top_k=top_k,
+                                               min_p=min_p)
             keys = row_keys.to(scores.device)
             return scaled + gumbel_noise(keys, step, scaled.shape[-1], scaled.dtype)
 
