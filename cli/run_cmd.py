@@ -12,7 +12,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run the models of a TOML config on its task, in coupled and/or "
                     "independent mode, writing scores (or generations + comparisons) and a "
                     "manifest to the output directory. Needs the [runner] extra (torch).")
-    parser.add_argument("config", help="the run's TOML config (see examples/tiny/run.toml)")
+    parser.add_argument("config", nargs="?",
+                        help="the run's TOML config (see examples/tiny/run.toml)")
+    parser.add_argument("--show-config", action="store_true",
+                        help="print every config key (type, default, meaning) and exit")
     parser.add_argument("--out", help="output directory (overrides the config's output_dir)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run in the same output directory: "
@@ -22,6 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.show_config:
+        from coupled.runner.config import config_reference
+
+        print(config_reference(), end="")
+        return 0
+    if args.config is None:
+        raise ValueError("CONFIG is missing: give the run's TOML config (or --show-config)")
     try:
         from coupled.runner import run
     except ImportError as error:  # torch/transformers missing: say which extra to install

