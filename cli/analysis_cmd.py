@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+from coupled.cli.options import distinct_models, finite_float, int_at_least, probability
 from coupled.tables import atomic_write
 
 DEFAULT_SEEDS = "1,2,5,10"
@@ -25,13 +26,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "no independent rows).")
     analyze.add_argument("path", metavar="FILE_OR_DIR",
                          help="scores file (parquet/CSV), shard folder or output directory")
-    analyze.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level")
+    analyze.add_argument("--alpha", type=probability, default=0.05, help="1 - confidence level")
     analyze.add_argument("--models", nargs="+", help="only these models (default: all)")
     analyze.add_argument("--by-subject", action="store_true",
                          help="add one row per subject (needs a 'subject' column)")
-    analyze.add_argument("--bootstrap", type=int, default=1999, metavar="B",
+    analyze.add_argument("--bootstrap", type=int_at_least(99), default=1999, metavar="B",
                          help="bootstrap resamples for the variance-ratio CI (default 1999)")
-    analyze.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    analyze.add_argument("--seed", type=int_at_least(0), default=0, help="bootstrap seed")
+    analyze.add_argument("--allow-incomplete", action="store_true",
+                         help="analyse a run that is unfinished or lacks rows for some model "
+                              "(the output then says what is missing); refused otherwise")
     analyze.add_argument("--error-curve", choices=("row", "question"), metavar="UNIT",
                          help="also fit error-vs-n curves (Fig. 2c) subsampling rows or "
                               "questions, and report how many fewer samples coupled needs "
@@ -59,13 +63,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "preferred answer")
     plan.add_argument("--models", nargs=2, metavar=("A", "B"),
                       help="the two models of the pilot (default: the pilot's only two)")
-    plan.add_argument("--effect", type=float,
+    plan.add_argument("--effect", type=finite_float,
                       help="difference to detect (default: the one the assumptions imply)")
-    plan.add_argument("--power", type=float, default=0.8)
-    plan.add_argument("--alpha", type=float, default=0.05)
+    plan.add_argument("--power", type=probability, default=0.8)
+    plan.add_argument("--alpha", type=probability, default=0.05)
     plan.add_argument("--seeds", default=DEFAULT_SEEDS,
                       help=f"seeds per question to plan for, comma-separated ({DEFAULT_SEEDS})")
-    plan.add_argument("--budget", type=int, metavar="Q",
+    plan.add_argument("--budget", type=int_at_least(2), metavar="Q",
                       help="also report the minimum detectable effect with Q questions")
     plan.add_argument("--win-rate", action="store_true",
                       help="plan the separation of two models' average win-rates instead")
@@ -136,6 +140,7 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 # ----------------------------------------------------------------------------- analyze
 def _analyze(args: argparse.Namespace) -> int:
     from coupled.analysis.benchmark import compare_models
+    from coupled.cli.design import check_design, design_status, incomplete_banner, manifest_of
     from coupled.tables import read_scores
 
     if args.bootstrap < 99:
@@ -143,9 +148,12 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.out:
         _out_file(args)  # before any work: a bad --out costs nothing
     scores = read_scores(args.path)  # read once: the report and the error curves share it
+    distinct_models(args.models)
+    status = design_status(scores, manifest_of(args.path), kind="scores", models=args.models)
+    check_design(status, allow_incomplete=args.allow_incomplete, source=args.path)
     report = compare_models(scores, alpha=args.alpha, models=args.models,
                             by_subject=args.by_subject, n_resamples=args.bootstrap,
-                            seed=args.seed)
+                            seed=args.seed, **_incomplete_option(compare_models, args))
     diffs, reduction = report.differences, report.variance_reduction
     level = f"{100 * (1 - args.alpha):g}% CI"
     rows = []
@@ -158,7 +166,8 @@ def _analyze(args: argparse.Namespace) -> int:
     head = (["subject"] if args.by_subject else []) + [
         "pair", "mode", "coupling", "difference", level, "p-value", "test", "questions", "rows",
         "var(diff|q)", "cov(q)", "note"]
-    screen = "Mean score differences (mean over questions; SE clustered by question)\n"
+    screen = incomplete_banner(status)  # what is missing, before any number
+    screen += "Mean score differences (mean over questions; SE clustered by question)\n"
     screen += _table(rows, head)
     if len(reduction):
         rows = []
@@ -175,8 +184,8 @@ def _analyze(args: argparse.Namespace) -> int:
             f"ratio [{level}]", "sample saving", "note"]
         screen += ("\n\nVariance of one row's difference, coupled vs independent "
                    "(bootstrap over questions)\n" + _table(rows, head))
-    payload = {"differences": _records(diffs), "variance_reduction": _records(reduction),
-               "alpha": args.alpha}
+    payload = {"design": status.as_dict(), "differences": _records(diffs),
+               "variance_reduction": _records(reduction), "alpha": args.alpha}
     if args.error_curve:
         savings = _error_curve_savings(scores, diffs, args)
         payload["sample_saving"] = savings
@@ -190,6 +199,17 @@ def _analyze(args: argparse.Namespace) -> int:
                        "pair", "coupling", "unit", "saving (curves)", "1 − Var ratio",
                        "at error", "n coupled", "n independent"]))
     return _emit(payload, screen, args)
+
+
+def _incomplete_option(function, args: argparse.Namespace) -> dict:
+    """``--allow-incomplete`` in the analysis' words: compare on the shared questions (the
+    banner and the JSON 'design' say which are missing). Passed only where the analysis takes
+    the parameter (``missing_questions``, newer coupled.analysis)."""
+    import inspect
+
+    if args.allow_incomplete and "missing_questions" in inspect.signature(function).parameters:
+        return {"missing_questions": "drop"}
+    return {}
 
 
 def _error_curve_savings(scores, diffs, args: argparse.Namespace) -> list[dict]:
@@ -246,6 +266,7 @@ def _pilot_models(scores, models: list[str] | None) -> tuple[str, str]:
 
 def _plan(args: argparse.Namespace) -> int:
     seeds = _parse_seeds(args.seeds)
+    distinct_models(args.models)
     if args.out:
         _out_file(args)  # before any work: a bad --out costs nothing
     if args.win_rate:

@@ -113,8 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from coupled.cli.options import user_words
+
     try:
-        return int(args.func(args) or 0)
+        with user_words(args.command):  # library parameter names -> the user's options
+            return int(args.func(args) or 0)
     except (ValueError, OSError, KeyError) as error:
         # Bad input (a ValueError from the validation layers; OSError for paths that cannot be
         # read or written): one clear message, exit status 2, no traceback (COUPLED_DEBUG=1

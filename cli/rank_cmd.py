@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from coupled.cli.options import int_at_least, probability
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the `coupled` parser."""
@@ -19,11 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("path", metavar="FILE_OR_DIR",
                         help="comparisons (or scores) table: parquet/CSV file, shard folder or "
                              "output directory")
-    parser.add_argument("--alpha", type=float, default=0.05,
+    parser.add_argument("--alpha", type=probability, default=0.05,
                         help="simultaneous error rate of the rank-sets (default 0.05)")
     parser.add_argument("--method", choices=("max_t", "bonferroni"), default="max_t",
                         help="simultaneous intervals: max-|t| quantile (default) or Bonferroni")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
                         help="seed of the Monte-Carlo max-|t| quantile (default 0)")
     parser.add_argument("--json", action="store_true",
                         help="print the rank-sets as JSON records instead of a table")
@@ -32,11 +34,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "never over an input or an existing file)")
     parser.add_argument("--overwrite", action="store_true",
                         help="let --out replace an existing file (never an input)")
+    parser.add_argument("--allow-incomplete", action="store_true",
+                        help="rank a run that is unfinished or lacks comparisons for some "
+                             "model or pair (the output then says what is missing); refused "
+                             "otherwise")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from coupled.analysis.pairwise import load_comparisons
     from coupled.analysis.ranksets import rank_sets
+    from coupled.cli.design import (
+        check_design,
+        design_status,
+        incomplete_banner,
+        manifest_of,
+        with_design_notes,
+    )
     from coupled.cli.output_paths import check_output_file
     from coupled.tables import atomic_write
 
@@ -44,13 +58,20 @@ def run(args: argparse.Namespace) -> int:
     # fast and nothing is written.
     out = (check_output_file(args.out, inputs=(args.path,), overwrite=args.overwrite,
                              suffixes=_WRITERS) if args.out else None)
-    table = rank_sets(args.path, alpha=args.alpha, method=args.method, seed=args.seed)
+    # The design is checked first: an unfinished run, or a model or pair lacking rows, is
+    # refused (or, with --allow-incomplete, said at the top and in a 'note' per row).
+    data, _ = load_comparisons(args.path)
+    status = design_status(data, manifest_of(args.path), kind="comparisons")
+    check_design(status, allow_incomplete=args.allow_incomplete, source=args.path)
+    table = with_design_notes(
+        rank_sets(data, alpha=args.alpha, method=args.method, seed=args.seed), status)
     if out is not None:
         atomic_write(out, lambda tmp: _WRITERS[out.suffix.lower()](table, tmp))
         print(f"wrote {out}", file=sys.stderr)
     if args.json:
         print(_to_json(table))
         return 0
+    print(incomplete_banner(status), end="")
     if bool(table["derived"].iloc[0]):
         print(f"note: {args.path} holds scores only; comparisons were derived from them "
               "(a if score_a > score_b, b if less, tie if equal).")
@@ -88,8 +109,8 @@ def format_table(table, alpha: float) -> str:
         block = table[(table["mode"] == mode) & (table["coupling"] == coupling)].set_index("model")
         ranks, rates = [], []
         for model in order:
-            if model not in block.index:
-                ranks.append("")
+            if model not in block.index or pd.isna(block.loc[model, "rank_low"]):
+                ranks.append("")  # left out of this block: the banner above says why
                 rates.append("")
                 continue
             row = block.loc[model]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from coupled.cli.options import int_at_least
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the `coupled` parser."""
@@ -23,8 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE.toml",
                         help="simulation config (see examples/simulate/); default: the paper's "
                              "six-model family, 200 + 200 prompts, 10 seeds")
-    parser.add_argument("--seed", type=int, help="override the config's seed")
-    parser.add_argument("--n-seeds", type=int, help="override the config's n_seeds")
+    parser.add_argument("--seed", type=int_at_least(0), help="override the config's seed")
+    parser.add_argument("--n-seeds", type=int_at_least(1),
+                        help="override the config's n_seeds")
     parser.add_argument("--no-truth", action="store_true",
                         help="skip the exact pair-chain truth (tables only)")
     parser.add_argument("--force", action="store_true",

@@ -61,6 +61,11 @@ def ranking_table(comparisons_or_scores: pd.DataFrame, alpha: float = 0.05) -> R
             (MODE_LABELS[mode], "_order"): block["win_rate"].to_numpy(),
         }, index=block.index))
     wide = pd.concat(blocks, axis=1)
+    # A model with no comparisons in a mode has no rank there: shown as a dash, and said.
+    absent = {mode: sorted(wide.index[wide[(MODE_LABELS[mode], "Rank")].isna()])
+              for mode in modes}
+    label_columns = [c for c in wide.columns if c[1] != "_order"]
+    wide[label_columns] = wide[label_columns].fillna("\u2014")
     # Best model first, by the first mode shown (coupled when present), as in the paper.
     wide = wide.sort_values((MODE_LABELS[modes[0]], "_order"), ascending=False)
     wide = wide.drop(columns=[(MODE_LABELS[m], "_order") for m in modes])
@@ -70,6 +75,10 @@ def ranking_table(comparisons_or_scores: pd.DataFrame, alpha: float = 0.05) -> R
                f"intervals, and its rank-set (simultaneous {level:.0%} confidence; rank 1 is "
                f"the best), under {' and '.join(MODE_LABELS[m].lower() for m in modes)} "
                f"generation.")
+    for mode, models in absent.items():
+        if models:
+            caption += (f" \u2014: {', '.join(models)} not compared under {mode} "
+                        "generation (left out of that ranking).")
     if comparisons_derived:
         caption += (" No judged comparisons in this run: comparisons are derived from the "
                     "scores (a beats b when its score is higher; equal scores tie).")
@@ -84,7 +93,8 @@ def to_markdown(table: RankingTable) -> str:
 
 def to_latex(table: RankingTable) -> str:
     wide = table.wide.copy()
-    wide = wide.map(lambda text: text.replace("\u00b1", r"$\pm$").replace("\u2013", "--"))
+    wide = wide.map(lambda text: text.replace("\u00b1", r"$\pm$").replace("\u2013", "--")
+                    .replace("\u2014", "---"))
     return wide.to_latex(caption=table.caption, label="tab:ranking", multicolumn=True,
                          multicolumn_format="c", escape=False)
 
