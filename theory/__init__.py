@@ -36,6 +36,8 @@ Models whose tokenizers differ (``coupled.theory.tokenized``, issue 14): an exac
         the tokenizer; exact next-token conditionals on the trie of token prefixes.
     ``ByteView(model).law(prefix)`` / ``next_byte_law``  next-byte law from the token law,
         marginalising over the tokenizations covering the prefix (Phan et al. 2024).
+    ``byte_coupled_moments(a, b, score)``  exact P(same text) and variance ratio of two text
+        models under the byte-level coupling (pair dynamic programme, short texts).
 
 Examples (``coupled.theory.examples``)
     ``three_model_example() -> ThreeModelExample``  appendix B.6 in exact fractions: average
@@ -67,12 +69,15 @@ from coupled.theory.rates import (
 )
 from coupled.theory.tokenized import (
     ByteLaw,
+    BytePairMoments,
     ByteView,
     TextModel,
     TokenizedModel,
     Tokenizer,
     bigram_text_model,
+    byte_coupled_moments,
     next_byte_law,
+    perturbed_text_model,
     standard_text_models,
     standard_tokenizers,
     tokenized_model,
@@ -99,13 +104,16 @@ __all__ = [
     "inverse_cdf_joint",
     "is_counterfactually_stable",
     "joint",
+    "BytePairMoments",
     "ByteLaw",
     "ByteView",
     "TextModel",
     "TokenizedModel",
     "Tokenizer",
     "bigram_text_model",
+    "byte_coupled_moments",
     "next_byte_law",
+    "perturbed_text_model",
     "standard_text_models",
     "standard_tokenizers",
     "tokenized_model",

@@ -497,12 +497,104 @@ def standard_tokenizers() -> dict[str, Tokenizer]:
     }
 
 
-def standard_text_models(*, min_length: int = 0, max_length: int = 6
+def perturbed_text_model(model: TextModel, *, scale: float, seed: int, name: str
+                         ) -> TextModel:
+    """``model`` with Gaussian noise of standard deviation ``scale`` added to its log
+    transition probabilities (the end symbol included), renormalised: a nearby text model, as
+    a quantised or distilled variant is to its original."""
+    rng = np.random.default_rng(seed)
+
+    def jitter(rows: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            logits = np.log(rows) + rng.normal(0.0, scale, size=rows.shape)
+        out = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return out / out.sum(axis=-1, keepdims=True)
+
+    return TextModel(model.alphabet, jitter(model.start), jitter(model.transition),
+                     model.min_length, model.max_length, name)
+
+
+def standard_text_models(*, min_length: int = 0, max_length: int = 6, scale: float = 0.5
                          ) -> tuple[TextModel, TextModel]:
-    """Two different bigram text models over ``a``, ``b``, space (the pair of part (b)); the
-    end probability depends on the last byte (0.05 after a space, 0.35 after ``b``)."""
+    """The pair of different text models of part (b), over ``a``, ``b`` and space: a bigram
+    model ``A`` whose end probability depends on the last byte (0.05 after a space, 0.35 after
+    ``b``), and ``B``, ``A`` with its log-probabilities jittered by ``scale``."""
     a = bigram_text_model(b"ab ", seed=11, min_length=min_length, max_length=max_length,
                           end_probs=(0.15, 0.35, 0.05), concentration=2.0, name="A")
-    b = bigram_text_model(b"ab ", seed=12, min_length=min_length, max_length=max_length,
-                          end_probs=(0.25, 0.2, 0.05), concentration=2.0, name="B")
-    return a, b
+    return a, perturbed_text_model(a, scale=scale, seed=12, name="B")
+
+
+# --- exact joint law of two text models under the byte-level coupling ---------------------
+
+
+@dataclass(frozen=True)
+class BytePairMoments:
+    """Exact figures for two text models sampled byte by byte with shared Gumbel noise keyed
+    by (row, byte offset, byte): ``p_same`` = P(same text), ``mean`` (2,), ``variance`` (2,)
+    and ``cross`` = E[S_1 S_2] of a text-level score, and ``ratio`` =
+    Var_coupled[S_1 - S_2] / Var_independent[S_1 - S_2]."""
+
+    p_same: float
+    mean: tuple[float, float]
+    variance: tuple[float, float]
+    cross: float
+    ratio: float
+
+
+def _prefix_score_sums(model: TextModel, score) -> dict[bytes, tuple[float, float]]:
+    sums: dict[bytes, list[float]] = {}
+    for text, p in model.text_law.items():
+        s = score(text)
+        for k in range(len(text) + 1):
+            acc = sums.setdefault(text[:k], [0.0, 0.0])
+            acc[0] += p
+            acc[1] += p * s
+    return {k: (v[0], v[1]) for k, v in sums.items()}
+
+
+def byte_coupled_moments(first: TextModel, second: TextModel, score) -> BytePairMoments:
+    """Exact :class:`BytePairMoments` under the byte-level coupling, by dynamic programming
+    over pairs of byte prefixes of the same length (both models draw their byte at one offset
+    from one noise vector, so each step's joint is :func:`gumbel_max_joint` of their next-symbol
+    laws; once one has ended the other continues on noise the first never reads). Feasible for
+    short texts only (pairs of prefixes grow as |alphabet|^(2n)). Tokenizers do not enter: the
+    byte laws of any tokenization are the text model's own (:class:`ByteView`)."""
+    from coupled.theory.couplings import gumbel_max_joint
+
+    if first.alphabet != second.alphabet:
+        raise ValueError("the two text models must share an alphabet")
+    alphabet = first.alphabet
+    n_sym = len(alphabet) + 1
+    sums = (_prefix_score_sums(first, score), _prefix_score_sums(second, score))
+    p_same = cross = 0.0
+    level = {(b"", b""): 1.0}
+    while level:
+        nxt: dict[tuple[bytes, bytes], float] = {}
+        for (pa, pb), mass in level.items():
+            joint = gumbel_max_joint(first.next_symbol_law(pa), second.next_symbol_law(pb))
+            for i, j in zip(*np.nonzero(joint > 0), strict=True):
+                m = mass * joint[i, j]
+                ta = pa if i == n_sym - 1 else pa + alphabet[i:i + 1]
+                tb = pb if j == n_sym - 1 else pb + alphabet[j:j + 1]
+                if i == n_sym - 1 and j == n_sym - 1:
+                    p_same += m * (pa == pb)
+                    cross += m * score(pa) * score(pb)
+                elif i == n_sym - 1:   # the first ended; the second goes on from tb alone
+                    q, qs = sums[1][tb]
+                    cross += m * score(pa) * qs / q
+                elif j == n_sym - 1:
+                    q, qs = sums[0][ta]
+                    cross += m * score(pb) * qs / q
+                else:
+                    nxt[(ta, tb)] = nxt.get((ta, tb), 0.0) + m
+        level = nxt
+    means, variances = [], []
+    for model in (first, second):
+        p = np.fromiter(model.text_law.values(), dtype=np.float64)
+        s = np.fromiter((score(t) for t in model.text_law), dtype=np.float64)
+        means.append(float(p @ s))
+        variances.append(float(p @ (s - p @ s) ** 2))
+    cov = cross - means[0] * means[1]
+    ratio = (variances[0] + variances[1] - 2 * cov) / (variances[0] + variances[1])
+    return BytePairMoments(float(p_same), (means[0], means[1]), (variances[0], variances[1]),
+                           float(cross), float(ratio))

@@ -1,0 +1,378 @@
+"""Coupling models whose tokenizers differ (issue 14): keys, the exact test bed, exactness of
+every coupling over whole output texts, and the deliberately broken keys those tests catch.
+
+Monte-Carlo checks are seeded. The chi-square tests pool cells with expected count < 5 and
+pass at p > 1e-4 (a false alarm has probability 1e-4 per test); a broken key must give
+p < 1e-8. Means are compared within 4 Monte-Carlo standard errors.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats
+
+from coupled import simulate, theory
+from coupled.simulate import crosstok
+from coupled.tables import noise_keys
+
+MASK = (1 << 64) - 1
+U64 = st.integers(min_value=0, max_value=MASK)
+CHI2_PASS = 1e-4
+CHI2_BROKEN = 1e-8
+
+
+# --- canonical token bytes --------------------------------------------------------------
+
+
+def test_canonical_bytes_of_the_usual_piece_spellings():
+    c = noise_keys.canonical_token_bytes
+    assert c("\u2581the", "sentencepiece") == b" the"
+    assert c("<0x41>", "sentencepiece") == b"A"
+    assert c("<0x0A>", "sentencepiece") == b"\n"
+    assert c("<0x4>", "sentencepiece") == b"<0x4>"          # not a byte-fallback piece
+    assert c("\u0120the", "byte_level") == b" the"             # "Ġthe"
+    assert c("\u010a", "byte_level") == b"\n"                  # "Ċ"
+    assert c("the</w>", "plain", end_of_word_suffix="</w>") == b"the"
+    assert c("caf\u00e9") == "caf\u00e9".encode()
+    # the same text gets the same key whichever vocabulary spelled it
+    assert (noise_keys.token_bytes_hash(c("\u2581a", "sentencepiece"))
+            == noise_keys.token_bytes_hash(c("\u0120a", "byte_level"))
+            == noise_keys.text_hash(" a"))
+    with pytest.raises(ValueError, match="scheme"):
+        c("a", "wordpiece")
+    with pytest.raises(ValueError, match="byte-level alphabet"):
+        c("\u2581", "byte_level")
+
+
+@given(st.text(max_size=30))
+def test_byte_level_pieces_decode_to_their_bytes_as_the_tokenizers_library_writes_them(text):
+    pre_tokenizers = pytest.importorskip("tokenizers.pre_tokenizers")
+    pieces = pre_tokenizers.ByteLevel(add_prefix_space=False,
+                                      use_regex=False).pre_tokenize_str(text)
+    joined = "".join(p for p, _ in pieces)
+    assert noise_keys.canonical_token_bytes(joined, "byte_level") == text.encode("utf-8")
+
+
+def test_byte_level_alphabet_is_a_bijection_onto_bytes():
+    pre_tokenizers = pytest.importorskip("tokenizers.pre_tokenizers")
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    decoded = sorted(noise_keys.canonical_token_bytes(ch, "byte_level") for ch in alphabet)
+    assert decoded == [bytes([b]) for b in range(256)]
+
+
+# --- the keys: integer reference, numpy version, pinned values ---------------------------
+
+
+def test_pinned_key_values():
+    # Pinned so that any other implementation (the runner's torch one) can be checked bit for
+    # bit; computed from the integer reference in coupled.tables.noise_keys.
+    row = noise_keys.row_key("t", "q1", 3)
+    assert row == 12097783266786514509
+    assert noise_keys.END_TOKEN_HASH == 11768564377450152788
+    assert noise_keys.union_position_key(row, 2) == 10530502370423470134
+    text_pos = noise_keys.text_position_key(row, 5, 1)
+    assert text_pos == 13581612996086736781
+    assert noise_keys.bytes_position_key(row, 7) == 11827475190141366875
+    h = noise_keys.token_bytes_hash(b" ab")
+    assert h == 1559685837845031969
+    assert noise_keys.candidate_bits(text_pos, h) == 18164096231076938917
+    assert noise_keys.candidate_bits(noise_keys.bytes_position_key(row, 7),
+                                     noise_keys.END_BYTE) == 12781659095202657749
+    pick = noise_keys.duplicate_pick_hash(b" ab")
+    assert noise_keys.duplicate_bits(text_pos, pick, 17) == 7214205833996250591
+
+
+@given(st.lists(st.tuples(U64, st.integers(0, 2**20), st.integers(0, 50), U64,
+                          st.integers(0, 2**31)), min_size=1, max_size=8))
+def test_numpy_keys_equal_the_integer_reference(parts):
+    rows, offsets, counters, hashes, ids = (np.array(x, dtype=np.uint64) for x in zip(*parts,
+                                                                                      strict=True))
+    text = crosstok.text_position_keys(rows, offsets, counters)
+    union = crosstok.union_position_keys(rows, offsets)
+    byte = crosstok.bytes_position_keys(rows, offsets)
+    cand = crosstok.candidate_bits(text, hashes)
+    dup = crosstok.duplicate_bits(text, hashes, ids)
+    for i, (r, o, c, h, v) in enumerate(parts):
+        tp = noise_keys.text_position_key(r, o, c)
+        assert int(text[i]) == tp
+        assert int(union[i]) == noise_keys.union_position_key(r, o)
+        assert int(byte[i]) == noise_keys.bytes_position_key(r, o)
+        assert int(cand[i]) == noise_keys.candidate_bits(tp, h)
+        assert int(dup[i]) == noise_keys.duplicate_bits(tp, h, v)
+
+
+def test_key_parts_are_mixed_not_added_and_domains_differ():
+    row = noise_keys.row_key("t", "p", 0)
+    assert noise_keys.text_position_key(row, 1, 0) != noise_keys.text_position_key(row, 0, 1)
+    positions = {noise_keys.union_position_key(row, 3), noise_keys.bytes_position_key(row, 3),
+                 noise_keys.text_position_key(row, 3, 0)}
+    assert len(positions) == 3
+    with pytest.raises(ValueError, match="non-negative"):
+        noise_keys.text_position_key(row, -1, 0)
+
+
+# --- the test bed --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bed():
+    a, b = theory.standard_text_models(max_length=5)
+    toks = theory.standard_tokenizers()
+    models = {name: theory.tokenized_model(a, tok) for name, tok in toks.items()}
+    return a, b, toks, models
+
+
+def test_tokenizers_cover_the_awkward_cases(bed):
+    a, _, toks, models = bed
+    spm, eow, marker, bpe = toks["spm"], toks["eow"], toks["marker"], toks["bpe"]
+    # a leading space under the dummy prefix: a zero-length first token
+    ids = spm.encode(b" ab")
+    assert spm.pieces[ids[0]] == "\u2581" and spm.decode(ids[:1]) == b""
+    # byte fallback stands for its byte
+    assert "<0x62>" in [spm.pieces[i] for i in spm.encode(b"abb")]
+    # several ids with the same bytes, both with positive probability at one node
+    m = models["eow"]
+    same = [(n, v, w) for n in range(m.n_nodes) for v, w in itertools.combinations(
+        np.flatnonzero(m.probs[n] > 0), 2) if eow.token_bytes[v] == eow.token_bytes[w]]
+    assert same
+    # a zero-length control token followed by a draw at the same offset
+    assert np.any(models["marker"].counter > 0)
+    assert marker.pieces[marker.encode(b"ab a")[-3]] == "<final>"
+    # overlapping BPE tokens that are prefixes of one another, texts ending inside one
+    assert {"a", "ab", "Ġa", "Ġab"} <= set(bpe.pieces)
+    assert [bpe.pieces[i] for i in bpe.encode(b"ab a")] == ["ab", "Ġa", "</s>"]
+    for model in models.values():
+        assert len(model.strings) > 2
+
+
+def test_pushforward_is_the_text_law_for_every_tokenizer(bed):
+    a, _, _, models = bed
+    law = a.text_law
+    assert abs(sum(law.values()) - 1) < 1e-12
+    for model in models.values():
+        got = model.text_law()
+        assert got.keys() == law.keys()
+        assert max(abs(got[t] - law[t]) for t in law) < 1e-14
+        rows = model.probs[~model.terminal]
+        assert np.allclose(rows.sum(axis=1), 1.0)
+
+
+def test_next_byte_laws_from_token_laws_equal_the_text_models(bed):
+    a, _, _, models = bed
+    prefixes = {t[:k] for t in a.text_law for k in range(len(t) + 1)}
+    for model in models.values():
+        view = theory.ByteView(model)
+        worst = max(np.abs(view.law(p).probs - a.next_symbol_law(p)).max() for p in prefixes)
+        assert worst < 1e-12, model.name
+
+
+def test_byte_view_calls_count_the_covering_nodes(bed):
+    _, _, _, models = bed
+    for model in models.values():
+        view = theory.ByteView(model)
+        for text in list(model.text_law())[::37]:
+            covering = sum(1 for n in range(model.n_nodes) if not model.terminal[n]
+                           and text.startswith(model.text[n]))
+            assert view.law(text).calls == covering
+
+
+def test_text_keys_never_repeat_within_a_reply(bed):
+    # along every path of the trie, the (offset, counter) pairs are distinct, so a reply never
+    # reads the same text-offset noise twice
+    _, _, _, models = bed
+    for model in models.values():
+        parent = np.full(model.n_nodes, -1)
+        nodes, ids = np.nonzero(model.child >= 0)
+        parent[model.child[nodes, ids]] = nodes
+        offset = model.offset
+        for n in np.flatnonzero(model.terminal)[::5]:
+            seen, k = set(), parent[n]
+            while k >= 0:
+                key = (int(offset[k]), int(model.counter[k]))
+                assert key not in seen
+                seen.add(key)
+                k = parent[k]
+
+
+_VOCAB_STRINGS = ["ab", "ba", "aa", "bb", " a", "a ", " b", "b ", "aba", "bab", " ab", "  "]
+
+
+@given(seed=st.integers(0, 10_000),
+       extra=st.lists(st.sampled_from(_VOCAB_STRINGS), unique=True, max_size=6),
+       algorithm=st.sampled_from(["longest", "bpe"]),
+       max_length=st.integers(2, 4), min_length=st.integers(0, 2))
+def test_generated_tokenizers_push_forward_exactly(seed, extra, algorithm, max_length,
+                                                   min_length):
+    text = theory.bigram_text_model(b"ab ", seed=seed, min_length=min(min_length, max_length),
+                                    max_length=max_length)
+    pieces = ("a", "b", " ", *extra, theory.tokenized.END_PIECE)
+    merges = ()
+    if algorithm == "bpe":  # merges that build each extra piece from a known left part
+        have, merges = {b"a", b"b", b" "}, []
+        for s in sorted((e.encode() for e in extra), key=len):
+            for cut in range(1, len(s)):
+                if s[:cut] in have and s[cut:] in have:
+                    merges.append((s[:cut], s[cut:]))
+                    have.add(s)
+                    break
+        pieces = ("a", "b", " ", *(x.decode() for x in sorted(have - {b"a", b"b", b" "})),
+                  theory.tokenized.END_PIECE)
+        merges = tuple(merges)
+    tok = theory.Tokenizer("gen", pieces, algorithm=algorithm, merges=merges)
+    model = theory.tokenized_model(text, tok)
+    law, got = text.text_law, model.text_law()
+    assert max(abs(got[t] - law[t]) for t in law) < 1e-13
+    view = theory.ByteView(model)
+    for t in law:
+        for k in range(len(t) + 1):
+            assert np.abs(view.law(t[:k]).probs - text.next_symbol_law(t[:k])).max() < 1e-12
+
+
+def test_bad_inputs_name_the_problem():
+    with pytest.raises(ValueError, match="cannot encode"):
+        theory.tokenized_model(theory.bigram_text_model(b"ab", max_length=2),
+                               theory.Tokenizer("t", ("a", "</s>")))
+    with pytest.raises(ValueError, match="special piece"):
+        theory.Tokenizer("t", ("a", "</s>"), specials=frozenset())
+    with pytest.raises(ValueError, match="coupling must be one of"):
+        crosstok.sample_replies(None, np.zeros(1, dtype=np.uint64), "gumbel")
+    with pytest.raises(ValueError, match="min_length"):
+        theory.bigram_text_model(b"ab", min_length=3, max_length=2)
+
+
+# --- exactness over whole output texts ------------------------------------------------------
+
+
+def _chi2_pvalue(texts: np.ndarray, law: dict) -> float:
+    keys = list(law)
+    index = {t: i for i, t in enumerate(keys)}
+    counts = np.bincount([index[t] for t in texts], minlength=len(keys))
+    expected = np.fromiter(law.values(), dtype=np.float64) * len(texts)
+    small = expected < 5
+    obs = np.append(counts[~small], counts[small].sum())
+    exp = np.append(expected[~small], expected[small].sum())
+    return float(stats.chisquare(obs, exp).pvalue)
+
+
+N_CHI2 = 20_000
+
+
+@pytest.mark.parametrize("tokenizer", ["bpe", "spm", "eow", "marker"])
+@pytest.mark.parametrize("coupling", simulate.CROSSTOK_COUPLINGS)
+def test_every_coupling_samples_the_exact_text_law(bed, tokenizer, coupling):
+    a, _, _, models = bed
+    rows = crosstok.crosstok_rows(N_CHI2, seed=7)
+    sample = crosstok.sample_replies(models[tokenizer], rows, coupling)
+    assert _chi2_pvalue(sample.texts, a.text_law) > CHI2_PASS
+
+
+@pytest.mark.parametrize(("tokenizer", "broken"), [("marker", "text_no_counter"),
+                                                   ("eow", "text_unmerged")])
+def test_broken_keys_fail_the_text_law_test(bed, tokenizer, broken):
+    a, _, _, models = bed
+    rows = crosstok.crosstok_rows(N_CHI2, seed=7)
+    assert _chi2_pvalue(crosstok.sample_replies(models[tokenizer], rows, broken).texts,
+                        a.text_law) < CHI2_BROKEN
+    # the same rows with the correct key pass: the failure is the key's, not the sample's
+    assert _chi2_pvalue(crosstok.sample_replies(models[tokenizer], rows, "text").texts,
+                        a.text_law) > CHI2_PASS
+
+
+def test_merged_race_is_exact_with_duplicates_on_one_step():
+    # one position, ids 0 and 1 share bytes, id 3 is alone, id 2 impossible
+    p = np.array([0.3, 0.1, 0.0, 0.6])
+    n = 40_000
+    rows = crosstok.crosstok_rows(n, seed=3)
+    pos = crosstok.text_position_keys(rows, np.zeros(n), np.zeros(n))
+    groups = np.tile([5, 5, 7, 9], (n, 1))
+    hashes = np.array([11, 11, 13, 17], dtype=np.uint64)
+    race = crosstok.candidate_bits(pos[:, None], hashes[None, :])
+    pick = crosstok.duplicate_bits(pos[:, None], hashes[None, :],
+                                   np.arange(4, dtype=np.uint64)[None, :])
+    with np.errstate(divide="ignore"):
+        choice = crosstok.merged_race(np.tile(np.log(p), (n, 1)), groups, race, pick)
+    counts = np.bincount(choice, minlength=4)
+    assert counts[2] == 0
+    assert stats.chisquare(counts[[0, 1, 3]], p[[0, 1, 3]] * n).pvalue > CHI2_PASS
+
+
+# --- what the couplings buy -----------------------------------------------------------------
+
+
+def test_byte_level_coupling_gives_two_tokenizations_the_same_text_on_every_row(bed):
+    _, _, _, models = bed
+    rows = crosstok.crosstok_rows(5_000, seed=11)
+    texts = {name: crosstok.sample_replies(m, rows, "bytes").texts for name, m in models.items()}
+    first = texts.pop("bytes")
+    for name, other in texts.items():
+        assert np.array_equal(first, other), name
+
+
+def test_same_tokenizer_same_model_agrees_under_every_coupling(bed):
+    _, _, _, models = bed
+    rows = crosstok.crosstok_rows(2_000, seed=5)
+    for coupling in simulate.CROSSTOK_COUPLINGS:
+        one = crosstok.sample_replies(models["bpe"], rows, coupling)
+        two = crosstok.sample_replies(models["bpe"], rows, coupling)
+        assert crosstok.text_agreement(one, two).estimate == 1.0
+
+
+def test_independent_mode_decouples(bed):
+    _, _, _, models = bed
+    n = 4_000
+    one = crosstok.sample_replies(models["bpe"], crosstok.crosstok_rows(
+        n, mode="independent", model="x"), "bytes")
+    two = crosstok.sample_replies(models["spm"], crosstok.crosstok_rows(
+        n, mode="independent", model="y"), "bytes")
+    law = np.fromiter(theory.standard_text_models(max_length=5)[0].text_law.values(), float)
+    p_same = float(law @ law)  # independent replies agree with probability sum_t p(t)^2
+    agree = crosstok.text_agreement(one, two)
+    assert abs(agree.estimate - p_same) < 4 * np.sqrt(p_same * (1 - p_same) / n)
+
+
+def _count_a(text: bytes) -> float:
+    return float(text.count(b"a"))
+
+
+def test_byte_coupled_pair_matches_the_exact_dynamic_programme():
+    a, b = theory.standard_text_models(max_length=4)
+    toks = theory.standard_tokenizers()
+    exact = theory.byte_coupled_moments(a, b, _count_a)
+    n = 30_000
+    rows = crosstok.crosstok_rows(n, seed=2)
+    sa = crosstok.sample_replies(theory.tokenized_model(a, toks["bpe"]), rows, "bytes")
+    sb = crosstok.sample_replies(theory.tokenized_model(b, toks["spm"]), rows, "bytes")
+    agree = crosstok.text_agreement(sa, sb)
+    assert abs(agree.estimate - exact.p_same) < 4 * agree.standard_error
+    vr = crosstok.text_variance_reduction(sa, sb, [a.text_law, b.text_law], _count_a)
+    assert abs(vr.ratio - exact.ratio) < 4 * vr.standard_error
+    assert exact.ratio < 0.6  # the coupling buys a real reduction on this pair
+
+
+def test_byte_level_beats_union_vocabulary_on_two_tokenizations(bed):
+    _, _, _, models = bed
+    rows = crosstok.crosstok_rows(4_000, seed=9)
+    agree = {c: crosstok.text_agreement(crosstok.sample_replies(models["bpe"], rows, c),
+                                        crosstok.sample_replies(models["eow"], rows, c))
+             for c in ("union", "text", "bytes")}
+    assert agree["bytes"].estimate == 1.0
+    assert agree["union"].estimate < 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tokenizer", ["bpe", "spm", "eow", "marker"])
+@pytest.mark.parametrize("coupling", simulate.CROSSTOK_COUPLINGS + simulate.BROKEN_COUPLINGS)
+def test_full_size_text_law(tokenizer, coupling):
+    # replies of 6-8 bytes (7 290 texts), 200 000 rows
+    a, _ = theory.standard_text_models(min_length=6, max_length=8)
+    model = theory.tokenized_model(a, theory.standard_tokenizers()[tokenizer])
+    rows = crosstok.crosstok_rows(200_000, seed=13)
+    p = _chi2_pvalue(crosstok.sample_replies(model, rows, coupling).texts, a.text_law)
+    broken = (tokenizer, coupling) in {("marker", "text_no_counter"), ("eow", "text_unmerged")}
+    if broken:
+        assert p < CHI2_BROKEN
+    elif coupling in simulate.CROSSTOK_COUPLINGS:
+        assert p > CHI2_PASS
