@@ -8,7 +8,13 @@ import math
 import sys
 from pathlib import Path
 
-from coupled.cli.options import distinct_models, finite_float, int_at_least, probability
+from coupled.cli.options import (
+    check_present,
+    distinct_models,
+    finite_float,
+    int_at_least,
+    probability,
+)
 from coupled.tables import atomic_write
 
 DEFAULT_SEEDS = "1,2,5,10"
@@ -148,7 +154,7 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.out:
         _out_file(args)  # before any work: a bad --out costs nothing
     scores = read_scores(args.path)  # read once: the report and the error curves share it
-    distinct_models(args.models)
+    distinct_models(args.models, at_least=2)
     status = design_status(scores, manifest_of(args.path), kind="scores", models=args.models)
     check_design(status, allow_incomplete=args.allow_incomplete, source=args.path)
     report = compare_models(scores, alpha=args.alpha, models=args.models,
@@ -284,6 +290,7 @@ def _plan(args: argparse.Namespace) -> int:
 
         scores = read_scores(args.pilot)
         model_a, model_b = _pilot_models(scores, args.models)
+        check_present(args.coupling, scores["coupling"], "--coupling", args.pilot)
         components = components_from_pilot(scores, model_a, model_b, coupling=args.coupling)
         binary = bool(scores["score"].isin((0.0, 1.0)).all())
         source = f"pilot {args.pilot} ({model_a} − {model_b})"
@@ -343,9 +350,15 @@ def _plan_win_rate(args: argparse.Namespace, seeds: tuple[int, ...]) -> int:
         if not args.models:
             raise ValueError("--win-rate --pilot: name the two models with --models A B")
         pilot, _ = load_comparisons(args.pilot)  # read once for every seed count
+        check_present(args.coupling, pilot["coupling"], "--coupling", args.pilot)
         kwargs.update(pilot=pilot, model=args.models[0], opponent=args.models[1])
     else:
-        probs = _read_csv(args.prompt_probs, "--prompt-probs").to_numpy(dtype=float)
+        table = _read_csv(args.prompt_probs, "--prompt-probs")
+        try:
+            probs = table.to_numpy(dtype=float)
+        except ValueError as error:
+            raise ValueError(f"--prompt-probs: {args.prompt_probs} must hold numbers only "
+                             f"(probabilities, one column per model): {error}") from error
         kwargs.update(prompt_probs=probs, model=0, opponent=1)
         if args.models:
             raise ValueError("--prompt-probs: models are its columns 0 and 1; drop --models")

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-
-def _pair(text: str) -> tuple[str, str]:
-    a, sep, b = text.partition(":")
-    if not sep or not a or not b or a == b:
-        raise argparse.ArgumentTypeError(f"expected MODEL_A:MODEL_B (two different models), "
-                                         f"got {text!r}")
-    return a, b
+from coupled.cli.options import probability
 
 
-def _alpha(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"alpha must be in (0, 1), got {text}")
-    return value
+def _pair(text: str) -> str:
+    # Split later, against the models of the run: a model name may itself hold a ':'.
+    if ":" not in text:
+        raise argparse.ArgumentTypeError(f"expected MODEL_A:MODEL_B, got {text!r}")
+    return text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="pairs of models for Fig. 2 (default: every pair)")
     figures.add_argument("--model", help="the model of Fig. 3 (default: the best by average "
                                          "win-rate under coupled generation)")
-    figures.add_argument("--alpha", type=_alpha, default=0.05,
+    figures.add_argument("--alpha", type=probability, default=0.05,
                          help="level of the rank-sets and tests (default 0.05)")
     figures.add_argument("--unit", choices=("row", "question"), default="row",
                          help="what Fig. 2c subsamples: rows (question, seed) as the paper "

@@ -70,8 +70,19 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def distinct_models(models: list[str] | None, option: str = "--models") -> None:
-    """Refuse the same model named twice (the library would say 'model_a and model_b')."""
+def check_present(value: str | None, present, option: str, source: str) -> None:
+    """``value`` (when given) is one of the values in ``present`` (a column of the input)."""
+    if value is not None and value not in set(present):
+        raise ValueError(f"{option} {value}: not in {source} (present: "
+                         f"{sorted(set(present))})")
+
+
+def distinct_models(models: list[str] | None, option: str = "--models", *,
+                    at_least: int = 1) -> None:
+    """Refuse the same model named twice (the library would say 'model_a and model_b'), or
+    fewer than ``at_least`` models."""
+    if models is not None and len(models) < at_least:
+        raise ValueError(f"{option}: name at least {at_least} models, got {models}")
     if models and len(set(models)) != len(models):
         twice = sorted({m for m in models if models.count(m) > 1})
         raise ValueError(f"{option}: names {twice} more than once; name different models")

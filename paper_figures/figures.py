@@ -60,6 +60,30 @@ class FigureSet:
         return [a.path for a in self.artifacts]
 
 
+def split_pair(pair: str | Sequence[str], models: Sequence[str]) -> tuple[str, str]:
+    """``"A:B"`` (or ``(A, B)``) as two known, different models. A name may hold ``:``
+    itself: the string is split at the one colon that leaves a known model on each side."""
+    if not isinstance(pair, str):
+        a, b = pair
+        candidates = [(a, b)]
+        text = f"{a}:{b}"
+    else:
+        text = pair
+        candidates = [(pair[:i], pair[i + 1:]) for i, c in enumerate(pair) if c == ":"]
+    known = [(a, b) for a, b in candidates if a in models and b in models]
+    if len(known) > 1:
+        raise ValueError(f"--pairs {text}: ambiguous, it splits into known models as "
+                         f"{' or '.join(f'{a!r} and {b!r}' for a, b in known)}")
+    if not known:
+        unknown = sorted({name for a, b in candidates for name in (a, b)} - set(models))
+        raise ValueError(f"--pairs {text}: model(s) {unknown} not in the scores "
+                         f"(models: {list(models)})")
+    a, b = known[0]
+    if a == b:
+        raise ValueError(f"--pairs {text}: name two different models")
+    return a, b
+
+
 def scores_view(scores: pd.DataFrame, models: Sequence[str] | None = None) -> pd.DataFrame:
     """The key and score columns only (and only ``models``' rows): what the benchmark analysis
     reads. Every analysis call re-validates its input, so a narrow frame is a fast one."""
@@ -240,12 +264,11 @@ def make_figures(tables: RunTables, out_dir: str | os.PathLike, *,
         models = sorted(set(scores["model"]))
         # A pair given twice is one figure (the count printed is the files written).
         chosen = (list(itertools.combinations(models, 2)) if pairs is None
-                  else list(dict.fromkeys(tuple(p) for p in pairs)))
-        for a, b in chosen:
-            unknown = sorted({a, b} - set(models))
-            if unknown:
-                raise ValueError(f"--pairs {a}:{b}: model(s) {unknown} not in the scores "
-                                 f"(models: {models})")
+                  else list(dict.fromkeys(split_pair(p, models) for p in pairs)))
+    elif pairs:
+        raise ValueError("--pairs: Fig. 2 needs a scores table with coupled rows, and "
+                         f"{tables.source} has " + ("no scores" if scores is None else
+                                                    "no coupled scores"))
     if comparisons is not None and model is not None:
         known = sorted(set(comparisons["model_a"]) | set(comparisons["model_b"]))
         if model not in known:
