@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test docs lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,18 +18,22 @@ $(VENV)/.core-installed: pyproject.toml constraints.txt | $(BIN)/python
 
 $(VENV)/.all-installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) install -c constraints.txt torch==2.13.0
-	$(PIP) install -c constraints.txt -e '.[runner,test]'
+	$(PIP) install -c constraints.txt -e '.[runner,test,docs]'
 	touch $@ $(VENV)/.core-installed
 
 demo: $(VENV)/.core-installed
 	$(BIN)/coupled demo
 
-test: $(VENV)/.all-installed
+test: $(VENV)/.all-installed docs
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.all-installed
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
+# The documentation site (mkdocs.yml, docs/), strict: any warning fails. Output in site/.
+docs: $(VENV)/.all-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .hypothesis
+	rm -rf $(VENV) demo-output .pytest_cache .hypothesis site
