@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 
 from coupled.analysis.pairwise import (
+    average_win_rate_intervals,
     average_win_rates_from_counts,
     clustered_variance,
+    directed_rate_intervals,
     mode_difference_from_rates,
     pair_rates_from_counts,
     two_sided_pvalue,
-    wilson_effective_ci,
 )
 from coupled.analysis.pairwise_planning import (
     plan_win_rate_separation,
@@ -91,17 +92,15 @@ def test_win_rate_and_average_intervals_cover(mode, design, replicates):
     rates = pair_rates_from_counts(sim.wins_a, sim.wins_b, sim.n)
     truth_a, truth_b = true_pair_rates(probs, mode, JUDGE_NOISE)
     covered = []
-    for estimate, influence, truth in ((rates.win_a, rates.if_a, truth_a),
-                                       (rates.win_b, rates.if_b, truth_b),
-                                       (rates.tie, rates.if_tie, 1 - truth_a - truth_b)):
-        se = np.sqrt(clustered_variance(influence, rates.n_prompts))     # as win_rate_matrix
-        low, high = wilson_effective_ci(estimate, se, rates.n_total, rates.n_prompts)
+    intervals = directed_rate_intervals(rates, sim.n)                # as win_rate_matrix
+    for label, truth in (("win", truth_a), ("loss", truth_b), ("tie", 1 - truth_a - truth_b)):
+        _, low, high = intervals[label]
         covered.append((low <= truth) & (truth <= high))
     pair_coverage = float(np.mean(covered))
 
     avg = average_win_rates_from_counts(sim.wins_a, sim.wins_b, sim.n, rates)
     truth = true_average_win_rates(probs, mode, JUDGE_NOISE)
-    low, high = wilson_effective_ci(avg.estimate, avg.se, avg.n_total, avg.n_prompts)
+    low, high = average_win_rate_intervals(avg)                      # as average_win_rates
     average_coverage = float(np.mean((low <= truth) & (truth <= high)))
     RESULTS[f"rates {mode} {design} R={replicates}"] = pair_coverage
     RESULTS[f"average {mode} {design} R={replicates}"] = average_coverage
@@ -134,11 +133,12 @@ def test_score_intervals_cover_at_and_near_the_boundary(design, replicates):
     truth_a, truth_b = true_pair_rates(probs, "coupled")
     assert truth_a[0] == pytest.approx(0.002) and truth_a[-1] == truth_b[-1] == 0
     coverage, wald, truths = [], [], []
-    for estimate, influence, truth in ((rates.win_a, rates.if_a, truth_a),
-                                       (rates.win_b, rates.if_b, truth_b),
-                                       (rates.tie, rates.if_tie, 1 - truth_a - truth_b)):
+    intervals = directed_rate_intervals(rates, sim.n)
+    for (label, influence), truth in zip((("win", rates.if_a), ("loss", rates.if_b),
+                                          ("tie", rates.if_tie)),
+                                         (truth_a, truth_b, 1 - truth_a - truth_b), strict=True):
+        estimate, low, high = intervals[label]
         se = np.sqrt(clustered_variance(influence, rates.n_prompts))
-        low, high = wilson_effective_ci(estimate, se, rates.n_total, rates.n_prompts)
         coverage.append(np.mean((low <= truth) & (truth <= high), axis=0))
         wald.append(np.mean(np.abs(estimate - truth) <= 1.959964 * se, axis=0))
         truths.append(truth)
@@ -200,7 +200,7 @@ def test_rank_sets_cover_the_true_ranking(mode, k, groups, n_prompts, replicates
     avg = average_win_rates_from_counts(sim.wins_a, sim.wins_b, sim.n)
     best, worst = true_rank_range(true_average_win_rates(probs, mode, JUDGE_NOISE), 1e-9)
     ranks = rank_sets_from_estimates(avg.estimate, avg.covariance, 0.05, rng=1,
-                                     df=avg.df)     # as rank_sets does
+                                     df=avg.df, method="auto")     # as rank_sets does
     coverage = float(np.mean(((ranks.rank_low <= best) & (worst <= ranks.rank_high)).all(1)))
     RESULTS[f"ranks {mode} k={k} groups={groups} Q={n_prompts} R={replicates}"] = coverage
     low_band, _ = _band(replicates, 0.95 - 0.015, 1.0, 0.95)

@@ -135,8 +135,12 @@ def test_boundary_rates_get_a_score_interval_not_a_point():
         "outcome": ["b", "tie", "tie"] * 20})
     row = win_rate_matrix(table).set_index(["model", "opponent"]).loc[("a", "b")]
     assert row["win_rate"] == 0 and row["win_ci_low"] == 0
-    # No design effect is measurable at 0: worst case, one effective observation per prompt.
-    expected = 1.959964 ** 2 / (20 + 1.959964 ** 2)
+    # No design effect is measurable at 0: worst case, one effective observation per prompt;
+    # the critical value is t's on 20 - 1 prompts (issue 11: small-sample critical values).
+    from scipy import stats
+
+    t = stats.t.isf(0.025, 19)
+    expected = t ** 2 / (20 + t ** 2)
     assert row["win_ci_high"] == pytest.approx(expected, rel=1e-5)
 
 
@@ -151,9 +155,9 @@ def test_a_pair_seen_on_one_prompt_gets_no_test_and_a_worst_case_interval():
     m = win_rate_matrix(table).set_index(["model", "opponent"])
     row = m.loc[("b", "c")]
     assert np.isnan(row["pvalue"]) and row["stars"] == ""
-    # One effective observation: the Wilson interval for n = 1.
+    # One effective observation: the Wilson interval for n = 1, on t with 1 degree of freedom.
     low, high = wilson_effective_ci(np.array([1 / 3]), np.array([0.0]), np.array([3.0]),
-                                    np.array([1.0]))
+                                    np.array([1.0]), df=1.0)
     assert (row["win_ci_low"], row["win_ci_high"]) == pytest.approx((low[0], high[0]))
     assert row["win_ci_high"] - row["win_ci_low"] > 0.7
     assert np.isfinite(m.loc[("a", "b"), "pvalue"])
