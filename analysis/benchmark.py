@@ -7,11 +7,14 @@ mean of per-question mean differences; SE clustered by question (``coupled.analy
 A row-weighted estimand would let questions with more seeds count more, which no benchmark
 intends; with a balanced design the two coincide.
 
-Tests: with one seed per question and binary scores, McNemar's test (statsmodels) on the
-paired rows; otherwise the one-sample t-test on per-question mean differences (the test that
-matches the clustered CI). Plain McNemar on all rows of a multi-seed run treats correlated rows
-as independent and over-rejects (tests/test_analysis_benchmark.py shows it), so it is never used
-there.
+Interval and test (``coupled.analysis.intervals``): a score-type interval that holds when the
+paired differences are rare (coupled runs agree on almost every row): Tango's score interval
+with one binary seed per question — its test is the uncorrected McNemar test — and the same
+score interval on effective counts, with t on ``Q - 1`` degrees of freedom, otherwise. The
+p-value is always the test the interval inverts, so ``p < alpha`` exactly when 0 lies outside
+the interval; no interval is zero-width unless the caller asserts ``identical=True``. Plain
+McNemar on all rows of a multi-seed run treats correlated rows as independent and
+over-rejects (tests/test_analysis_benchmark.py shows it), so it is never used there.
 
 Variance reduction (Prop. 1, with DESIGN's per-prompt correction): the variance of one row's
 difference (random question, random seed) is ``between + within_mode``; the between-question
@@ -32,18 +35,17 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.stats.contingency_tables import mcnemar
 
 from coupled.analysis._clustered import (
     N_COMPONENT_FEATURES,
     QUESTION,
     QuestionMoments,
-    clustered_mean,
     component_features,
     components_from_sums,
     pad_by_question,
     question_moments,
 )
+from coupled.analysis.intervals import PairedInterval, paired_score_interval
 from coupled.tables import MODES, read_scores
 
 
@@ -97,9 +99,6 @@ def paired_arrays(scores: pd.DataFrame, model_a: str, model_b: str, mode: str = 
     return a, b, mask, questions
 
 
-def _is_binary(*arrays: np.ndarray) -> bool:
-    return all(np.isin(x, (0.0, 1.0)).all() for x in arrays)
-
 
 class ConfidenceInterval(NamedTuple):
     """``(low, high)``, as ``scipy.stats`` results return from ``.confidence_interval()``."""
@@ -111,7 +110,14 @@ class ConfidenceInterval(NamedTuple):
 # ----------------------------------------------------------------------------- mean difference
 @dataclass(frozen=True)
 class MeanDifference:
-    """Mean score difference ``model_a - model_b`` (estimand: mean over questions)."""
+    """Mean score difference ``model_a - model_b`` (estimand: mean over questions).
+
+    ``ci_low, ci_high``: the score interval of :mod:`coupled.analysis.intervals` (Tango's with
+    one binary seed per question, on effective counts otherwise); ``pvalue``: the test that
+    interval inverts (``pvalue < alpha`` exactly when 0 is outside it). ``se``: the clustered
+    standard error, for reference. ``n_effective``: the number of independent pairs the
+    interval is worth.
+    """
 
     model_a: str
     model_b: str
@@ -126,69 +132,99 @@ class MeanDifference:
     pvalue: float
     test: str
     note: str = ""
+    n_effective: float = float("nan")
+    alpha: float = 0.05
 
     def confidence_interval(self) -> ConfidenceInterval:
         """The question-clustered CI of the difference, at the level it was computed."""
         return ConfidenceInterval(self.ci_low, self.ci_high)
 
 
-def _paired_test(a: np.ndarray, b: np.ndarray, mask: np.ndarray, moments: QuestionMoments,
-                 clustered) -> tuple[float, str, str]:
-    """(p-value, test name, note) for the design: McNemar only with one seed per question."""
-    one_seed = bool(np.all(moments.n == 1))
-    if one_seed and _is_binary(a[mask], b[mask]):
-        right_wrong = int(np.sum((a == 1) & (b == 0) & mask))
-        wrong_right = int(np.sum((a == 0) & (b == 1) & mask))
-        if right_wrong + wrong_right == 0:
-            return 1.0, "mcnemar", "no discordant pairs: the models agree on every question"
-        # Exact binomial form below 25 discordant pairs (the usual rule); above, the
-        # uncorrected chi-square — the test Connor's power formula (planning.py) describes.
-        exact = right_wrong + wrong_right < 25
-        table = [[0, right_wrong], [wrong_right, 0]]
-        result = mcnemar(table, exact=exact, correction=False)
-        return float(result.pvalue), "mcnemar-exact" if exact else "mcnemar", ""
+TEST_NAMES = {"tango": "mcnemar", "tango-effective": "clustered score test",
+              "identical": "none (identical models asserted)"}
+
+
+def _mean_difference_from_arrays(a, b, mask, *, model_a, model_b, mode, coupling, alpha,
+                                 identical: bool = False) -> MeanDifference:
+    result = paired_score_interval(a, b, mask, alpha=alpha, identical=identical)
     note = ""
-    if clustered.degenerate:
-        note = ("identical per-question differences (zero variance): "
-                + ("the models never differ" if clustered.estimate == 0
-                   else "the difference is constant"))
-    return float(clustered.pvalue), "t-test on per-question means", note
-
-
-def _mean_difference_from_arrays(a, b, mask, moments: QuestionMoments, *, model_a, model_b,
-                                 mode, coupling, alpha) -> MeanDifference:
-    clustered = clustered_mean(moments.mean_diff, moments.present, alpha=alpha)
-    pvalue, test, note = _paired_test(a, b, mask, moments, clustered)
+    if result.method == "identical":
+        note = "the caller asserted the models are identical: zero-width interval by assertion"
+    elif not np.any((a != b) & mask):
+        note = (f"no paired row differs in {int(result.n_clusters)} questions: the interval "
+                "reflects that sample size (rule-of-three order), not certainty")
+    elif result.method == "tango":
+        note = ("one binary seed per question: Tango's score interval; the test is the "
+                "uncorrected McNemar test it inverts")
     return MeanDifference(model_a=model_a, model_b=model_b, mode=mode, coupling=coupling,
-                          n_questions=int(clustered.n_clusters), n_rows=int(mask.sum()),
-                          estimate=float(clustered.estimate), se=float(clustered.se),
-                          ci_low=float(clustered.ci_low), ci_high=float(clustered.ci_high),
-                          pvalue=pvalue, test=test, note=note)
+                          n_questions=int(result.n_clusters), n_rows=int(mask.sum()),
+                          estimate=float(result.estimate), se=float(result.se),
+                          ci_low=float(result.ci_low), ci_high=float(result.ci_high),
+                          pvalue=float(result.pvalue), test=TEST_NAMES[str(result.method)],
+                          note=note, n_effective=float(result.n_effective), alpha=alpha)
+
+
+MISSING_QUESTIONS = ("error", "drop")
+
+
+def unpaired_questions(rows: pd.DataFrame, model_a: str, model_b: str) -> pd.DataFrame:
+    """Questions on which one of the two models has rows and the other none (``task,
+    prompt_id, model_with_rows``)."""
+    keys = list(QUESTION)
+    sets = {m: rows.loc[rows["model"] == m, keys].drop_duplicates() for m in (model_a, model_b)}
+    out = []
+    for has, lacks in ((model_a, model_b), (model_b, model_a)):
+        only = sets[has].merge(sets[lacks], on=keys, how="left", indicator=True)
+        only = only[only["_merge"] == "left_only"].drop(columns="_merge")
+        out.append(only.assign(model_with_rows=has))
+    return pd.concat(out, ignore_index=True)
+
+
+def _check_missing(rows: pd.DataFrame, model_a: str, model_b: str, missing: str) -> None:
+    if missing not in MISSING_QUESTIONS:
+        raise ValueError(f"missing_questions must be one of {MISSING_QUESTIONS}, got {missing!r}")
+    if missing == "drop":
+        return
+    lacking = unpaired_questions(rows, model_a, model_b)
+    if len(lacking):
+        examples = ", ".join(f"{r.task}/{r.prompt_id} (only {r.model_with_rows})"
+                             for r in lacking.head(5).itertuples())
+        raise ValueError(f"scores: {len(lacking)} question(s) have rows for only one of "
+                         f"{model_a!r} and {model_b!r}, e.g. {examples}; the mean difference "
+                         "over questions would silently leave them out. Complete the run, or "
+                         "pass missing_questions='drop' to compare on the shared questions")
 
 
 def mean_difference(scores, model_a: str, model_b: str, *, mode: str = "coupled",
-                    coupling: str | None = None, alpha: float = 0.05) -> MeanDifference:
+                    coupling: str | None = None, alpha: float = 0.05,
+                    identical: bool = False, missing_questions: str = "error"
+                    ) -> MeanDifference:
     """Mean difference ``model_a - model_b`` with a question-clustered ``1 - alpha`` CI and test.
 
     ``scores``: a scores DataFrame or a path (file, shard folder, output dir).
+    ``identical=True`` asserts the two models are the same (same weights, same sampler): only
+    then is the interval ``[0, 0]`` (an error if any paired row differs) — it is never inferred
+    from the data. ``missing_questions``: ``"error"`` (default) when a question has rows for
+    one model only, naming them; ``"drop"`` compares on the questions both have.
     """
     scores = read_scores(scores)
     rows, coupling = _select(scores, mode, coupling)
     a, b, mask, _ = paired_arrays(rows, model_a, model_b, mode, coupling)
-    return _mean_difference_from_arrays(a, b, mask, question_moments(a, b, mask),
-                                        model_a=model_a, model_b=model_b, mode=mode,
-                                        coupling=coupling, alpha=alpha)
+    _check_missing(rows, model_a, model_b, missing_questions)
+    return _mean_difference_from_arrays(a, b, mask, model_a=model_a, model_b=model_b,
+                                        mode=mode, coupling=coupling, alpha=alpha,
+                                        identical=identical)
 
 
 def mean_difference_replicates(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None,
-                               alpha: float = 0.05):
+                               alpha: float = 0.05) -> PairedInterval:
     """Array core of :func:`mean_difference` for replicated designs ``(R, Q, S)``.
 
-    Returns a :class:`~coupled.analysis._clustered.ClusteredMean` of arrays (estimate, CI and
-    the t-test p-value per replicate); the DataFrame API gives the same numbers (tested).
+    Returns a :class:`~coupled.analysis.intervals.PairedInterval` of arrays (estimate, CI and
+    the p-value of the test it inverts, per replicate); the DataFrame API gives the same
+    numbers (tested).
     """
-    moments = question_moments(a, b, mask)
-    return clustered_mean(moments.mean_diff, moments.present, alpha=alpha)
+    return paired_score_interval(a, b, mask, alpha=alpha)
 
 
 # ----------------------------------------------------------------------------- per question
@@ -423,12 +459,13 @@ class BenchmarkComparison:
 
 
 def compare_models(scores, *, alpha: float = 0.05, models: list[str] | None = None,
-                   by_subject: bool = False, n_resamples: int = 1999, seed: int = 0
-                   ) -> BenchmarkComparison:
+                   by_subject: bool = False, n_resamples: int = 1999, seed: int = 0,
+                   missing_questions: str = "error") -> BenchmarkComparison:
     """Every pair of models (``model_a < model_b``), every mode and coupling present.
 
     ``by_subject=True`` adds one row per subject (needs the ``subject`` column) besides the
-    overall row (``subject == "(all)"``).
+    overall row (``subject == "(all)"``). ``missing_questions`` as in :func:`mean_difference`
+    (checked once on the whole table, per mode and coupling).
     """
     scores = read_scores(scores)
     if by_subject and "subject" not in scores.columns:
@@ -453,11 +490,13 @@ def compare_models(scores, *, alpha: float = 0.05, models: list[str] | None = No
                 for mode, rows in by_mode.items():
                     if not {model_a, model_b} <= models_by_mode[mode]:
                         continue
+                    if subject == "(all)":
+                        _check_missing(rows, model_a, model_b, missing_questions)
                     try:
                         a, b, mask, _ = paired_arrays(rows, model_a, model_b, mode, coupling)
                         m = question_moments(a, b, mask)
                         result = _mean_difference_from_arrays(
-                            a, b, mask, m, model_a=model_a, model_b=model_b, mode=mode,
+                            a, b, mask, model_a=model_a, model_b=model_b, mode=mode,
                             coupling=coupling, alpha=alpha)
                     except ValueError as error:
                         if subject == "(all)":

@@ -68,17 +68,19 @@ def test_estimate_is_mean_of_question_means_and_order_free(frame, random):
     assert swapped.pvalue == pytest.approx(result.pvalue, abs=1e-12)
 
 
-def test_se_is_the_one_sample_t_test_on_question_means():
+def test_se_is_the_question_clustered_se_and_the_interval_is_near_t_where_differences_abound():
     a, b, mask = _one_run(unbalanced=True)
     result = mean_difference(to_scores(a, b, mask, "coupled"), "m_a", "m_b")
     means = question_moments(a, b, mask).mean_diff
     t = stats.ttest_1samp(means, 0.0)
     low, high = t.confidence_interval(0.95)
-    assert result.pvalue == pytest.approx(t.pvalue, rel=1e-10)
-    assert (result.ci_low, result.ci_high) == pytest.approx((low, high), rel=1e-10)
+    assert result.se == pytest.approx(stats.sem(means), rel=1e-10)
+    # Differences are common here (60 questions x up to 10 seeds): the score interval on
+    # effective counts is the clustered t interval up to its skew correction.
+    assert (result.ci_low, result.ci_high) == pytest.approx((low, high), abs=0.25 * (high - low))
     assert result.confidence_interval() == (result.ci_low, result.ci_high)
-    assert result.confidence_interval().high == result.ci_high
-    assert result.test == "t-test on per-question means"
+    assert result.test == "clustered score test"
+    assert result.n_effective > result.n_questions
 
 
 def test_dataframe_api_agrees_with_replicate_core():
@@ -104,12 +106,34 @@ def test_missing_rows_of_one_model_are_left_out_of_the_pair():
     assert result.n_rows == 20
 
 
+def test_a_question_one_model_lacks_is_an_error_naming_it_unless_dropped():
+    a, b, mask = _one_run(n_questions=10, n_seeds=3)
+    frame = to_scores(a, b, mask, "coupled")
+    lacking = frame["prompt_id"].unique()[3]
+    dropped = frame.drop(frame[(frame["model"] == "m_b") & (frame["prompt_id"] == lacking)].index)
+    with pytest.raises(ValueError, match=f"{lacking}.*only 'm_a'|{lacking} \\(only m_a\\)"):
+        mean_difference(dropped, "m_a", "m_b")
+    with pytest.raises(ValueError, match="missing_questions='drop'"):
+        compare_models(dropped)
+    result = mean_difference(dropped, "m_a", "m_b", missing_questions="drop")
+    assert result.n_questions == 9
+    with pytest.raises(ValueError, match="missing_questions must be"):
+        mean_difference(frame, "m_a", "m_b", missing_questions="ignore")
+
+
 # ----------------------------------------------------------------------------- degenerate
-def test_identical_models_report_zero_plainly():
+def test_models_that_never_differ_get_a_rule_of_three_width_not_zero():
     a, _, mask = _one_run(n_questions=30, n_seeds=4)
     result = mean_difference(to_scores(a, a, mask, "coupled"), "m_a", "m_b")
-    assert (result.estimate, result.ci_low, result.ci_high, result.pvalue) == (0, 0, 0, 1)
-    assert "never differ" in result.note
+    assert result.estimate == 0 and result.pvalue == 1
+    # worst case, one independent row per question: Tango at b = c = 0 on 30 rows with t(29)
+    t = stats.t.isf(0.025, 29)
+    assert result.ci_high == pytest.approx(t**2 / (30 + t**2))
+    assert result.ci_low == pytest.approx(-t**2 / (30 + t**2))
+    assert "no paired row differs in 30 questions" in result.note
+    asserted = mean_difference(to_scores(a, a, mask, "coupled"), "m_a", "m_b", identical=True)
+    assert (asserted.estimate, asserted.ci_low, asserted.ci_high, asserted.pvalue) == (0, 0, 0, 1)
+    assert "asserted" in asserted.note
     reduction = variance_reduction(to_scores(a, a, mask, "coupled"), "m_a", "m_b")
     values = [v for v in reduction.__dict__.values() if isinstance(v, float)]
     assert np.all(np.isfinite(values))
@@ -117,18 +141,30 @@ def test_identical_models_report_zero_plainly():
     assert reduction.saving == 1.0
 
 
-def test_identical_models_one_seed_mcnemar_without_discordance():
-    a, _, mask = _one_run(n_questions=30, n_seeds=1)
+def test_identical_is_an_assertion_checked_against_the_data():
+    a, b, mask = _one_run(n_questions=10, n_seeds=2)
+    with pytest.raises(ValueError, match="identical=True"):
+        mean_difference(to_scores(a, b, mask, "coupled"), "m_a", "m_b", identical=True)
+
+
+def test_fifteen_questions_one_seed_never_disagreeing_is_rule_of_three():
+    a, _, mask = _one_run(n_questions=15, n_seeds=1)
     result = mean_difference(to_scores(a, a, mask, "coupled"), "m_a", "m_b")
-    assert (result.estimate, result.ci_low, result.ci_high, result.pvalue) == (0, 0, 0, 1)
-    assert result.test == "mcnemar" and "no discordant" in result.note
+    z2 = stats.norm.isf(0.025) ** 2
+    assert (result.ci_low, result.ci_high) == pytest.approx((-z2 / (15 + z2), z2 / (15 + z2)))
+    assert 0.15 < result.ci_high < 3.5 / 15  # rule-of-three order (3/15 = 0.2)
+    assert result.test == "mcnemar" and result.pvalue == 1
 
 
-def test_constant_difference_is_not_nan():
+def test_constant_difference_is_not_a_point():
     ones = np.ones((20, 3))
     frame = to_scores(ones, np.zeros((20, 3)), np.ones((20, 3), bool), "coupled")
     result = mean_difference(frame, "m_a", "m_b")
-    assert (result.estimate, result.ci_low, result.ci_high, result.pvalue) == (1, 1, 1, 0)
+    assert result.estimate == 1 and result.ci_high == 1
+    t = stats.t.isf(0.025, 19)
+    # Tango at b = n on 20 rows: Z = sqrt(n (1 - d) / (1 + d)), so low = (n - t^2) / (n + t^2)
+    assert result.ci_low == pytest.approx((20 - t**2) / (20 + t**2))
+    assert result.pvalue < 1e-3
 
 
 def test_no_variance_in_either_mode():
@@ -138,16 +174,89 @@ def test_no_variance_in_either_mode():
     assert reduction.ratio == 1.0 and reduction.saving == 0.0 and "no variance" in reduction.note
 
 
+@pytest.mark.parametrize("big", [1e40, 1e200, 1e307])
+def test_huge_scores_are_rescaled_before_squaring(big):
+    # The table schema refuses |score| > 1e50; the array core must still not overflow.
+    a, b, mask = _one_run(n_questions=20, n_seeds=3)
+    result = mean_difference_replicates(a * big, b * big, mask)
+    unit = mean_difference_replicates(a, b, mask)
+    assert np.isfinite([result.estimate, result.ci_low, result.ci_high, result.se]).all()
+    assert result.ci_low / big == pytest.approx(unit.ci_low, rel=1e-9, abs=1e-12)
+    assert result.pvalue == pytest.approx(unit.pvalue, rel=1e-9)
+    if big < 1e50:
+        frame = mean_difference(to_scores(a * big, b * big, mask, "coupled"), "m_a", "m_b")
+        assert frame.ci_high / big == pytest.approx(unit.ci_high, rel=1e-9)
+    with pytest.raises(ValueError, match="overflows"):
+        mean_difference_replicates(a * 1e308, -b * 1e308, mask)
+
+
 # ----------------------------------------------------------------------------- tests
-def test_one_seed_binary_uses_statsmodels_mcnemar():
-    a, b, mask = _one_run(n_questions=200, n_seeds=1, seed=3)
-    result = mean_difference(to_scores(a, b, mask, "coupled"), "m_a", "m_b")
-    n10 = int(((a == 1) & (b == 0)).sum())
-    n01 = int(((a == 0) & (b == 1)).sum())
-    assert n10 + n01 >= 25
-    assert result.test == "mcnemar"
-    assert result.pvalue == pytest.approx(
-        mcnemar([[0, n10], [n01, 0]], exact=False, correction=False).pvalue)
+def test_one_seed_binary_test_is_statsmodels_uncorrected_mcnemar():
+    for seed, n_questions in ((3, 200), (4, 25), (5, 12)):
+        a, b, mask = _one_run(n_questions=n_questions, n_seeds=1, seed=seed)
+        result = mean_difference(to_scores(a, b, mask, "coupled"), "m_a", "m_b")
+        n10 = int(((a == 1) & (b == 0)).sum())
+        n01 = int(((a == 0) & (b == 1)).sum())
+        assert result.test == "mcnemar"
+        expected = (1.0 if n10 + n01 == 0 else
+                    mcnemar([[0, n10], [n01, 0]], exact=False, correction=False).pvalue)
+        assert result.pvalue == pytest.approx(expected, rel=1e-9)
+
+
+@st.composite
+def paired_designs(draw):
+    n_questions = draw(st.integers(2, 25))
+    n_seeds = draw(st.integers(1, 6))
+    graded = draw(st.booleans())
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    p_diff = draw(st.floats(0.0, 0.5))  # how often a row differs: rare to common
+    base = rng.random((n_questions, n_seeds)) < draw(st.floats(0.05, 0.95))
+    a = base.astype(float)
+    b = np.where(rng.random(a.shape) < p_diff, 1.0 - a, a)
+    if graded:
+        a, b = a * rng.choice([0.5, 1.0], a.shape), b * rng.choice([0.2, 1.0], a.shape)
+    mask = rng.random(a.shape) < draw(st.floats(0.3, 1.0))
+    mask[:, 0] = True
+    return a, b, mask, draw(st.sampled_from([0.01, 0.05, 0.1, 0.2]))
+
+
+@given(paired_designs())
+def test_test_is_the_inversion_of_the_interval(design):
+    a, b, mask, alpha = design
+    r = mean_difference_replicates(a, b, mask, alpha=alpha)
+    outside = r.ci_low > 0 or r.ci_high < 0
+    assert (r.pvalue < alpha) == outside
+    assert r.ci_low <= r.estimate <= r.ci_high
+    assert r.ci_high > r.ci_low  # never zero-width without identical=True
+    assert -1 <= r.ci_low and r.ci_high <= 1
+
+
+@given(st.integers(0, 30), st.integers(0, 30), st.integers(0, 40), st.sampled_from([1.0, 2.5]))
+def test_tango_interval_is_the_set_where_the_score_statistic_is_within_the_critical_value(
+        b, c, concordant, critical):
+    from coupled.analysis.intervals import tango_interval, tango_statistic
+
+    n = b + c + concordant
+    if n == 0:
+        return
+    low, high = tango_interval(np.array(b / n), np.array(c / n), np.array(float(n)), critical)
+    grid = np.linspace(-1 + 1e-9, 1 - 1e-9, 4001)
+    inside = np.abs(tango_statistic(grid, b / n, c / n, float(n))) <= critical
+    assert np.all(inside[(grid > low + 1e-6) & (grid < high - 1e-6)])
+    assert not np.any(inside[(grid < low - 1e-6) | (grid > high + 1e-6)])
+
+
+@given(st.integers(0, 40), st.integers(0, 40), st.integers(0, 40))
+def test_tango_statistic_at_zero_is_mcnemars_and_zero_at_the_estimate(b, c, concordant):
+    from coupled.analysis.intervals import tango_statistic
+
+    n = b + c + concordant
+    if b + c == 0:
+        return
+    z0 = tango_statistic(np.array(0.0), b / n, c / n, float(n))
+    assert z0 == pytest.approx((b - c) / np.sqrt(b + c), rel=1e-9, abs=1e-12)
+    assert tango_statistic(np.array((b - c) / n), b / n, c / n, float(n)) == pytest.approx(
+        0.0, abs=1e-9)
 
 
 def test_plain_mcnemar_over_rejects_on_clustered_rows_but_our_test_does_not():
