@@ -352,6 +352,28 @@ def test_byte_coupled_pair_matches_the_exact_dynamic_programme():
     assert exact.ratio < 0.6  # the coupling buys a real reduction on this pair
 
 
+@pytest.mark.parametrize(("pair", "coupling"), [
+    ((("A", "bpe"), ("A", "spm")), "union"),
+    ((("A", "eow"), ("A", "marker")), "text"),
+    ((("A", "bpe"), ("B", "eow")), "text"),
+    ((("A", "shared"), ("B", "shared")), "token"),
+])
+def test_token_level_couplings_match_the_exact_pair_programme(pair, coupling):
+    # the joint (not only the marginals) of two coupled samplers against the exact pair DP
+    text_models = dict(zip("AB", theory.standard_text_models(max_length=4), strict=True))
+    toks = theory.standard_tokenizers()
+    m1, m2 = (theory.tokenized_model(text_models[t], toks[k]) for t, k in pair)
+    exact = theory.token_coupled_moments(m1, m2, coupling, _count_a)
+    n = 30_000
+    rows = crosstok.crosstok_rows(n, seed=4)
+    s1, s2 = (crosstok.sample_replies(m, rows, coupling) for m in (m1, m2))
+    agree = crosstok.text_agreement(s1, s2)
+    assert abs(agree.estimate - exact.p_same) < 4 * agree.standard_error
+    vr = crosstok.text_variance_reduction(s1, s2, [m1.text_model.text_law,
+                                                   m2.text_model.text_law], _count_a)
+    assert abs(vr.ratio - exact.ratio) < 4 * vr.standard_error
+
+
 def test_byte_level_beats_union_vocabulary_on_two_tokenizations(bed):
     _, _, _, models = bed
     rows = crosstok.crosstok_rows(4_000, seed=9)

@@ -37,7 +37,9 @@ Models whose tokenizers differ (``coupled.theory.tokenized``, issue 14): an exac
     ``ByteView(model).law(prefix)`` / ``next_byte_law``  next-byte law from the token law,
         marginalising over the tokenizations covering the prefix (Phan et al. 2024).
     ``byte_coupled_moments(a, b, score)``  exact P(same text) and variance ratio of two text
-        models under the byte-level coupling (pair dynamic programme, short texts).
+        models under the byte-level coupling (pair dynamic programme, short texts);
+        ``token_coupled_moments(m1, m2, coupling, score)`` the same under "token" / "union" /
+        "text" (pair DP over trie nodes in position order).
 
 Examples (``coupled.theory.examples``)
     ``three_model_example() -> ThreeModelExample``  appendix B.6 in exact fractions: average
@@ -69,8 +71,8 @@ from coupled.theory.rates import (
 )
 from coupled.theory.tokenized import (
     ByteLaw,
-    BytePairMoments,
     ByteView,
+    CoupledPairMoments,
     TextModel,
     TokenizedModel,
     Tokenizer,
@@ -80,6 +82,7 @@ from coupled.theory.tokenized import (
     perturbed_text_model,
     standard_text_models,
     standard_tokenizers,
+    token_coupled_moments,
     tokenized_model,
 )
 
@@ -104,7 +107,7 @@ __all__ = [
     "inverse_cdf_joint",
     "is_counterfactually_stable",
     "joint",
-    "BytePairMoments",
+    "CoupledPairMoments",
     "ByteLaw",
     "ByteView",
     "TextModel",
@@ -116,5 +119,6 @@ __all__ = [
     "perturbed_text_model",
     "standard_text_models",
     "standard_tokenizers",
+    "token_coupled_moments",
     "tokenized_model",
 ]

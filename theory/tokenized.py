@@ -528,11 +528,10 @@ def standard_text_models(*, min_length: int = 0, max_length: int = 6, scale: flo
 
 
 @dataclass(frozen=True)
-class BytePairMoments:
-    """Exact figures for two text models sampled byte by byte with shared Gumbel noise keyed
-    by (row, byte offset, byte): ``p_same`` = P(same text), ``mean`` (2,), ``variance`` (2,)
-    and ``cross`` = E[S_1 S_2] of a text-level score, and ``ratio`` =
-    Var_coupled[S_1 - S_2] / Var_independent[S_1 - S_2]."""
+class CoupledPairMoments:
+    """Exact figures for two models sampled with shared noise under one coupling:
+    ``p_same`` = P(same text), ``mean`` (2,), ``variance`` (2,) and ``cross`` = E[S_1 S_2] of a
+    text-level score, and ``ratio`` = Var_coupled[S_1 - S_2] / Var_independent[S_1 - S_2]."""
 
     p_same: float
     mean: tuple[float, float]
@@ -552,8 +551,8 @@ def _prefix_score_sums(model: TextModel, score) -> dict[bytes, tuple[float, floa
     return {k: (v[0], v[1]) for k, v in sums.items()}
 
 
-def byte_coupled_moments(first: TextModel, second: TextModel, score) -> BytePairMoments:
-    """Exact :class:`BytePairMoments` under the byte-level coupling, by dynamic programming
+def byte_coupled_moments(first: TextModel, second: TextModel, score) -> CoupledPairMoments:
+    """Exact :class:`CoupledPairMoments` under the byte-level coupling, by dynamic programming
     over pairs of byte prefixes of the same length (both models draw their byte at one offset
     from one noise vector, so each step's joint is :func:`gumbel_max_joint` of their next-symbol
     laws; once one has ended the other continues on noise the first never reads). Feasible for
@@ -588,13 +587,161 @@ def byte_coupled_moments(first: TextModel, second: TextModel, score) -> BytePair
                 else:
                     nxt[(ta, tb)] = nxt.get((ta, tb), 0.0) + m
         level = nxt
+    return _moments(first, second, p_same, cross, score)
+
+
+def _moments(first: TextModel, second: TextModel, p_same: float, cross: float, score
+             ) -> CoupledPairMoments:
     means, variances = [], []
     for model in (first, second):
         p = np.fromiter(model.text_law.values(), dtype=np.float64)
-        s = np.fromiter((score(t) for t in model.text_law), dtype=np.float64)
-        means.append(float(p @ s))
-        variances.append(float(p @ (s - p @ s) ** 2))
+        sc = np.fromiter((score(t) for t in model.text_law), dtype=np.float64)
+        means.append(float(p @ sc))
+        variances.append(float(p @ (sc - p @ sc) ** 2))
     cov = cross - means[0] * means[1]
     ratio = (variances[0] + variances[1] - 2 * cov) / (variances[0] + variances[1])
-    return BytePairMoments(float(p_same), (means[0], means[1]), (variances[0], variances[1]),
-                           float(cross), float(ratio))
+    return CoupledPairMoments(float(p_same), (means[0], means[1]),
+                              (variances[0], variances[1]), float(cross), float(ratio))
+
+
+TOKEN_PAIR_COUPLINGS = ("token", "union", "text")
+
+
+def token_coupled_moments(first: TokenizedModel, second: TokenizedModel, coupling: str,
+                          score) -> CoupledPairMoments:
+    """Exact :class:`CoupledPairMoments` of two tokenized models under a token-level coupling,
+    by dynamic programming over pairs of trie nodes (short texts only).
+
+    Each draw is positioned — by its step (``token``, ``union``) or by (byte offset, counter)
+    (``text``) — and the pair is advanced in position order: the model at the earlier position
+    draws alone (its noise there is never read by the other, whose position is already later
+    and only grows); at equal positions both draw from one noise vector, so the draw's joint is
+    :func:`gumbel_max_joint` of their laws over the union of candidate keys (ids for ``token``;
+    canonical bytes, duplicates merged, one end key, for ``union``/``text``), and an id is then
+    picked within the winning bytes by the duplicate stream, itself shared by id number. This is
+    what :mod:`coupled.simulate.crosstok` samples; tests compare the two.
+    """
+    from coupled.theory.couplings import gumbel_max_joint
+
+    if coupling not in TOKEN_PAIR_COUPLINGS:
+        raise ValueError(f"coupling must be one of {list(TOKEN_PAIR_COUPLINGS)}, got "
+                         f"{coupling!r}")
+    models = (first, second)
+    node_sums = [_node_score_sums(m, score) for m in models]
+    terminal_of = [{m.text[n]: n for n in np.flatnonzero(m.terminal)} for m in models]
+    ancestors = [_ancestor_sets(m) for m in models]
+
+    def position(k: int, n: int) -> tuple[int, int]:
+        m = models[k]
+        if m.terminal[n]:
+            return (1 << 62, 0)
+        if coupling == "text":
+            return (len(m.text[n]), int(m.counter[n]))
+        return (int(m.step[n]), 0)
+
+    def options(k: int, n: int) -> dict:
+        """key -> list of (id, probability) of model k at node n."""
+        m = models[k]
+        out: dict = {}
+        end = m.tokenizer.end_id
+        for v in np.flatnonzero(m.probs[n] > 0):
+            if coupling == "token":
+                key = ("id", int(v))
+            elif v == end:
+                key = ("end",)
+            else:
+                key = ("bytes", m.strings[m.added[n, v]])
+            out.setdefault(key, []).append((int(v), float(m.probs[n, v])))
+        return out
+
+    p_same = cross = 0.0
+    level = {(0, 0): 1.0}
+    while level:
+        nxt: dict[tuple[int, int], float] = {}
+        for (n1, n2), mass in level.items():
+            t1, t2 = first.terminal[n1], second.terminal[n2]
+            if t1 or t2:
+                # one has ended: the other finishes alone on noise the first never read
+                done, other, on = (0, 1, n2) if t1 else (1, 0, n1)
+                text = models[done].text[n1 if t1 else n2]
+                tot, ssum = node_sums[other][on]
+                cross += mass * score(text) * ssum / tot
+                leaf = terminal_of[other].get(text)
+                if leaf is not None and on in ancestors[other][leaf]:
+                    p_same += mass * models[other].mass[leaf] / models[other].mass[on]
+                continue
+            pos1, pos2 = position(0, n1), position(1, n2)
+            if pos1 != pos2:
+                k, n = (0, n1) if pos1 < pos2 else (1, n2)
+                m = models[k]
+                for v in np.flatnonzero(m.probs[n] > 0):
+                    c = int(m.child[n, v])
+                    pair = (c, n2) if k == 0 else (n1, c)
+                    nxt[pair] = nxt.get(pair, 0.0) + mass * float(m.probs[n, v])
+                continue
+            o1, o2 = options(0, n1), options(1, n2)
+            keys = sorted(set(o1) | set(o2))
+            p = np.array([sum(q for _, q in o1.get(key, ())) for key in keys])
+            q = np.array([sum(q for _, q in o2.get(key, ())) for key in keys])
+            joint = gumbel_max_joint(p / p.sum(), q / q.sum())
+            for i, j in zip(*np.nonzero(joint > 0), strict=True):
+                ids1, ids2 = o1[keys[i]], o2[keys[j]]
+                for (v1, v2), w in _pick_joint(ids1, ids2, same=i == j).items():
+                    pair = (int(first.child[n1, v1]), int(second.child[n2, v2]))
+                    nxt[pair] = nxt.get(pair, 0.0) + mass * joint[i, j] * w
+        level = nxt
+    return _moments(first.text_model, second.text_model, p_same, cross, score)
+
+
+def _pick_joint(ids1: list, ids2: list, *, same: bool) -> dict[tuple[int, int], float]:
+    """Joint law of the id picked within each model's winning bytes. The pick stream is keyed
+    by (position, bytes, id): shared by id number when both won the same bytes, otherwise two
+    different keys, hence independent."""
+    from coupled.theory.couplings import gumbel_max_joint
+
+    p1 = np.array([w for _, w in ids1])
+    p2 = np.array([w for _, w in ids2])
+    p1, p2 = p1 / p1.sum(), p2 / p2.sum()
+    if not same or (len(ids1) == 1 and len(ids2) == 1):
+        return {(v1, v2): a * b for (v1, _), a in zip(ids1, p1, strict=True)
+                for (v2, _), b in zip(ids2, p2, strict=True)}
+    universe = sorted({v for v, _ in ids1} | {v for v, _ in ids2})
+    x = np.zeros(len(universe))
+    y = np.zeros(len(universe))
+    for (v, _), w in zip(ids1, p1, strict=True):
+        x[universe.index(v)] = w
+    for (v, _), w in zip(ids2, p2, strict=True):
+        y[universe.index(v)] = w
+    joint = gumbel_max_joint(x, y)
+    return {(universe[i], universe[j]): float(joint[i, j])
+            for i, j in zip(*np.nonzero(joint > 0), strict=True)}
+
+
+def _node_score_sums(model: TokenizedModel, score) -> list[tuple[float, float]]:
+    """Per node: (mass, sum of mass * score over the texts below it)."""
+    ssum = np.zeros(model.n_nodes)
+    for n in np.flatnonzero(model.terminal):
+        ssum[n] = model.mass[n] * score(model.text[n])
+    parent = _parents(model)
+    for c in range(model.n_nodes - 1, 0, -1):  # children have larger indices than parents
+        ssum[parent[c]] += ssum[c]
+    return [(float(model.mass[n]), float(ssum[n])) for n in range(model.n_nodes)]
+
+
+def _parents(model: TokenizedModel) -> np.ndarray:
+    parent = np.full(model.n_nodes, -1)
+    nodes, ids = np.nonzero(model.child >= 0)
+    parent[model.child[nodes, ids]] = nodes
+    return parent
+
+
+def _ancestor_sets(model: TokenizedModel) -> dict[int, set[int]]:
+    parent = _parents(model)
+    out = {}
+    for leaf in np.flatnonzero(model.terminal):
+        chain, k = set(), int(leaf)
+        while k >= 0:
+            chain.add(k)
+            k = int(parent[k])
+        out[int(leaf)] = chain
+    return out
