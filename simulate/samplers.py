@@ -17,7 +17,7 @@ import numpy as np
 from coupled import tables, theory
 from coupled.simulate import noise
 
-SAMPLERS = tables.COUPLINGS  # a table's ``coupling`` column names the sampler
+SAMPLERS = tables.SAMPLERS  # what a table's ``coupling`` names when noise was shared
 # ``sample_tokens``' couplings: the two coupled samplers, and independent generation.
 SAMPLE_COUPLINGS = theory.COUPLINGS
 MODES = tables.MODES
