@@ -15,7 +15,8 @@ import sys
 
 # Order = order in --help. Modules import their part lazily inside ``func`` so that
 # ``coupled --help`` stays fast and never needs torch.
-_GROUPS = ("theory_cmd", "simulate_cmd", "run_cmd", "analysis_cmd", "rank_cmd", "figures_cmd")
+_GROUPS = ("theory_cmd", "simulate_cmd", "run_cmd", "analysis_cmd", "rank_cmd", "figures_cmd",
+           "import_cmd", "export_cmd")
 
 # Shown at the end of each command's --help; tests/test_cli_help.py parses every line.
 EXAMPLES: dict[str, tuple[str, ...]] = {
@@ -38,6 +39,16 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
                 "coupled figures --simulated --out figures --pairs large:small"),
     "demo": ("coupled demo",
              "coupled demo --quick --out demo-quick"),
+    "import": ("coupled import lm-eval lm_eval_out --out scores.parquet",
+               "coupled import inspect logs/ --out scores.parquet --scorer choice"),
+    "import lm-eval": ("coupled import lm-eval lm_eval_out --scorer letter --out scores.parquet",
+                       "coupled import lm-eval lm_eval_out --scorer regex --regex '([A-E])' "
+                       "--rename pretrained-a=a --out scores.csv"),
+    "import inspect": ("coupled import inspect logs/ --out scores.parquet",
+                       "coupled import inspect a.eval b.eval --scorer match --out scores.csv"),
+    "export": ("coupled export lm-eval runs/sim --out lm_eval_results",),
+    "export lm-eval": ("coupled export lm-eval scores.parquet --out lm_eval_results "
+                       "--metric exact_match",),
 }
 
 

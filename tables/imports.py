@@ -461,8 +461,10 @@ def _read_zstd_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
         raise zipfile.BadZipFile("bad local file header")
     handle.seek(fields[9] + fields[10], os.SEEK_CUR)  # file name, extra field
     raw = handle.read(info.compress_size)
-    reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-    data = reader.read()
+    try:
+        data = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True).read()
+    except zstandard.ZstdError as error:
+        raise zipfile.BadZipFile(f"zstd: {error}") from error
     if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
         raise zipfile.BadZipFile("CRC-32 or size mismatch after zstd decompression")
     return data
