@@ -71,10 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="the two models of the pilot (default: the pilot's only two)")
     plan.add_argument("--effect", type=finite_float,
                       help="difference to detect (default: the one the assumptions imply)")
-    plan.add_argument("--power", type=probability, default=0.8)
-    plan.add_argument("--alpha", type=probability, default=0.05)
+    plan.add_argument("--power", type=probability, default=0.8,
+                      help="probability that the test detects the effect")
+    plan.add_argument("--alpha", type=probability, default=0.05, help="level of the test")
     plan.add_argument("--seeds", default=DEFAULT_SEEDS,
-                      help=f"seeds per question to plan for, comma-separated ({DEFAULT_SEEDS})")
+                      help="seeds per question to plan for, comma-separated")
     plan.add_argument("--budget", type=int_at_least(2), metavar="Q",
                       help="also report the minimum detectable effect with Q questions")
     plan.add_argument("--win-rate", action="store_true",

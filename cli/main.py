@@ -27,7 +27,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "simulate": ("coupled simulate --out runs/sim",
                  "coupled simulate --out runs/sim --config examples/simulate/tiny.toml --force"),
     "run": ("coupled run examples/tiny/run.toml --out runs/tiny",
-            "coupled run examples/tiny/run.toml --out runs/tiny --resume"),
+            "coupled run examples/tiny/run.toml --out runs/tiny --resume",
+            "coupled run examples/tiny/run.toml --out runs/tiny --workers 2",
+            "coupled run examples/tiny/run.toml --out runs/part0 --shard 0/2",
+            "coupled run --show-config"),
+    "merge": ("coupled merge runs/tiny runs/part0 runs/part1",),
     "analyze": ("coupled analyze runs/sim",
                 "coupled analyze runs/sim --error-curve question --json --out report.json"),
     "plan": ("coupled plan --accuracies per_question.csv --effect 0.02",
@@ -67,7 +71,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if ("default" in text.lower() or action.default in (None, False)
+        if ("default" in text.lower() or action.default is None or action.default is False
                 or action.default is argparse.SUPPRESS):
             return text
         return super()._get_help_string(action)

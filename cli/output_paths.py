@@ -129,15 +129,15 @@ def check_output_file(out: str | os.PathLike, *, inputs: Iterable[str | os.PathL
     if not text or text.endswith(("/", os.sep)):
         raise OutputPathError(f"{option} {text!r}: give a file name, not a folder")
     path = Path(text).expanduser().absolute()
+    if path.is_dir():
+        raise OutputPathError(f"{option} {text}: is an existing folder; this command writes "
+                              "one file — give a file name")
     if suffixes is not None:
         suffixes = tuple(suffixes)
         if path.suffix.lower() not in suffixes:
             raise OutputPathError(f"{option} {text}: use a file name ending in "
                                   f"{', '.join(suffixes)}")
     _check_parent(path, option)
-    if path.is_dir():
-        raise OutputPathError(f"{option} {text}: is an existing folder; this command writes "
-                              "one file — give a file name")
     _refuse_inputs(path, inputs, option, folder=False)
     if path.exists() or path.is_symlink():
         if path.exists() and not path.is_file():
