@@ -89,28 +89,28 @@ def _gumbel(bits: np.ndarray) -> np.ndarray:
     return -np.log(-np.log(noise.bits_to_uniform(bits)))
 
 
-def merged_race(log_probs: np.ndarray, groups: np.ndarray, race_bits: np.ndarray,
+def merged_race(log_probs: np.ndarray, groups: np.ndarray, group_bits: np.ndarray,
                 pick_bits: np.ndarray) -> np.ndarray:
     """One draw per row from candidates grouped by their bytes; returns the chosen column.
 
-    ``log_probs`` (k, V) (``-inf`` for impossible ids), ``groups`` (k, V) int: ids with equal
-    values in a row have the same bytes (end tokens have a group of their own); ``race_bits``
-    (k, V) the group's race bits repeated on each of its ids; ``pick_bits`` (k, V) each id's own
-    duplicate-pick bits. The groups race with their summed probability (log-sum-exp), then the
-    winning group's ids race on ``pick_bits`` with their own probabilities — so
+    ``log_probs`` (k, V) (``-inf`` for impossible ids); ``groups`` (k, V) int in ``[0, G)``:
+    ids with the same group in a row have the same bytes (end tokens have a group of their
+    own); ``group_bits`` (k, G) each group's race bits (``candidate_bits`` of its bytes hash);
+    ``pick_bits`` (k, V) each id's duplicate-pick bits. The groups race with their summed
+    probability (a scatter-add over ids, O(k (V + G)), as a torch ``scatter_add`` would do it),
+    then the winning group's ids race on ``pick_bits`` with their own probabilities — so
     ``P(id) = P(group) * p(id) / p(group)``, the model's law.
     """
+    k, n_groups = group_bits.shape
     valid = np.isfinite(log_probs)
-    same = (groups[:, :, None] == groups[:, None, :]) & valid[:, None, :] & valid[:, :, None]
+    flat = groups + (np.arange(k) * n_groups)[:, None]
+    merged = np.zeros(k * n_groups)
+    np.add.at(merged, flat[valid], np.exp(log_probs[valid]))
+    merged = merged.reshape(k, n_groups)
     with np.errstate(divide="ignore"):
-        merged = np.log(np.where(same, np.exp(log_probs)[:, None, :], 0.0).sum(axis=-1))
-    # the group's representative: its first valid id
-    earlier = np.tril(np.ones(same.shape[1:], dtype=bool), k=-1)
-    rep = valid & ~np.any(same & earlier, axis=-1)
-    score = np.where(rep, merged + _gumbel(race_bits), -np.inf)
+        score = np.where(merged > 0, np.log(merged) + _gumbel(group_bits), -np.inf)
     winner = np.argmax(score, axis=-1)
-    chosen_group = np.take_along_axis(groups, winner[:, None], axis=1)
-    in_group = valid & (groups == chosen_group)
+    in_group = valid & (groups == winner[:, None])
     pick = np.where(in_group, log_probs + _gumbel(pick_bits), -np.inf)
     return np.argmax(pick, axis=-1)
 
@@ -173,12 +173,13 @@ def sample_replies(model: TokenizedModel, rows: np.ndarray, coupling: str) -> Te
                 counters = (np.zeros_like(nodes) if coupling == "text_no_counter"
                             else model.counter[nodes])
                 pos = text_position_keys(rows[act], offsets[nodes], counters)
-            race = candidate_bits(pos[:, None], tables.string_hash[groups])
+            group_bits = candidate_bits(pos[:, None], tables.string_hash[None, :])
             if coupling == "text_unmerged":
+                race = np.take_along_axis(group_bits, groups, axis=1)
                 choice = np.argmax(logp + _gumbel(race), axis=-1)
             else:
                 pick = duplicate_bits(pos[:, None], tables.string_pick[groups], ids[None, :])
-                choice = merged_race(logp, groups, race, pick)
+                choice = merged_race(logp, groups, group_bits, pick)
         node[act] = model.child[nodes, choice]
     texts = np.empty(len(rows), dtype=object)
     texts[:] = [model.text[n] for n in node]

@@ -287,10 +287,10 @@ def test_merged_race_is_exact_with_duplicates_on_one_step():
     n = 40_000
     rows = crosstok.crosstok_rows(n, seed=3)
     pos = crosstok.text_position_keys(rows, np.zeros(n), np.zeros(n))
-    groups = np.tile([5, 5, 7, 9], (n, 1))
-    hashes = np.array([11, 11, 13, 17], dtype=np.uint64)
-    race = crosstok.candidate_bits(pos[:, None], hashes[None, :])
-    pick = crosstok.duplicate_bits(pos[:, None], hashes[None, :],
+    groups = np.tile([0, 0, 1, 2], (n, 1))
+    group_hashes = np.array([11, 13, 17], dtype=np.uint64)
+    race = crosstok.candidate_bits(pos[:, None], group_hashes[None, :])
+    pick = crosstok.duplicate_bits(pos[:, None], group_hashes[groups],
                                    np.arange(4, dtype=np.uint64)[None, :])
     with np.errstate(divide="ignore"):
         choice = crosstok.merged_race(np.tile(np.log(p), (n, 1)), groups, race, pick)
