@@ -365,8 +365,10 @@ def read_inspect_log(path: str | os.PathLike, *, scorer: str | None = None,
     if root.is_file():
         files = [root]
     elif root.is_dir():
+        # logs.json / listing.json: the log folder's manifest for inspect's viewer, not a log.
         files = sorted(p for p in root.rglob("*") if p.suffix in (".eval", ".json")
-                       and p.is_file() and not p.name.startswith("."))
+                       and p.is_file() and not p.name.startswith(".")
+                       and p.name not in ("logs.json", "listing.json"))
         if not files:
             raise TableError(str(root), None, "holds no inspect_ai log (*.eval or *.json)")
     else:

@@ -131,12 +131,9 @@ def test_lm_eval_generated_samples_give_every_repeat(tmp_path_factory, docs, fil
     table = read_lm_eval_samples(path, model="m")
     assert len(table) == sum(len(replies) for _, replies in docs)  # filters counted once
     expected = [float(r.strip() == t.strip()) for t, replies in docs for r in replies]
-    assert list(table.sort_values(["prompt_id", "seed"], key=_natural)["score"]) == expected
-
-
-def _natural(column: pd.Series) -> pd.Series:
-    return pd.to_numeric(column, errors="coerce").fillna(column.astype("category").cat.codes) \
-        if column.name == "prompt_id" else column
+    ordered = table.assign(doc=table["prompt_id"].astype(int)).sort_values(["doc", "seed"])
+    assert list(ordered["score"]) == expected
+    assert list(ordered["response"]) == [r for _, replies in docs for r in replies]
 
 
 @given(line=st.integers(0, 15), junk=st.sampled_from(["{", "[1, 2", "not json", "{\"a\": }"]))
@@ -240,6 +237,37 @@ def test_inspect_unfinished_log_is_refused_unless_allowed(tmp_path):
     assert len(table) == N_DOCS * EPOCHS - 1
 
 
+def _rewrite(log: Path, target: Path, change) -> None:
+    """Copy ``log`` to ``target`` (deflate), passing each member's JSON through ``change``."""
+    with zipfile.ZipFile(log) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as t:
+        for info in source.infolist():
+            t.writestr(info.filename, json.dumps(change(info.filename,
+                                                        _zip_json(log, info.filename))))
+
+
+def test_inspect_errored_sample_is_refused_unless_allowed(tmp_path):
+    log = _eval_logs()[0]
+    bad = tmp_path / log.name
+    member = "samples/q005_epoch_3.json"
+    _rewrite(log, bad, lambda name, data: {**data, "error": {"message": "boom"}}
+             if name == member else data)
+    with pytest.raises(TableError, match=re.escape(f"{bad}:{member}") + ".*boom"):
+        read_inspect_log(bad, scorer="pattern")
+    assert len(read_inspect_log(bad, scorer="pattern", allow_incomplete=True)) == \
+        N_DOCS * EPOCHS - 1
+
+
+def test_inspect_json_log_and_folder_manifest(tmp_path):
+    log = _eval_logs()[0]
+    with zipfile.ZipFile(log) as archive:
+        names = sorted(n for n in archive.namelist() if n.startswith("samples/"))
+    whole = {**_zip_json(log, "header.json"), "samples": [_zip_json(log, n) for n in names]}
+    (tmp_path / "run.json").write_text(json.dumps(whole))
+    (tmp_path / "logs.json").write_text(json.dumps({"run.json": {}}))  # inspect's listing
+    pd.testing.assert_frame_equal(read_inspect_log(tmp_path, scorer="pattern"),
+                                  read_inspect_log(log, scorer="pattern"))
+
+
 def test_inspect_corrupt_member_is_named(tmp_path):
     log = _eval_logs()[0]
     data = bytearray(log.read_bytes())
@@ -288,6 +316,17 @@ def test_cli_import_then_rank_gives_rank_sets_with_cis(tmp_path, capsys):
                  "--out", str(tmp_path / "lm.csv")]) == 0
     table = read_scores(tmp_path / "lm.csv")
     assert len(table) == N_DOCS * (REPEATS + 1) * len(MODELS)
+    # --scorer letter is the runner's reply parser applied to every repeat.
+    from coupled.runner.tasks import parse_choice
+
+    gen = table[table["task"] == "tiny_letters_gen"]
+    n_choices = {str(r["doc_id"]): len(r["doc"]["choices"])
+                 for r in _raw_lines(_samples("tiny-A", "tiny_letters_gen"))}
+    letters = [parse_choice(reply, n_choices[p]) for reply, p in
+               zip(gen["response"], gen["prompt_id"], strict=True)]
+    assert list(gen["score"]) == [float(x == t) for x, t in
+                                  zip(letters, gen["target"], strict=True)]
+    assert list(gen["parse_failed"]) == [x is None for x in letters]
     assert main(["analyze", str(tmp_path / "lm.csv"), "--json"]) == 0
 
 
