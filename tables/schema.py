@@ -299,16 +299,22 @@ def require_shared_noise(frame: pd.DataFrame, what: str, source: str = "<table>"
 def _seeds(seed: pd.Series, original: pd.DataFrame, source: str) -> pd.Series:
     flags = _booleans(seed)  # True is not seed 1
     numbers_ = pd.to_numeric(seed.where(~flags) if flags.any() else seed, errors="coerce")
-    as_float = numbers_.to_numpy(dtype=float, na_value=np.nan)
-    with np.errstate(invalid="ignore"):
-        bad = (np.isnan(as_float) | (as_float != np.floor(as_float)) | (as_float < 0)
-               | (as_float >= 2.0**63))
+    if pd.api.types.is_integer_dtype(numbers_.dtype) and not flags.any():
+        ints = numbers_.to_numpy()
+        bad = (ints < 0) | (ints > SEED_LIMIT)  # exact integer comparisons (uint64 too)
+        whole = None
+    else:
+        as_float = numbers_.to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            bad = (np.isnan(as_float) | (as_float != np.floor(as_float)) | (as_float < 0)
+                   | (as_float >= 2.0**63))
+        whole = as_float
     if bad.any():
         raise TableError(source, "seed", "must be a non-negative integer below 2**63",
                          original[bad])
-    if pd.api.types.is_integer_dtype(numbers_.dtype):
+    if whole is None:
         return numbers_.astype("int64")
-    return pd.Series(as_float.astype(np.int64), index=seed.index)  # integral floats ("3.0")
+    return pd.Series(whole.astype(np.int64), index=seed.index)  # integral floats ("3.0")
 
 
 def _booleans(values: pd.Series) -> np.ndarray:
