@@ -161,9 +161,10 @@ def _write(tables, args: argparse.Namespace, out) -> int:
     import pandas as pd
 
     from coupled.tables import validate, write_table
+    from coupled.tables.imports import fill_subject
 
     renames = _renames(args.rename)
-    table = pd.concat(tables, ignore_index=True)
+    table = fill_subject(pd.concat(tables, ignore_index=True))
     unknown = sorted(set(renames) - set(table["model"]))
     if unknown:
         raise ValueError(f"--rename: no model {unknown} in the input (models: "

@@ -138,7 +138,8 @@ def read_lm_eval_samples(path: str | os.PathLike, *, scorer: str | Scorer = "exa
     ``acc_norm``) scores log-likelihood multiple choice. ``model`` overrides the model name
     (otherwise read from the ``results_<date>.json`` beside each samples file); ``tasks``
     keeps only those tasks. Columns: the scores key, ``score``, ``parse_failed``,
-    ``response``, ``target``, ``prompt``, ``scorer``, and ``subject`` when the docs have one.
+    ``response``, ``target``, ``prompt``, ``scorer``, and ``subject`` when the docs have one
+    (:func:`fill_subject`).
     """
     if choice_metric not in _CHOICE_METRICS:
         raise ValueError(f"choice_metric must be one of {_CHOICE_METRICS}, got {choice_metric!r}")
@@ -165,10 +166,19 @@ def read_lm_eval_samples(path: str | os.PathLike, *, scorer: str | Scorer = "exa
         frames.append(pd.DataFrame(rows))
     if not frames:
         raise TableError(str(root), None, f"no samples file of the tasks {tasks}")
-    table = pd.concat(frames, ignore_index=True)
-    if "subject" in table.columns and table["subject"].isna().all():
-        table = table.drop(columns="subject")
-    return validate(table, "scores", str(root))
+    return validate(fill_subject(pd.concat(frames, ignore_index=True)), "scores", str(root))
+
+
+def fill_subject(table: pd.DataFrame) -> pd.DataFrame:
+    """No ``subject`` column when no row has one; otherwise rows without one get their task's
+    name (a subject is a non-empty identifier, and an lm-eval group's subtask is its subject,
+    as MMLU's are)."""
+    if "subject" not in table.columns:
+        return table
+    subject = table["subject"].where(table["subject"].notna() & (table["subject"] != ""))
+    if subject.isna().all():
+        return table.drop(columns="subject")
+    return table.assign(subject=subject.fillna(table["task"]))
 
 
 def _samples_files(root: Path) -> list[Path]:
@@ -383,10 +393,7 @@ def read_inspect_log(path: str | os.PathLike, *, scorer: str | None = None,
                              f"{seen[key]}; import one log per model and task")
         seen[key] = file
         frames.append(pd.DataFrame(rows))
-    table = pd.concat(frames, ignore_index=True)
-    if "subject" in table.columns and table["subject"].isna().all():
-        table = table.drop(columns="subject")
-    return validate(table, "scores", str(root))
+    return validate(fill_subject(pd.concat(frames, ignore_index=True)), "scores", str(root))
 
 
 def _inspect_log(file: Path) -> tuple[dict, list[tuple[str, dict]]]:

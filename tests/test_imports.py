@@ -136,6 +136,22 @@ def test_lm_eval_generated_samples_give_every_repeat(tmp_path_factory, docs, fil
     assert list(ordered["response"]) == [r for _, replies in docs for r in replies]
 
 
+def test_subject_where_only_some_docs_have_one(tmp_path):
+    # Two inputs, one with subjects (the fixtures), one without (synthetic docs): rows without
+    # a subject get their task's name, never an empty identifier.
+    samples = tmp_path / "samples_plain_2026-01-01T00-00-00.000001.jsonl"
+    samples.write_text(_synthetic_samples([("A", ["A", "B"]), ("B", ["B"])], 1))
+    (tmp_path / "results_2026-01-01T00-00-00.000001.json").write_text(
+        json.dumps({"model_name": "tiny-A"}))
+    assert "subject" not in read_lm_eval_samples(samples).columns
+    out = tmp_path / "both.parquet"
+    assert main(["import", "lm-eval", str(LM_EVAL), str(samples), "--out", str(out)]) == 0
+    table = read_scores(out)
+    assert set(table.loc[table["task"] == "plain", "subject"]) == {"plain"}
+    assert set(table.loc[table["task"] != "plain", "subject"]) == {"arithmetic"}
+    assert len(table) == N_DOCS * (REPEATS + 1) * len(MODELS) + 3
+
+
 @given(line=st.integers(0, 15), junk=st.sampled_from(["{", "[1, 2", "not json", "{\"a\": }"]))
 def test_lm_eval_bad_line_is_named(tmp_path_factory, line, junk):
     folder = tmp_path_factory.mktemp("bad")
