@@ -19,6 +19,9 @@ and ``configs[<task>].output_type`` / ``target_delimiter``.
   seeds ``0..K-1``, each re-scored with a named scorer (:func:`exact_match`,
   :func:`regex_match`, or any ``(response, target, doc) -> (score, parse_failed)``). lm-eval's
   own per-sample metric covers only the *filtered* response (one per doc), so it is not used.
+  The gold is what lm-eval scores against: ``choices[target]`` when the task sets
+  ``doc_to_choice`` (read from ``configs``; a Jinja template is rendered with ``jinja2`` as
+  lm-eval does), any of several targets when ``target`` is a list.
   A doc logged once per filter (``filter_list`` with several entries) is one set of replies.
 * ``multiple_choice`` (MMLU, ARC, HellaSwag as lm-eval ships them): scored by log-likelihood,
   deterministic, so one seed (``0``); ``acc`` = the choice of highest log-likelihood is gold,
@@ -297,12 +300,17 @@ def _lm_eval_rows(file: Path, task: str, model: str, config: dict, score_reply: 
             if len(resps) != 1 or not isinstance(resps[0], list) or not resps[0]:
                 raise TableError(where, "resps", "a generate_until doc must have one request "
                                  f"with its repeats (a list of replies); got {str(resps)[:80]}")
+            golds = _generation_golds(target, config, doc, where)
+            base["target"] = " | ".join(golds)
             for seed, reply in enumerate(resps[0]):
                 if not isinstance(reply, str):
                     raise TableError(where, "resps", f"repeat {seed} is not text: {reply!r}")
-                score, failed = score_reply(reply, target, doc)
-                yield {**base, "seed": seed, "score": float(score),
-                       "parse_failed": bool(failed), "response": reply, "scorer": scorer_name}
+                # Several golds (lm-eval's multiple targets): right if any is, as lm-eval does.
+                results = [score_reply(reply, gold, doc) for gold in golds]
+                score = max(float(r[0]) for r in results)
+                yield {**base, "seed": seed, "score": score,
+                       "parse_failed": all(bool(r[1]) for r in results), "response": reply,
+                       "scorer": scorer_name}
         elif kind in ("multiple_choice", "loglikelihood"):
             score, response = _loglikelihood_score(kind, resps, arguments, target, config,
                                                    choice_metric, where)
@@ -313,6 +321,64 @@ def _lm_eval_rows(file: Path, task: str, model: str, config: dict, score_reply: 
             raise TableError(where, None, f"task {task!r} has output_type {kind!r}: only "
                              "generate_until, multiple_choice and loglikelihood are scored per "
                              "sample")
+
+
+def _generation_golds(target: str, config: dict, doc: dict, where: str) -> list[str]:
+    """The gold answer text(s) of a generate_until doc, as lm-eval's process_results has them.
+
+    The samples file stores ``str(doc_to_target(doc))``: with ``doc_to_choice`` set that is an
+    index into the choices (lm-eval then scores against ``choices[index]``), and a list target
+    (lm-eval's multiple targets) is written as a Python list literal.
+    """
+    import ast
+
+    try:
+        value = ast.literal_eval(target)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = target
+    choice_spec = config.get("doc_to_choice")
+    if choice_spec is None:
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return value
+        return [target]
+    choices = _doc_choices(choice_spec, doc, where)
+    indices = value if isinstance(value, list) else [value]
+    if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(choices)
+               for i in indices):
+        raise TableError(where, "target", f"with doc_to_choice set, the target must index the "
+                         f"{len(choices)} choices; got {target!r}")
+    return [str(choices[i]) for i in indices]
+
+
+def _doc_choices(spec: Any, doc: dict, where: str) -> list:
+    # lm_eval.api.task.ConfigurableTask.doc_to_choice: a doc field, a Jinja template rendering
+    # a list literal (rendered as lm_eval.utils.apply_template does), a list, or a dict.
+    import ast
+
+    if isinstance(spec, list):
+        return spec
+    if isinstance(spec, dict):
+        return list(spec.values())
+    if isinstance(spec, str):
+        if spec in doc:
+            choices = doc[spec]
+        else:
+            import jinja2
+
+            env = jinja2.Environment(loader=jinja2.BaseLoader, undefined=jinja2.StrictUndefined,
+                                     keep_trailing_newline=True)
+            env.filters["regex_replace"] = lambda text, pattern, repl, count=0: re.sub(
+                pattern, repl, text, count=count)
+            try:
+                choices = ast.literal_eval(env.from_string(spec).render(**doc))
+            except (jinja2.TemplateError, ValueError, SyntaxError, TypeError) as error:
+                raise TableError(where, "doc_to_choice", f"the task's doc_to_choice {spec!r} "
+                                 f"cannot be evaluated on this doc ({error})") from error
+        if isinstance(choices, list | tuple):
+            return list(choices)
+    raise TableError(where, "doc_to_choice", f"the task's doc_to_choice {str(spec)[:80]!r} is "
+                     "not a doc field, a template, a list or a dict (a Python function cannot "
+                     "be re-run here); the gold choice is unknown")
 
 
 def _loglikelihood_score(kind: str, resps: list, arguments: dict, target: str, config: dict,

@@ -152,6 +152,39 @@ def test_subject_where_only_some_docs_have_one(tmp_path):
     assert len(table) == N_DOCS * (REPEATS + 1) * len(MODELS) + 3
 
 
+@pytest.mark.parametrize("doc_to_choice", ["{{choices}}", "choices", ["x", "y", "z"],
+                                           {"a": "x", "b": "y", "c": "z"}])
+def test_lm_eval_generation_gold_from_doc_to_choice(tmp_path, doc_to_choice):
+    # With doc_to_choice set, lm-eval logs the target as an index and scores against
+    # choices[index]; every form of doc_to_choice lm-eval accepts is resolved the same way.
+    date = "2026-01-01T00-00-00.000001"
+    record = {"doc_id": 0, "doc": {"choices": ["x", "y", "z"]}, "target": "1",
+              "arguments": {"gen_args_0": {"arg_0": "Q", "arg_1": {"until": []}}},
+              "resps": [["y", " x", "z", "y "]], "filter": "none"}
+    (tmp_path / f"samples_t_{date}.jsonl").write_text(json.dumps(record) + "\n")
+    (tmp_path / f"results_{date}.json").write_text(json.dumps({
+        "model_name": "m", "configs": {"t": {"output_type": "generate_until",
+                                             "doc_to_choice": doc_to_choice}}}))
+    table = read_lm_eval_samples(tmp_path)
+    assert list(table["score"]) == [1.0, 0.0, 0.0, 1.0] and set(table["target"]) == {"y"}
+
+
+def test_lm_eval_multiple_targets_and_unknown_choices(tmp_path):
+    date = "2026-01-01T00-00-00.000001"
+    samples = tmp_path / f"samples_t_{date}.jsonl"
+    record = {"doc_id": 0, "doc": {}, "target": str(["Paris", "paris, France"]),
+              "arguments": {"gen_args_0": {"arg_0": "Q", "arg_1": {"until": []}}},
+              "resps": [["paris, France", "Paris", "Lyon"]], "filter": "none"}
+    samples.write_text(json.dumps(record) + "\n")
+    results = tmp_path / f"results_{date}.json"
+    results.write_text(json.dumps({"model_name": "m"}))
+    assert list(read_lm_eval_samples(tmp_path)["score"]) == [1.0, 1.0, 0.0]
+    results.write_text(json.dumps({"model_name": "m", "configs": {"t": {
+        "output_type": "generate_until", "doc_to_choice": "<function utils.choices>"}}}))
+    with pytest.raises(TableError, match=re.escape(f"{samples}, line 1") + ".*doc_to_choice"):
+        read_lm_eval_samples(tmp_path)
+
+
 @given(line=st.integers(0, 15), junk=st.sampled_from(["{", "[1, 2", "not json", "{\"a\": }"]))
 def test_lm_eval_bad_line_is_named(tmp_path_factory, line, junk):
     folder = tmp_path_factory.mktemp("bad")
