@@ -122,9 +122,12 @@ class _KeyTables:
 
 
 def _key_tables(model: TokenizedModel) -> _KeyTables:
-    hashes = [noise_keys.token_bytes_hash(s) for s in model.strings] + [noise_keys.END_TOKEN_HASH]
-    picks = [noise_keys.duplicate_pick_hash(s) for s in model.strings] + [0]
-    return _KeyTables(np.array(hashes, dtype=np.uint64), np.array(picks, dtype=np.uint64))
+    # The model's distinct added-byte strings are its groups (plus one for the end token), so
+    # the groups of noise_keys.vocabulary_key_table are the string indices themselves.
+    group, group_hash, pick_hash = noise_keys.vocabulary_key_table([*model.strings, None])
+    if group != list(range(len(model.strings) + 1)):
+        raise AssertionError("a model's added-byte strings must be distinct")
+    return _KeyTables(np.array(group_hash, dtype=np.uint64), np.array(pick_hash, dtype=np.uint64))
 
 
 @dataclass(frozen=True)

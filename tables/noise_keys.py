@@ -199,3 +199,31 @@ def canonical_token_bytes(piece: str, scheme: str = "plain", *,
             return bytes([int(piece[3:5], 16)])
         return piece.replace(_SPACE_MARKER, " ").encode("utf-8")
     return piece.encode("utf-8")
+
+
+def vocabulary_key_table(token_bytes: list[bytes | None]) -> tuple[list[int], list[int],
+                                                                   list[int]]:
+    """Per-vocabulary key table for the text-level couplings: ``(group, group_hash, pick_hash)``.
+
+    ``token_bytes[i]`` is id ``i``'s canonical bytes (:func:`canonical_token_bytes`; ``b""``
+    for zero-length special tokens) or ``None`` for an end token. Returns ``group[i]`` (ids
+    with the same bytes share a group; all end tokens share one), ``group_hash[g]``
+    (:func:`token_bytes_hash` of the group's bytes, or ``END_TOKEN_HASH``) and ``pick_hash[i]``
+    (:func:`duplicate_pick_hash` of the id's bytes; 0 for end tokens). A runner computes this
+    once per vocabulary (and once more for the first step where a dummy prefix changes what a
+    piece adds) and moves it to the device: per draw it then needs only ``pos``,
+    ``candidate_bits(pos, group_hash)``, a scatter-add of probabilities over ``group`` and
+    ``duplicate_bits(pos, pick_hash[i], i)`` within the winning group.
+    """
+    index: dict[object, int] = {}
+    group, group_hash, pick_hash = [], [], []
+    end = object()
+    for data in token_bytes:
+        key = end if data is None else bytes(data)
+        g = index.get(key)
+        if g is None:
+            g = index[key] = len(group_hash)
+            group_hash.append(END_TOKEN_HASH if data is None else token_bytes_hash(key))
+        group.append(g)
+        pick_hash.append(0 if data is None else duplicate_pick_hash(bytes(data)))
+    return group, group_hash, pick_hash

@@ -104,6 +104,19 @@ def test_numpy_keys_equal_the_integer_reference(parts):
         assert int(dup[i]) == noise_keys.duplicate_bits(tp, h, v)
 
 
+def test_vocabulary_key_table_merges_equal_bytes_and_ends():
+    pieces = ["\u2581a", "a", "<0x61>", "</s>", "<eos>", "\u2581"]
+    data = [noise_keys.canonical_token_bytes(p, "sentencepiece") for p in pieces]
+    data[3] = data[4] = None
+    group, group_hash, pick_hash = noise_keys.vocabulary_key_table(data)
+    assert group[1] == group[2] != group[0]          # "a" and byte fallback <0x61> merge
+    assert group[3] == group[4]                      # both end tokens: one canonical end key
+    assert group_hash[group[3]] == noise_keys.END_TOKEN_HASH
+    assert group_hash[group[0]] == noise_keys.text_hash(" a")
+    assert pick_hash[1] == pick_hash[2] == noise_keys.duplicate_pick_hash(b"a")
+    assert len(group_hash) == 4
+
+
 def test_key_parts_are_mixed_not_added_and_domains_differ():
     row = noise_keys.row_key("t", "p", 0)
     assert noise_keys.text_position_key(row, 1, 0) != noise_keys.text_position_key(row, 0, 1)
@@ -146,6 +159,28 @@ def test_tokenizers_cover_the_awkward_cases(bed):
     assert [bpe.pieces[i] for i in bpe.encode(b"ab a")] == ["ab", "Ġa", "</s>"]
     for model in models.values():
         assert len(model.strings) > 2
+
+
+def test_candidate_bytes_come_from_decoding_the_cumulative_ids(bed):
+    # what a candidate adds is decode(ids + [v]) minus decode(ids): the dummy-prefix space of
+    # SentencePiece's first piece adds nothing, later it adds " "
+    _, _, toks, models = bed
+    for name, model in models.items():
+        tok = toks[name]
+        paths = {0: []}
+        for n in range(model.n_nodes):  # parents precede children
+            for v in np.flatnonzero(model.probs[n] > 0):
+                ids = paths[n] + [int(v)]
+                paths[int(model.child[n, v])] = ids
+                if v == tok.end_id:
+                    continue
+                before, after = tok.decode(paths[n]), tok.decode(ids)
+                assert after.startswith(before)
+                assert model.strings[model.added[n, v]] == after[len(before):]
+                assert model.text[model.child[n, v]] == after
+    spm = models["spm"]
+    first = {spm.strings[spm.added[0, v]] for v in np.flatnonzero(spm.probs[0] > 0)}
+    assert b"" in first and b"a" in first  # "▁" and "▁a" at the start
 
 
 def test_pushforward_is_the_text_law_for_every_tokenizer(bed):
