@@ -25,7 +25,8 @@ correlation), which is exactly what clustering by question means.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -196,6 +197,16 @@ class VarianceComponents:
     between: float
     within_coupled: float
     within_independent: float
+    note: str = ""
+    # Optional per-question law of one binary row (``coupled.analysis.planning.BinaryLaw``):
+    # when present, planning simulates the power of the test mean_difference runs.
+    law: Any = field(default=None, repr=False, compare=False)
+
+    def summary(self) -> dict:
+        """The numeric fields and note (JSON-ready; the law is left out)."""
+        return {"effect": self.effect, "between": self.between,
+                "within_coupled": self.within_coupled,
+                "within_independent": self.within_independent, "note": self.note}
 
     def total(self, mode: str) -> float:
         return self.between + self.within(mode)

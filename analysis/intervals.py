@@ -112,6 +112,80 @@ class PairedInterval:
     method: np.ndarray | str
 
 
+@dataclass(frozen=True)
+class QuestionSummaries:
+    """Per-question summaries of the paired differences (arrays ``(..., Q)``), in [-1, 1].
+
+    ``n``: paired rows (0 = question absent); ``mean``, ``plus``, ``minus``, ``second``: the
+    means over the question's rows of ``D``, ``max(D, 0)``, ``max(-D, 0)`` and ``D^2``.
+    """
+
+    n: np.ndarray
+    mean: np.ndarray
+    plus: np.ndarray
+    minus: np.ndarray
+    second: np.ndarray
+
+
+@dataclass(frozen=True)
+class ScoreTest:
+    """The score test's ingredients (arrays over replicates)."""
+
+    estimate: np.ndarray
+    plus: np.ndarray
+    minus: np.ndarray
+    se: np.ndarray
+    n_clusters: np.ndarray
+    n_effective: np.ndarray
+    critical: np.ndarray
+    pvalue: np.ndarray
+    one_seed: np.ndarray
+
+
+def score_test(summaries: QuestionSummaries, alpha: float, binary: bool) -> ScoreTest:
+    """Effective count, critical value and p-value of the paired score test (see the module
+    docstring); the planning module simulates power through this same function."""
+    n_q = summaries.n
+    present = n_q > 0
+    q = present.sum(axis=-1).astype(float)
+    safe_n = np.maximum(n_q, 1.0)
+
+    def question_mean(x):
+        return np.where(present, x, 0.0).sum(axis=-1) / q
+
+    estimate = question_mean(summaries.mean)
+    plus, minus = question_mean(summaries.plus), question_mean(summaries.minus)
+    centred = np.where(present, summaries.mean - estimate[..., None], 0.0)
+    se = np.sqrt((centred * centred).sum(axis=-1) / (q - 1.0) / q)
+    one_seed = np.all(np.where(present, n_q == 1, True), axis=-1) & binary
+    trinomial = np.maximum(plus + minus - estimate**2, 0.0)
+    # Cap: a per-question variance model that cannot be fooled by rare events. Question q's
+    # mean over n_q seeds has variance <= w_q / n_q, with w_q its rows' second moment E[D^2]
+    # (the variance bound of a difference in [-1, 1] with that moment), shrunk towards the
+    # average w over questions with one pseudo-row: a question seen once and agreeing (D = 0)
+    # is not taken to have no variance. n_eff may not exceed what that model allows.
+    second = summaries.second
+    shrunk = (n_q * second + question_mean(second)[..., None]) / (n_q + 1.0)
+    model_variance = np.where(present, shrunk / safe_n, 0.0).sum(axis=-1) / q**2
+    informative = (se > 0) & (trinomial > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_eff = np.fmin(trinomial / np.square(se), trinomial / model_variance)
+    # Nothing varies (all differences equal, e.g. never or always different): the worst case,
+    # one independent row per question.
+    n_eff = np.where(informative & (n_eff > 0), n_eff, q)
+    n_eff = np.where(one_seed, q, n_eff)
+    # One seed, binary: Tango's interval and the McNemar z test exactly; otherwise t on Q - 1.
+    critical = np.where(one_seed, stats.norm.isf(alpha / 2.0), stats.t.isf(alpha / 2.0, q - 1))
+    # The test the interval inverts: the score statistic at 0 (McNemar's (b - c)/sqrt(b + c)).
+    discordant = plus + minus
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z0 = np.where(discordant > 0, estimate * np.sqrt(n_eff / discordant), 0.0)
+    pvalue = np.where(one_seed, 2.0 * stats.norm.sf(np.abs(z0)),
+                      2.0 * stats.t.sf(np.abs(z0), q - 1))
+    return ScoreTest(estimate=estimate, plus=plus, minus=minus, se=se, n_clusters=q,
+                     n_effective=n_eff, critical=critical, pvalue=pvalue, one_seed=one_seed)
+
+
 def paired_score_interval(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None,
                           alpha: float = 0.05, *, identical: bool = False) -> PairedInterval:
     """Score interval and test of the mean over questions of ``E[R_a - R_b | question]``.
@@ -152,53 +226,27 @@ def paired_score_interval(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None 
                              "difference; rescale the scores")
     diff = np.where(mask, a / scale - b / scale, 0.0)
     safe_n = np.maximum(n_q, 1.0)
-    mean_d = diff.sum(axis=-1) / safe_n
-    mean_plus = np.maximum(diff, 0.0).sum(axis=-1) / safe_n
-    mean_minus = np.maximum(-diff, 0.0).sum(axis=-1) / safe_n
-    estimate = np.where(present, mean_d, 0.0).sum(axis=-1) / q
-    plus = np.where(present, mean_plus, 0.0).sum(axis=-1) / q
-    minus = np.where(present, mean_minus, 0.0).sum(axis=-1) / q
-    centred = np.where(present, mean_d - estimate[..., None], 0.0)
-    variance = (centred * centred).sum(axis=-1) / (q - 1.0)
-    se = np.sqrt(variance / q)
+    summaries = QuestionSummaries(
+        n=n_q, mean=diff.sum(axis=-1) / safe_n,
+        plus=np.maximum(diff, 0.0).sum(axis=-1) / safe_n,
+        minus=np.maximum(-diff, 0.0).sum(axis=-1) / safe_n,
+        second=np.where(mask, diff * diff, 0.0).sum(axis=-1) / safe_n)
     n_rows = weight.sum(axis=(-1, -2))
     if identical:
         if np.any(diff != 0.0):
             raise ValueError("identical=True asserts the two models never differ, but their "
                              "scores differ on some paired rows")
-        zeros = np.zeros(estimate.shape)
+        zeros = np.zeros(q.shape)
         return _squeeze(PairedInterval(estimate=zeros, se=zeros, ci_low=zeros, ci_high=zeros,
-                                       pvalue=np.ones(estimate.shape), n_clusters=q,
+                                       pvalue=np.ones(q.shape), n_clusters=q,
                                        n_effective=n_rows, method=np.full(q.shape, "identical")),
                         a.ndim)
     binary = bool(np.isin(observed, (0.0, 1.0)).all())
-    one_seed = np.all(np.where(present, n_q == 1, True), axis=-1) & binary
-    trinomial = np.maximum(plus + minus - estimate**2, 0.0)
-    # Cap: a per-question variance model that cannot be fooled by rare events. Question q's
-    # mean over n_q seeds has variance <= w_q / n_q, with w_q its rows' second moment E[D^2]
-    # (the variance bound of a difference in [-1, 1] with that moment), shrunk towards the
-    # average w over questions with one pseudo-row: a question seen once and agreeing (D = 0)
-    # is not taken to have no variance. n_eff may not exceed what that model allows.
-    second = np.where(mask, diff * diff, 0.0).sum(axis=-1) / safe_n
-    mean_second = np.where(present, second, 0.0).sum(axis=-1) / q
-    shrunk = (n_q * second + mean_second[..., None]) / (n_q + 1.0)
-    model_variance = np.where(present, shrunk / safe_n, 0.0).sum(axis=-1) / q**2
-    informative = (se > 0) & (trinomial > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n_eff = np.fmin(trinomial / np.square(se), trinomial / model_variance)
-    # Nothing varies (all differences equal, e.g. never or always different): the worst case,
-    # one independent row per question.
-    n_eff = np.where(informative & (n_eff > 0), n_eff, q)
-    n_eff = np.where(one_seed, q, n_eff)
+    test = score_test(summaries, alpha, binary)
+    estimate, plus, minus, se = test.estimate, test.plus, test.minus, test.se
+    n_eff, critical, pvalue, one_seed = test.n_effective, test.critical, test.pvalue, test.one_seed
     # One seed, binary: Tango's interval and the McNemar z test exactly; otherwise t on Q - 1.
-    critical = np.where(one_seed, stats.norm.isf(alpha / 2.0), stats.t.isf(alpha / 2.0, q - 1))
     ci_low, ci_high = tango_interval(plus, minus, n_eff, critical)
-    # The test the interval inverts: the score statistic at 0 (McNemar's (b - c)/sqrt(b + c)).
-    discordant = plus + minus
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z0 = np.where(discordant > 0, estimate * np.sqrt(n_eff / discordant), 0.0)
-    pvalue = np.where(one_seed, 2.0 * stats.norm.sf(np.abs(z0)),
-                      2.0 * stats.t.sf(np.abs(z0), q - 1))
     # p < alpha exactly when 0 is outside [low, high]: the bisection ends within 1e-16 of the
     # root, so settle which side of 0 each bound is on from the test itself.
     reject = pvalue < alpha

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import optimize, special
+from scipy import optimize, special, stats
 
 from coupled.analysis._clustered import clustered_mean, question_moments
+from coupled.analysis.accuracy import score_interval
 from coupled.analysis.intervals import paired_score_interval
 
 LEVEL = 0.95
@@ -63,6 +64,11 @@ class Population:
     def truth(self, scores: str) -> float:
         credit = CREDIT if scores == "graded" else (CREDIT == 1.0).astype(float)
         return float(np.mean(self.p_a @ credit - self.p_b @ credit))
+
+    def accuracy(self, scores: str) -> float:
+        """Model a's population mean score (the estimand of ``model_scores``)."""
+        credit = CREDIT if scores == "graded" else (CREDIT == 1.0).astype(float)
+        return float(np.mean(self.p_a @ credit))
 
 
 def _shift_to(logits: np.ndarray, target: float) -> np.ndarray:
@@ -149,6 +155,22 @@ def old_interval(a, b, mask):
     return result.ci_low, result.ci_high
 
 
+def old_pvalue(a, b, mask):
+    """The old test: McNemar (exact below 25 discordant pairs, else uncorrected chi-square)
+    with one binary seed, else the t-test on per-question means."""
+    moments = question_moments(a, b, mask)
+    binary = np.isin(a[mask], (0, 1)).all() and np.isin(b[mask], (0, 1)).all()
+    if binary and np.all(moments.n[moments.present] == 1):
+        n10 = ((a == 1) & (b == 0) & mask).sum(axis=(-1, -2))
+        n01 = ((a == 0) & (b == 1) & mask).sum(axis=(-1, -2))
+        k = n10 + n01
+        exact = np.minimum(1.0, 2 * stats.binom.cdf(np.minimum(n10, n01), k, 0.5))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            chi = stats.chi2.sf((n10 - n01) ** 2 / k, 1)
+        return np.where(k == 0, 1.0, np.where(k < 25, exact, chi))
+    return clustered_mean(moments.mean_diff, moments.present, alpha=ALPHA).pvalue
+
+
 @dataclass(frozen=True)
 class CellResult:
     reps: int
@@ -161,6 +183,11 @@ class CellResult:
     zero_width_new: float
     reject_new: float  # rejection rate of the new test (size in null cells, power otherwise)
     agree: bool        # p < alpha exactly when 0 is outside the new CI, in every replicate
+    reject_old: float = float("nan")  # the old test (t on question means; McNemar one seed)
+    accuracy_coverage_old: float = float("nan")  # model a's mean score: clustered t interval
+    accuracy_coverage_new: float = float("nan")  # model_scores' interval
+    accuracy_width_old: float = float("nan")
+    accuracy_width_new: float = float("nan")
 
 
 def run_cell(pop_name: str, coupling: str, scores: str, n_questions: int, design: str,
@@ -170,8 +197,9 @@ def run_cell(pop_name: str, coupling: str, scores: str, n_questions: int, design
     rng = np.random.default_rng(seed)
     width = 20 if design != "1" and design != "5" else int(design)
     chunk = max(1, chunk_cells // (n_questions * width * 4))
-    cov_old = cov_new = zero_old = zero_new = reject = 0
-    widths_old, widths_new = [], []
+    accuracy = pop.accuracy(scores)
+    cov_old = cov_new = zero_old = zero_new = reject = reject_old = acc_old = acc_new = 0
+    widths_old, widths_new, acc_widths_old, acc_widths_new = [], [], [], []
     agree = True
     for start in range(0, reps, chunk):
         r = min(chunk, reps - start)
@@ -188,12 +216,24 @@ def run_cell(pop_name: str, coupling: str, scores: str, n_questions: int, design
         agree &= bool(np.array_equal(rejected, outside))
         widths_old.append(high_o - low_o)
         widths_new.append(new.ci_high - new.ci_low)
+        reject_old += int(np.sum(old_pvalue(a, b, mask) < ALPHA))
+        # model a's accuracy: old clustered t on its question means, new model_scores core
+        mean_a = question_moments(a, a, mask).mean_a
+        t_old = clustered_mean(mean_a, mask.any(axis=-1), alpha=ALPHA)
+        acc_old += int(np.sum((t_old.ci_low <= accuracy) & (accuracy <= t_old.ci_high)))
+        acc_widths_old.append(t_old.ci_high - t_old.ci_low)
+        one = score_interval(a, mask, alpha=ALPHA)
+        acc_new += int(np.sum((one.ci_low <= accuracy) & (accuracy <= one.ci_high)))
+        acc_widths_new.append(one.ci_high - one.ci_low)
     return CellResult(reps=reps, truth=truth, coverage_old=cov_old / reps,
                       coverage_new=cov_new / reps,
                       width_old=float(np.median(np.concatenate(widths_old))),
                       width_new=float(np.median(np.concatenate(widths_new))),
                       zero_width_old=zero_old / reps, zero_width_new=zero_new / reps,
-                      reject_new=reject / reps, agree=agree)
+                      reject_new=reject / reps, agree=agree, reject_old=reject_old / reps,
+                      accuracy_coverage_old=acc_old / reps, accuracy_coverage_new=acc_new / reps,
+                      accuracy_width_old=float(np.median(np.concatenate(acc_widths_old))),
+                      accuracy_width_new=float(np.median(np.concatenate(acc_widths_new))))
 
 
 def mc_se(rate: float, reps: int) -> float:
@@ -208,6 +248,9 @@ def check_cell(cell: CellResult, what: str, z: float = Z_FAMILY) -> None:
     assert low <= cell.coverage_new <= high, (
         f"{what}: coverage {cell.coverage_new:.4f} outside [{low:.4f}, {high:.4f}] "
         f"({cell.reps} reps)")
+    assert low <= cell.accuracy_coverage_new <= high, (
+        f"{what}: model_scores coverage {cell.accuracy_coverage_new:.4f} outside "
+        f"[{low:.4f}, {high:.4f}] ({cell.reps} reps)")
     if cell.truth == 0:
         size_bound = ALPHA + z * mc_se(ALPHA, cell.reps)
         assert cell.reject_new <= size_bound, (

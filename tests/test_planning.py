@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from test_analysis_benchmark_sim import make_population, simulate_replicates, to_scores
 
@@ -18,8 +19,10 @@ from coupled.analysis.planning import (
     components_from_distributions,
     components_from_pilot,
     mcnemar_power,
+    mcnemar_power_exact,
     mcnemar_sample_size,
     minimum_detectable_effect,
+    plan_from_accuracies,
     plan_mean_difference,
     power_mean_difference,
     questions_needed,
@@ -92,19 +95,38 @@ def test_questions_needed_is_the_smallest_design_reaching_power(n_seeds, mode, e
     mde = minimum_detectable_effect(COMPONENTS, plan.n_questions, n_seeds, mode=mode,
                                     power=power)
     assert mde <= effect + 1e-9
-    # statsmodels' solve_power stops at ~1e-5 in power: a solver tolerance, not statistics.
     assert power_mean_difference(COMPONENTS, mde, plan.n_questions, n_seeds,
-                                 mode=mode) == pytest.approx(power, abs=1e-4)
+                                 mode=mode) == pytest.approx(power, abs=1e-6)
+    assert plan.power_method == "normal approximation"  # graded (binary=False): no law
 
 
 @given(st.integers(20, 2000), st.floats(0.6, 0.95))
 def test_mcnemar_mde_round_trip(n_questions, power):
-    mde = minimum_detectable_effect(COMPONENTS, n_questions, 1, mode="independent",
-                                    power=power, binary=True)
     psi = COMPONENTS.total("independent") + COMPONENTS.effect**2
+    try:
+        mde = minimum_detectable_effect(COMPONENTS, n_questions, 1, mode="independent",
+                                        power=power, binary=True)
+    except ValueError as error:  # only where even effect = psi cannot reach the power
+        assert "cannot reach" in str(error)
+        assert mcnemar_power_exact(psi, psi, n_questions) < power
+        return
     assert 0 < mde <= psi
-    if mde < psi:
-        assert mcnemar_power(psi, mde, n_questions) == pytest.approx(power, abs=1e-6)
+    assert mcnemar_power_exact(psi, mde, n_questions) == pytest.approx(power, abs=1e-6)
+
+
+def test_exact_mcnemar_power_matches_brute_force_and_connor_at_large_n():
+    # brute force over the trinomial (b, c) for n = 12, against the z test's rejection rule
+    psi, effect, n = 0.3, 0.1, 12
+    p10, p01 = (psi + effect) / 2, (psi - effect) / 2
+    z = stats.norm.isf(0.025)
+    total = 0.0
+    for b in range(n + 1):
+        for c in range(n + 1 - b):
+            if b + c and abs(b - c) / np.sqrt(b + c) > z:
+                total += stats.multinomial.pmf([b, c, n - b - c], n, [p10, p01, 1 - psi])
+    assert mcnemar_power_exact(psi, effect, n) == pytest.approx(total, rel=1e-9)
+    assert mcnemar_power_exact(0.23, 0.07, 3000) == pytest.approx(
+        mcnemar_power(0.23, 0.07, 3000), abs=0.01)
 
 
 def test_coupling_needs_fewer_questions_and_design_effect_grows_with_seeds():
@@ -120,15 +142,87 @@ def test_coupling_needs_fewer_questions_and_design_effect_grows_with_seeds():
     assert table.loc[(table["n_seeds"] == 1), "test"].eq("mcnemar").all()
 
 
-def test_zero_variance_plans_plainly():
+def test_zero_variance_is_refused_not_planned_from():
     nothing = VarianceComponents(effect=0.1, between=0.0, within_coupled=0.0,
                                  within_independent=0.0)
-    plan = questions_needed(nothing, 0.1, n_seeds=3)
-    assert plan.n_questions == 2 and plan.power == 1.0
+    with pytest.raises(ValueError, match="zero variance"):
+        questions_needed(nothing, 0.1, n_seeds=3)
     with pytest.raises(ValueError, match="effect must be non-zero"):
         questions_needed(COMPONENTS, 0.0)
     with pytest.raises(ValueError, match="mode"):
         questions_needed(COMPONENTS, 0.1, mode="both")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e308])
+def test_non_finite_or_impossible_effects_name_the_option(bad):
+    with pytest.raises(ValueError, match="effect"):
+        questions_needed(COMPONENTS, bad)
+    with pytest.raises(ValueError, match="effect"):
+        power_mean_difference(COMPONENTS, bad, 100)
+    broken = VarianceComponents(effect=0.1, between=float("nan"), within_coupled=0.1,
+                                within_independent=0.2)
+    with pytest.raises(ValueError, match="components"):
+        questions_needed(broken, 0.05)
+    with pytest.raises(ValueError, match="alpha"):
+        questions_needed(COMPONENTS, 0.05, alpha=float("nan"))
+
+
+def test_effect_equal_to_the_discordance_is_not_a_float_equality_failure():
+    # comonotone with p_a >= p_b everywhere: b is never right when a is wrong, so the effect
+    # equals P(discordant) exactly — up to the rounding of the variance sums.
+    rng = np.random.default_rng(2)
+    p_b = rng.uniform(0.3, 0.8, 300)
+    p_a = np.minimum(p_b + rng.uniform(0, 0.2, 300), 1)
+    components = components_from_accuracies(p_a, p_b)
+    psi = components.total("coupled") + components.effect**2
+    assert psi == pytest.approx(components.effect, rel=1e-12)
+    for n_seeds in (1, 3):
+        plan = questions_needed(components, components.effect, n_seeds=n_seeds, binary=True)
+        assert plan.n_questions >= 2 and 0.8 <= plan.power <= 1
+    table = plan_mean_difference(components, components.effect, binary=True)
+    assert len(table) == 8
+
+
+def test_mde_at_two_questions_is_an_error_not_a_number():
+    with pytest.raises(ValueError, match="n_questions: 2 questions"):
+        minimum_detectable_effect(COMPONENTS, 2, 1, binary=True)
+    with pytest.raises(ValueError, match="n_questions: 2 questions"):
+        minimum_detectable_effect(COMPONENTS, 2, 5)
+    table = plan_mean_difference(COMPONENTS, budget_questions=3, binary=True)
+    assert table["mde"].isna().any() and table["mde_note"].str.contains("cannot reach").any()
+
+
+def test_pilot_that_never_disagrees_plans_from_an_upper_bound():
+    a, _, mask = simulate_replicates(POP, 1, 20, 3, "coupled", np.random.default_rng(1))
+    frame = to_scores(a[0], a[0], mask[0], "coupled")
+    components = components_from_pilot(frame, "m_a", "m_b")
+    assert components.within_coupled > 0.05  # a one-sided 95 % bound on 20 questions
+    assert "upper bound" in components.note and "0 of 60" in components.note
+    plan = questions_needed(components, 0.05, n_seeds=3, binary=True)
+    assert plan.n_questions > 20  # not "2 questions suffice"
+    point = components_from_pilot(frame, "m_a", "m_b", confidence=None)
+    assert point.within_coupled == 0 and point.note == ""
+    with pytest.raises(ValueError, match="zero variance"):
+        questions_needed(point, 0.05, n_seeds=3)
+
+
+def test_plan_from_accuracies_reports_the_honest_range():
+    rng = np.random.default_rng(0)
+    p_a, p_b = rng.uniform(0.5, 0.95, 200), rng.uniform(0.45, 0.9, 200)
+    result = plan_from_accuracies(p_a, p_b, 0.05, seeds=(1, 5))
+    plans = result.plans
+    assert set(plans["assumption"]) == {"independence", "gumbel-single-token", "comonotone"}
+    coupled = plans[plans["mode"] == "coupled"].pivot(index="n_seeds", columns="assumption",
+                                                      values="n_questions")
+    assert (coupled["independence"] >= coupled["gumbel-single-token"]).all()
+    assert (coupled["gumbel-single-token"] >= coupled["comonotone"]).all()
+    independent = plans[plans["mode"] == "independent"]
+    assert independent.groupby("n_seeds")["n_questions"].nunique().eq(1).all()
+    assert "several correct tokens" in result.labels["gumbel-single-token"]
+    assert "worst case" in result.labels["independence"]
+    # independence is the independent plan: no saving
+    ind = independent[independent["assumption"] == "independence"].set_index("n_seeds")
+    assert (coupled["independence"] == ind["n_questions"]).all()
 
 
 def test_components_from_a_pilot_estimate_the_truth():
