@@ -124,8 +124,14 @@ def _out_file(args: argparse.Namespace) -> Path:
 
 
 def _json_default(value):
-    if hasattr(value, "item"):
+    import dataclasses
+
+    if getattr(value, "ndim", 0) > 0 and hasattr(value, "tolist"):  # numpy arrays
+        return value.tolist()
+    if hasattr(value, "item"):  # numpy scalars
         return value.item()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
@@ -262,6 +268,26 @@ def _read_csv(path: str, option: str):
         raise ValueError(f"{option}: {path} cannot be read as CSV: {error}") from error
 
 
+def _numeric_columns(table, columns: list[str], option: str, path: str):
+    """``columns`` of ``table`` as finite numbers; else an error naming the column and rows."""
+    import numpy as np
+    import pandas as pd
+
+    out = pd.DataFrame(index=table.index)
+    for column in columns:
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = ~np.isfinite(values.to_numpy(dtype=float))
+        if bad.any():
+            rows = [int(i) + 2 for i in np.flatnonzero(bad)[:3]]  # +2: header, 1-based
+            first = table[column][bad].iloc[0]
+            raise ValueError(f"{option}: {path}, column {column!r}: not a finite number on "
+                             f"line(s) {rows} (e.g. {first!r})" if isinstance(first, str) else
+                             f"{option}: {path}, column {column!r}: not a finite number on "
+                             f"line(s) {rows} (e.g. {first})")
+        out[column] = values
+    return out
+
+
 def _pilot_models(scores, models: list[str] | None) -> tuple[str, str]:
     if models:
         return models[0], models[1]
@@ -301,12 +327,18 @@ def _plan(args: argparse.Namespace) -> int:
         if missing:
             raise ValueError(f"--accuracies: {args.accuracies} lacks column(s) {missing} "
                              f"(found {list(table.columns)})")
-        both = table["p_both"].to_numpy() if "p_both" in table.columns else None
-        components = components_from_accuracies(table["p_a"].to_numpy(),
-                                                 table["p_b"].to_numpy(), both)
+        numbers = _numeric_columns(table, [c for c in ("p_a", "p_b", "p_both")
+                                           if c in table.columns], "--accuracies",
+                                   args.accuracies)
+        both = numbers["p_both"].to_numpy() if "p_both" in numbers.columns else None
+        components = components_from_accuracies(numbers["p_a"].to_numpy(),
+                                                 numbers["p_b"].to_numpy(), both)
         binary = True
         source = f"accuracies {args.accuracies} ({len(table)} questions)"
     effect = args.effect if args.effect is not None else components.effect
+    if binary and abs(effect) > 1:
+        raise ValueError(f"--effect {effect:g}: a difference of two accuracies lies in "
+                         "[-1, 1]")
     if effect == 0 and args.budget is None:
         raise ValueError("--effect: the assumptions imply no difference; give --effect or "
                          "--budget")
@@ -355,11 +387,11 @@ def _plan_win_rate(args: argparse.Namespace, seeds: tuple[int, ...]) -> int:
         kwargs.update(pilot=pilot, model=args.models[0], opponent=args.models[1])
     else:
         table = _read_csv(args.prompt_probs, "--prompt-probs")
-        try:
-            probs = table.to_numpy(dtype=float)
-        except ValueError as error:
-            raise ValueError(f"--prompt-probs: {args.prompt_probs} must hold numbers only "
-                             f"(probabilities, one column per model): {error}") from error
+        probs = _numeric_columns(table, list(table.columns), "--prompt-probs",
+                                 args.prompt_probs).to_numpy(dtype=float)
+        if probs.shape[0] < 1 or probs.shape[1] < 2:
+            raise ValueError(f"--prompt-probs: {args.prompt_probs} needs at least one row "
+                             f"and two model columns, found {probs.shape[0]} x {probs.shape[1]}")
         kwargs.update(prompt_probs=probs, model=0, opponent=1)
         if args.models:
             raise ValueError("--prompt-probs: models are its columns 0 and 1; drop --models")

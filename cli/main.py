@@ -56,6 +56,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
 }
 
 
+_INPUTS = ("path", "pilot", "accuracies", "prompt_probs", "source")  # argparse dests
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -128,10 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from coupled.cli.options import user_words
+    from coupled.cli.options import naming, user_words
 
+    # The input table the command reads: errors about it name it.
+    source = next((getattr(args, name) for name in _INPUTS if getattr(args, name, None)), None)
     try:
-        with user_words(args.command):  # library parameter names -> the user's options
+        # Library parameter names -> the user's options; the file named.
+        with user_words(args.command), naming(source):
             return int(args.func(args) or 0)
     except (ValueError, OSError, KeyError) as error:
         # Bad input (a ValueError from the validation layers; OSError for paths that cannot be

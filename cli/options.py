@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 # Internal parameter -> the option a user typed, per subcommand (audited against each
 # subcommand's calls into coupled.analysis / coupled.simulate).
@@ -31,7 +32,7 @@ OPTION_NAMES: dict[str, dict[str, str]] = {
              "budget": "--budget", "seeds": "--seeds", "n_seeds": "--seeds",
              "model_a": "--models", "model_b": "--models", "model": "--models",
              "opponent": "--models", "coupling": "--coupling", "pilot": "--pilot",
-             "prompt_probs": "--prompt-probs"},
+             "prompt_probs": "--prompt-probs", "p_both_coupled": "column 'p_both'"},
     "rank": {"alpha": "--alpha", "method": "--method", "seed": "--seed", "models": "--models"},
     "figures": {"alpha": "--alpha", "unit": "--unit", "model": "--model", "pairs": "--pairs"},
     "simulate": {"seed": "--seed", "n_seeds": "--n-seeds"},
@@ -98,13 +99,38 @@ def _translated(message: str, names: dict[str, str]) -> str | None:
     return None
 
 
+def _reworded(message: str, names: dict[str, str]) -> str | None:
+    """``message`` with a leading internal parameter — or one right after a leading
+    ``<source>: `` prefix or two — in the user's words; None when it names none."""
+    parts = message.split(": ")
+    for k in range(len(parts)):  # after 0, 1, 2 ... leading "<source>: " prefixes
+        inner = _translated(": ".join(parts[k:]), names)
+        if inner is not None:
+            return ": ".join([*parts[:k], inner])
+    return None
+
+
 @contextmanager
 def user_words(command: str) -> Iterator[None]:
     """Re-raise a library ``ValueError`` about an internal parameter under the option's name."""
     try:
         yield
     except ValueError as error:
-        message = _translated(str(error), OPTION_NAMES.get(command, {}))
+        message = _reworded(str(error), OPTION_NAMES.get(command, {}))
         if message is None:
             raise
         raise ValueError(message) from error
+
+
+@contextmanager
+def naming(source: str | None) -> Iterator[None]:
+    """Errors about a table already read (the library sees a DataFrame, not the file) name the
+    file the user gave: ``source: <message>`` unless the message names it already."""
+    try:
+        yield
+    except ValueError as error:
+        message = str(error)
+        if (source is None or message.startswith("--") or str(source) in message
+                or Path(source).name in message):
+            raise
+        raise ValueError(f"{source}: {message}") from error

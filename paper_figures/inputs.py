@@ -38,12 +38,15 @@ def _holds(folder: Path, kind: str) -> bool:
 
 def _file_kind(path: Path) -> str:
     """'comparisons' or 'scores', from the columns of a single table file."""
-    if path.suffix == ".csv":
-        columns = pd.read_csv(path, nrows=0).columns
-    else:
-        import pyarrow.parquet as pq
+    try:
+        if path.suffix == ".csv":
+            columns = pd.read_csv(path, nrows=0).columns
+        else:
+            import pyarrow.parquet as pq
 
-        columns = pq.read_schema(path).names
+            columns = pq.read_schema(path).names
+    except Exception as error:  # the reader's own words, with the file named
+        raise ValueError(f"{path}: cannot be read as a table: {error}") from error
     return "comparisons" if "model_a" in columns else "scores"
 
 
