@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -257,6 +260,21 @@ def test_inspect_every_epoch_is_a_seed():
         assert rows["score"].mean() == pytest.approx(pattern["metrics"]["accuracy"]["value"])
 
 
+@pytest.mark.parametrize("scorer", ["pattern", "includes"])
+def test_inspect_reader_agrees_with_inspects_own(scorer):
+    # tests/fixtures/inspect_read_eval_log.json: what inspect_ai.log.read_eval_log read from
+    # the same logs (made by make_import_fixtures.sh --inspect-reference).
+    reference = json.loads((FIXTURES / "inspect_read_eval_log.json").read_text())
+    assert len(reference) == N_DOCS * EPOCHS * len(MODELS)
+    table = read_inspect_log(INSPECT, scorer=scorer).set_index(["model", "prompt_id", "seed"])
+    assert len(table) == len(reference)
+    for ref in reference:
+        row = table.loc[(ref["model"], ref["id"], ref["epoch"] - 1)]
+        assert row["task"] == ref["task"] and row["subject"] == ref["subject"]
+        assert row["response"] == ref["completion"]
+        assert row["score"] == {"C": 1.0, "I": 0.0}[ref["scores"][scorer]]
+
+
 def test_inspect_needs_a_scorer_choice_when_several():
     with pytest.raises(TableError, match=r"several scorers \['includes', 'pattern'\]"):
         read_inspect_log(_eval_logs()[0])
@@ -450,3 +468,31 @@ def test_export_lm_eval_layout_round_trip(tmp_path):
     assert main(["export", "lm-eval", str(scores), "--out", str(out)]) == 0
     assert len(list(out.glob("*/results_*.json"))) == len(MODELS)
     assert main(["export", "lm-eval", str(scores), "--out", str(LM_EVAL)]) == 2
+
+
+def test_import_and_export_need_neither_torch_nor_the_tools(tmp_path):
+    # The importers are core: no torch, no lm-eval, no inspect_ai (blocked here).
+    blocker = textwrap.dedent("""
+        import importlib.abc, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {"torch", "transformers", "lm_eval", "inspect_ai"}:
+                    raise ImportError(f"{name} is blocked")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from coupled.cli.main import main
+        argv = sys.argv[1:]
+        assert main(["import", "inspect", argv[0], "--scorer", "pattern", "--out", argv[1]]) == 0
+        assert main(["import", "lm-eval", argv[2], "--scorer", "exact_match",
+                     "--out", argv[3]]) == 0
+        assert main(["export", "lm-eval", argv[3], "--out", argv[4]]) == 0
+        import inspect_ai  # last: proves the blocker really blocks
+    """)
+    out = [tmp_path / "i.parquet", tmp_path / "l.parquet", tmp_path / "exported"]
+    result = subprocess.run([sys.executable, "-c", blocker, str(INSPECT), str(out[0]),
+                             str(LM_EVAL), str(out[1]), str(out[2])],
+                            capture_output=True, text=True, timeout=300)
+    assert "inspect_ai is blocked" in result.stderr, result.stderr
+    assert all(path.exists() for path in out)
