@@ -469,6 +469,7 @@ class AverageWinRates:
     iid_variance: np.ndarray | None = None   # [R, k] variance if comparisons were independent
     statistic_df: np.ndarray | None = None   # [R, k] cluster_df of each model's variance
     tie_rate: np.ndarray | None = None       # [R, k] mean over opponents of P(tie)
+    cluster_sizes: np.ndarray | None = None  # [R, Q] comparisons per prompt (for cluster_df)
 
     @property
     def se(self) -> np.ndarray:
@@ -529,7 +530,7 @@ def average_win_rates_from_counts(wins_a: np.ndarray, wins_b: np.ndarray, n: np.
     tie = rates.tie @ (first.T + second.T)
     return AverageWinRates(estimate, clustered_covariance(influence, rates.n_clusters), influence,
                            n_total, (prompt_has > 0).sum(axis=1).astype(float), rates.n_clusters,
-                           effective, iid, df, tie)
+                           effective, iid, df, tie, per_prompt)
 
 
 def average_win_rate_intervals(avg: AverageWinRates, alpha: float = 0.05

@@ -42,13 +42,14 @@ from coupled.analysis.pairwise import (
     average_win_rate_intervals,
     average_win_rate_map,
     block_average_win_rates,
+    cluster_df,
     load_comparisons,
     models_from_pairs,
     pair_indices,
     pair_rates_from_counts,
 )
 
-__all__ = ["RankSets", "rank_set_label", "rank_sets", "rank_sets_from_estimates",
+__all__ = ["RankSets", "difference_df", "rank_set_label", "rank_sets", "rank_sets_from_estimates",
            "true_rank_range", "win_rate_label",
            "public_code_covariance"]
 
@@ -58,7 +59,8 @@ _TOLERANCE = 1e-12   # differences this small are float noise, never "significan
 
 @dataclass(frozen=True)
 class RankSets:
-    """Array result with a leading replicate axis: ranks ``[R, k]``, critical values ``[R]``,
+    """Array result with a leading replicate axis: ranks ``[R, k]``, critical values ``[R]`` (or
+    ``[R, P]``, one per difference, when ``df`` is per difference),
     and ``better[r, i, j]`` = model i significantly better than model j."""
 
     rank_low: np.ndarray
@@ -66,6 +68,13 @@ class RankSets:
     critical_value: np.ndarray
     better: np.ndarray
     method: np.ndarray | None = None     # [R] "max_t" or "bonferroni": the critical value used
+
+    @property
+    def largest_critical_value(self) -> np.ndarray:
+        """``[R]``: the critical value, or the largest over the differences when each has its
+        own degrees of freedom (``critical_value`` ``[R, P]``)."""
+        value = np.asarray(self.critical_value)
+        return value.max(axis=1) if value.ndim == 2 else value
 
 
 # ``method="auto"`` uses the max-|t| quantile only with at least this many degrees of freedom
@@ -140,6 +149,16 @@ def _t_at_level(level: np.ndarray, gaussian: np.ndarray, df: np.ndarray) -> np.n
         level, gaussian = level[:, None], gaussian[:, None]
     finite = np.isfinite(df)
     return np.where(finite, stats.t.isf(level, np.where(finite, df, 1)), gaussian)
+
+
+def difference_df(influence: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Degrees of freedom ``[R, P]`` of each difference's clustered variance: ``cluster_df`` of
+    the differences of the per-prompt influence functions ``[R, Q, k]`` (``sizes`` ``[R, Q]``:
+    comparisons per prompt; prompts with none do not count). Each difference gets its own: a
+    difference carried by few prompts (two rarely-winning models) has fewer."""
+    ia, ib = pair_indices(influence.shape[-1])
+    sizes = np.asarray(sizes, dtype=float)
+    return cluster_df(influence[..., ia] - influence[..., ib], sizes > 0, sizes)
 
 
 def rank_sets_from_estimates(estimate: np.ndarray, covariance: np.ndarray, alpha: float = 0.05,
@@ -237,7 +256,8 @@ def rank_sets(comparisons: pd.DataFrame | str | os.PathLike, alpha: float = 0.05
     frames = []
     for mode, coupling, block, avg in block_average_win_rates(data, models):
         ranks = rank_sets_from_estimates(avg.estimate, avg.covariance, alpha, method=method,
-                                         rng=seed, n_draws=n_draws, df=avg.df)
+                                         rng=seed, n_draws=n_draws,
+                                         df=difference_df(avg.influence, avg.cluster_sizes))
         low, high = average_win_rate_intervals(avg, 1 - ci_level)
         frames.append(pd.DataFrame({
             "model": block.models, "mode": mode, "win_rate": avg.estimate[0],
@@ -245,7 +265,8 @@ def rank_sets(comparisons: pd.DataFrame | str | os.PathLike, alpha: float = 0.05
             "rank_high": ranks.rank_high[0], "coupling": coupling, "se": avg.se[0],
             "tie_rate": avg.tie_rate[0],
             "n_comparisons": avg.n_total[0].astype(int), "n_prompts": avg.n_prompts[0].astype(int),
-            "critical_value": ranks.critical_value[0], "critical_method": ranks.method[0],
+            "critical_value": ranks.largest_critical_value[0],
+            "critical_method": ranks.method[0],
             "derived": derived}))
     out = pd.concat(frames, ignore_index=True)
     out = out.sort_values(["mode", "coupling", "win_rate", "model"],

@@ -102,16 +102,19 @@ class GradedCounts:
     wins_b: np.ndarray
     n: np.ndarray
     outcome: np.ndarray    # [R, Q, S, P]: 1 first wins, 2 second wins, 0 tie, -1 not compared
+    types: np.ndarray      # [R, Q] prompt types
 
 
 def draw_counts(family: GradedFamily, n_prompts: int, seeds: int | tuple[int, ...],
-                replicates: int, rng: int | np.random.Generator, pair_keep: float = 1.0
-                ) -> GradedCounts:
-    """``replicates`` experiments of ``n_prompts`` prompts in the ``[R, Q, P]`` count layout."""
+                replicates: int, rng: int | np.random.Generator, pair_keep: float = 1.0,
+                types: np.ndarray | None = None) -> GradedCounts:
+    """``replicates`` experiments of ``n_prompts`` prompts in the ``[R, Q, P]`` count layout;
+    ``types`` ``[R, Q]`` fixes the prompts (two runs on the same prompts, as two modes are)."""
     rng = np.random.default_rng(rng)
     choices = (seeds,) if np.isscalar(seeds) else tuple(seeds)
     width = max(choices)
-    types = rng.integers(0, family.pi.shape[0], (replicates, n_prompts))
+    if types is None:
+        types = rng.integers(0, family.pi.shape[0], (replicates, n_prompts))
     cdf = np.cumsum(family.pi, axis=-1)[types]                             # [R, Q, k, C]
     shared = rng.random((replicates, n_prompts, width, 1))
     own = rng.random((replicates, n_prompts, width, family.k))
@@ -132,7 +135,7 @@ def draw_counts(family: GradedFamily, n_prompts: int, seeds: int | tuple[int, ..
     outcome = np.where(compared, outcome, -1).astype(np.int8)
     return GradedCounts((outcome == 1).sum(axis=2).astype(float),
                         (outcome == 2).sum(axis=2).astype(float),
-                        (outcome >= 0).sum(axis=2).astype(float), outcome)
+                        (outcome >= 0).sum(axis=2).astype(float), outcome, types)
 
 
 def comparisons_frame(counts: GradedCounts, replicate: int = 0, mode: str = "coupled",

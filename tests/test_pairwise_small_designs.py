@@ -1,0 +1,139 @@
+"""Small designs for average win-rates and rank-sets (issue 11 §4): >= 10 models on ~30 prompts,
+unbalanced seeds and pairs, and the opposite failure — intervals needlessly wide because a
+pooled binomial floor bound where the clustered SE was accurate.
+
+Data: the independent graded generator of ``test_pairwise_generators`` (not ``coupled.simulate``
+nor ``coupled.analysis.pairwise_simulation``), exact truth. Each check runs reduced in the
+default suite and in full (``FULL`` replicates) under ``-m slow``. Tolerances: Monte-Carlo SEs of
+one binomial proportion at the run's replicate count, ``Z = 3`` of them (``Z_POOLED = 3.3`` on
+pooled coverages, as test_coverage_pairwise does) — per-model floors check ~60 model-cells in
+all, so 3 SE keeps the family's false-alarm rate under ~10 % even if the cells were independent.
+Every "old" contrast is asserted with the same tolerance on the side that rejects the old code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_pairwise_generators import draw_counts, exact_average_win_rates, graded_family
+
+from coupled.analysis.pairwise import (
+    average_win_rate_intervals,
+    average_win_rates_from_counts,
+    wilson_effective_ci,
+)
+from coupled.analysis.ranksets import difference_df, rank_sets_from_estimates, true_rank_range
+
+FULL = 2000
+Z, Z_POOLED = 3.0, 3.3
+RESULTS: dict[str, str] = {}      # printed with -s; recorded in bench/ranksets.md
+
+
+def _se(p: float, replicates: int) -> float:
+    return float(np.sqrt(p * (1 - p) / replicates))
+
+
+def _both(reduced: int):
+    return pytest.mark.parametrize("replicates", [
+        pytest.param(reduced, id="reduced"),
+        pytest.param(FULL, id="full", marks=pytest.mark.slow)])
+
+
+def _old_interval(avg):
+    """The interval before issue 11: normal critical value, variance floored at the pooled
+    binomial A(1-A)/n of all the model's comparisons."""
+    return wilson_effective_ci(avg.estimate, avg.se, avg.n_total, avg.n_prompts)
+
+
+# (models, prompts, seeds per prompt, share of comparisons kept, tied models)
+SMALL = {
+    "k10-q30-unbalanced": (10, 30, (1, 2, 3, 4, 5), 0.7, False),
+    "k10-q30-one-or-five": (10, 30, (1, 5), 1.0, False),
+    "k12-q30-balanced": (12, 30, 3, 1.0, False),
+    "k10-q30-tied-unbalanced": (10, 30, (1, 2, 3, 4, 5), 0.7, True),
+}
+
+
+@_both(reduced=500)
+@pytest.mark.parametrize("design", SMALL)
+@pytest.mark.parametrize("rho", [1.0, 0.0], ids=["coupled", "independent"])
+def test_every_models_average_win_rate_interval_covers_at_30_prompts(design, rho, replicates):
+    k, n_prompts, seeds, keep, tied = SMALL[design]
+    family = graded_family(k, n_types=2 * k if tied else 12, rho=rho, tied=tied, seed=5)
+    truth = exact_average_win_rates(family)
+    counts = draw_counts(family, n_prompts, seeds, replicates, 7, keep)
+    avg = average_win_rates_from_counts(counts.wins_a, counts.wins_b, counts.n)
+    low, high = average_win_rate_intervals(avg)
+    coverage = ((low <= truth) & (truth <= high)).mean(axis=0)
+    old_low, old_high = _old_interval(avg)
+    old = ((old_low <= truth) & (truth <= old_high)).mean(axis=0)
+    RESULTS[f"avg {design} rho={rho} R={replicates}"] = (
+        f"new pooled {coverage.mean():.4f} worst {coverage.min():.4f}; "
+        f"old pooled {old.mean():.4f} worst {old.min():.4f}")
+    assert coverage.min() >= 0.94 - Z * _se(0.94, replicates), coverage
+    assert abs(coverage.mean() - 0.95) <= 0.015 + Z_POOLED * _se(0.95, replicates), coverage
+    if replicates >= FULL and rho == 1.0 and not tied:
+        # the old interval's worst model (a rare win-rate, coupled) measured 90.4-91.5 %
+        assert old.min() < 0.94 - Z * _se(0.94, replicates), old
+
+
+@_both(reduced=1000)
+@pytest.mark.parametrize("rho", [1.0, 0.0], ids=["coupled", "independent"])
+def test_rank_sets_cover_when_every_model_is_tied_at_30_prompts(rho, replicates):
+    """10 tied models, 30 prompts, unbalanced seeds and pairs: any significant call is an
+    error. rank_sets' construction (method auto, per-difference cluster df) against the old one
+    (max-|t| on Kish's df), which covered 91.2-92.1 % here."""
+    k, n_prompts, seeds, keep, _ = SMALL["k10-q30-tied-unbalanced"]
+    family = graded_family(k, n_types=2 * k, rho=rho, tied=True, seed=5)
+    best, worst = true_rank_range(exact_average_win_rates(family), 1e-9)
+    counts = draw_counts(family, n_prompts, seeds, replicates, 9, keep)
+    avg = average_win_rates_from_counts(counts.wins_a, counts.wins_b, counts.n)
+
+    def coverage(**options) -> float:
+        ranks = rank_sets_from_estimates(avg.estimate, avg.covariance, 0.05, rng=1,
+                                         n_draws=4000, **options)
+        return float(np.mean(((ranks.rank_low <= best) & (worst <= ranks.rank_high)).all(1)))
+
+    new = coverage(method="auto", df=difference_df(avg.influence, avg.cluster_sizes))
+    old = coverage(method="max_t", df=avg.df)
+    RESULTS[f"ranks tied k10 q30 rho={rho} R={replicates}"] = f"new {new:.4f} old {old:.4f}"
+    assert new >= 0.94 - Z * _se(0.94, replicates), new
+    assert old < 0.95 - Z * _se(0.95, replicates), old
+
+
+@_both(reduced=1000)
+@pytest.mark.parametrize("n_seeds", [1, 3])
+def test_three_coupled_models_are_not_needlessly_wide(n_seeds, replicates):
+    """The other direction: 3 coupled models where the middle one never beats the best (a
+    comonotone coupling) and beats the worst 45 % of the time. Pooling its two opponents into
+    one binomial A(1-A)/n overstated its variance, the floor bound in most replicates and the
+    interval over-covered; the per-pair floor binds only where the clustered variance is below
+    what independent comparisons would give. Calibrated: the middle model's coverage is within
+    the band, its interval narrower than the old one, and the floor rarely binds."""
+    family = graded_family(3, rho=1.0, seed=5, spread=1.5)
+    truth = exact_average_win_rates(family)
+    assert truth[0] == 0 and 0.2 < truth[1] < 0.25
+    counts = draw_counts(family, 100, n_seeds, replicates, 7)
+    avg = average_win_rates_from_counts(counts.wins_a, counts.wins_b, counts.n)
+    low, high = average_win_rate_intervals(avg)
+    old_low, old_high = _old_interval(avg)
+    middle = 1
+    coverage = np.mean((low[:, middle] <= truth[middle]) & (truth[middle] <= high[:, middle]))
+    old = np.mean((old_low[:, middle] <= truth[middle]) & (truth[middle] <= old_high[:, middle]))
+    pooled = avg.estimate * (1 - avg.estimate) / avg.n_total
+    old_binds = np.mean(pooled[:, middle] > avg.se[:, middle] ** 2)
+    new_binds = np.mean(avg.iid_variance[:, middle] > avg.se[:, middle] ** 2)
+    ratio = float(np.median((old_high - old_low)[:, middle] / (high - low)[:, middle]))
+    RESULTS[f"3 coupled, middle model, {n_seeds} seed(s) R={replicates}"] = (
+        f"new {coverage:.4f} old {old:.4f} floor binds old {old_binds:.2f} new {new_binds:.2f} "
+        f"old/new width {ratio:.3f}")
+    assert abs(coverage - 0.95) <= 0.015 + Z_POOLED * _se(0.95, replicates), coverage
+    assert new_binds <= 0.2 and old_binds >= 0.75
+    assert ratio > 1.0
+    if n_seeds == 1:     # where the old floor binds in every replicate: visibly over-covering
+        assert old > 0.965, old
+
+
+def teardown_module(module):
+    for key, value in sorted(RESULTS.items()):
+        print(f"{key}: {value}")
