@@ -238,25 +238,34 @@ _VOCAB_STRINGS = ["ab", "ba", "aa", "bb", " a", "a ", " b", "b ", "aba", "bab", 
 @given(seed=st.integers(0, 10_000),
        extra=st.lists(st.sampled_from(_VOCAB_STRINGS), unique=True, max_size=6),
        algorithm=st.sampled_from(["longest", "bpe"]),
-       max_length=st.integers(2, 4), min_length=st.integers(0, 2))
+       max_length=st.integers(2, 4), min_length=st.integers(0, 2),
+       dummy_prefix=st.booleans(), marker=st.booleans(), word_final=st.booleans())
 def test_generated_tokenizers_push_forward_exactly(seed, extra, algorithm, max_length,
-                                                   min_length):
+                                                   min_length, dummy_prefix, marker,
+                                                   word_final):
     text = theory.bigram_text_model(b"ab ", seed=seed, min_length=min(min_length, max_length),
                                     max_length=max_length)
-    pieces = ("a", "b", " ", *extra, theory.tokenized.END_PIECE)
+    end = theory.tokenized.END_PIECE
+    base = [s.encode() for s in extra]
     merges = ()
-    if algorithm == "bpe":  # merges that build each extra piece from a known left part
-        have, merges = {b"a", b"b", b" "}, []
-        for s in sorted((e.encode() for e in extra), key=len):
+    if algorithm == "bpe":  # merges that build each extra piece from known parts
+        have, merge_list = {b"a", b"b", b" "}, []
+        for s in sorted(base, key=len):
             for cut in range(1, len(s)):
                 if s[:cut] in have and s[cut:] in have:
-                    merges.append((s[:cut], s[cut:]))
+                    merge_list.append((s[:cut], s[cut:]))
                     have.add(s)
                     break
-        pieces = ("a", "b", " ", *(x.decode() for x in sorted(have - {b"a", b"b", b" "})),
-                  theory.tokenized.END_PIECE)
-        merges = tuple(merges)
-    tok = theory.Tokenizer("gen", pieces, algorithm=algorithm, merges=merges)
+        base, merges = sorted(have - {b"a", b"b", b" "}), tuple(merge_list)
+    pieces = ["a", "b", " ", *(x.decode() for x in base)]
+    if word_final:  # "</w>" duplicates of every piece without a space
+        pieces += [p + "</w>" for p in pieces if " " not in p]
+    specials = {end, "<m>"} if marker else {end}
+    pieces += sorted(specials)
+    tok = theory.Tokenizer("gen", tuple(pieces), algorithm=algorithm, merges=merges,
+                           specials=frozenset(specials), dummy_prefix=dummy_prefix,
+                           final_marker="<m>" if marker else None,
+                           word_final_suffix="</w>" if word_final else None)
     model = theory.tokenized_model(text, tok)
     law, got = text.text_law, model.text_law()
     assert max(abs(got[t] - law[t]) for t in law) < 1e-13

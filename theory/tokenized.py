@@ -25,6 +25,7 @@ from functools import cached_property
 import numpy as np
 
 from coupled.tables.noise_keys import canonical_token_bytes
+from coupled.theory.couplings import gumbel_max_joint
 
 END_PIECE = "</s>"
 
@@ -558,8 +559,6 @@ def byte_coupled_moments(first: TextModel, second: TextModel, score) -> CoupledP
     laws; once one has ended the other continues on noise the first never reads). Feasible for
     short texts only (pairs of prefixes grow as |alphabet|^(2n)). Tokenizers do not enter: the
     byte laws of any tokenization are the text model's own (:class:`ByteView`)."""
-    from coupled.theory.couplings import gumbel_max_joint
-
     if first.alphabet != second.alphabet:
         raise ValueError("the two text models must share an alphabet")
     alphabet = first.alphabet
@@ -621,8 +620,6 @@ def token_coupled_moments(first: TokenizedModel, second: TokenizedModel, couplin
     picked within the winning bytes by the duplicate stream, itself shared by id number. This is
     what :mod:`coupled.simulate.crosstok` samples; tests compare the two.
     """
-    from coupled.theory.couplings import gumbel_max_joint
-
     if coupling not in TOKEN_PAIR_COUPLINGS:
         raise ValueError(f"coupling must be one of {list(TOKEN_PAIR_COUPLINGS)}, got "
                          f"{coupling!r}")
@@ -697,8 +694,6 @@ def _pick_joint(ids1: list, ids2: list, *, same: bool) -> dict[tuple[int, int], 
     """Joint law of the id picked within each model's winning bytes. The pick stream is keyed
     by (position, bytes, id): shared by id number when both won the same bytes, otherwise two
     different keys, hence independent."""
-    from coupled.theory.couplings import gumbel_max_joint
-
     p1 = np.array([w for _, w in ids1])
     p2 = np.array([w for _, w in ids2])
     p1, p2 = p1 / p1.sum(), p2 / p2.sum()
