@@ -264,4 +264,9 @@ def staged_output_folder(folder: OutputFolder) -> Iterator[Path]:
 
     with staged_folder(folder.path, replace=True) as staging:
         yield staging
+        # Checked again just before the swap: the folder may have changed during the work.
+        now = check_output_folder(folder.path, producer=folder.producer)
+        if now.earlier_output and not folder.earlier_output:
+            raise OutputPathError(f"--out {folder.path}: was filled while the command ran; "
+                                  "nothing was replaced")
         write_marker(staging, folder.producer)

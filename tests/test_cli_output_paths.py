@@ -218,3 +218,16 @@ def test_simulate_force_replaces_only_its_own_output(work, capsys):
     (work / "sim" / "analysis.ipynb").write_text("{}")
     _refused([*args, "--out", "sim", "--force"], work, capsys, "analysis.ipynb")
     _refused([*args, "--out", str(config.parent), "--force"], work, capsys, "--out")
+
+
+def test_folder_filled_during_the_work_is_not_replaced(tmp_path):
+    from coupled.cli.output_paths import check_output_folder, staged_output_folder
+
+    folder = check_output_folder(tmp_path / "out", producer="figures")
+    with pytest.raises(OutputPathError, match="not written by"), \
+            staged_output_folder(folder) as staging:
+        (staging / "fig.png").write_bytes(b"new")
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "mine.txt").write_text("written meanwhile")  # by someone else
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["mine.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # staging removed
