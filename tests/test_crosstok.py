@@ -275,6 +275,22 @@ def test_generated_tokenizers_push_forward_exactly(seed, extra, algorithm, max_l
             assert np.abs(view.law(t[:k]).probs - text.next_symbol_law(t[:k])).max() < 1e-12
 
 
+def test_next_token_law_by_ids_follows_the_trie(bed):
+    a, _, toks, models = bed
+    tok, model = toks["eow"], models["eow"]
+    ids = tok.encode(b"ab a")
+    mass = 1.0
+    for k, v in enumerate(ids):
+        law = model.next_token_law(ids[:k])
+        assert abs(law.sum() - 1) < 1e-12
+        mass *= law[v]
+    assert abs(mass - a.text_law[b"ab a"]) < 1e-15  # the chain rule gives the text's law
+    with pytest.raises(ValueError, match="probability 0"):
+        model.next_token_law([tok.end_id, tok.end_id])
+    with pytest.raises(ValueError, match="already ended"):
+        model.next_token_law(ids)
+
+
 def test_bad_inputs_name_the_problem():
     with pytest.raises(ValueError, match="cannot encode"):
         theory.tokenized_model(theory.bigram_text_model(b"ab", max_length=2),

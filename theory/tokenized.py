@@ -283,6 +283,25 @@ class TokenizedModel:
     def offset(self) -> np.ndarray:
         return np.fromiter((len(t) for t in self.text), dtype=np.int64, count=self.n_nodes)
 
+    def node_of(self, ids: Sequence[int]) -> int:
+        """The trie node of the token prefix ``ids``; ``ValueError`` if it has probability 0."""
+        node = 0
+        for k, v in enumerate(ids):
+            nxt = int(self.child[node, v]) if 0 <= v < self.child.shape[1] else -1
+            if nxt < 0:
+                raise ValueError(f"model {self.name!r}: token prefix {list(ids[:k + 1])} has "
+                                 "probability 0 (not a prefix of a canonical tokenization)")
+            node = nxt
+        return node
+
+    def next_token_law(self, ids: Sequence[int]) -> np.ndarray:
+        """Exact next-token law (V,) after the token prefix ``ids`` — what a wrapper that makes
+        this model look like a language model to a runner returns (log of it as logits)."""
+        node = self.node_of(ids)
+        if self.terminal[node]:
+            raise ValueError(f"model {self.name!r}: token prefix {list(ids)} already ended")
+        return self.probs[node].copy()
+
     def text_law(self) -> dict[bytes, float]:
         """The law of the decoded reply, read off the terminal nodes (equals the text law)."""
         law: dict[bytes, float] = {}
