@@ -297,18 +297,25 @@ def _ratio_from_sums(sums: np.ndarray) -> np.ndarray:
 
 
 def bca_ratio_interval(features: np.ndarray, level: float, n_resamples: int,
-                       rng: np.random.Generator) -> tuple[float, float]:
+                       rng: np.random.Generator, statistic=None) -> tuple[float, float]:
     """BCa bootstrap interval over questions for the variance ratio.
 
-    ``features`` ``(Q, 16)``: coupled then independent :func:`component_features`. Written
+    ``features`` ``(Q, 16)``: coupled then independent :func:`component_features`
+    (``statistic``: a function of summed features, default the variance ratio). Written
     here rather than with ``scipy.stats.bootstrap`` because the statistic is a function of
     weighted sums: a resample is a row of multinomial counts (one matrix product) and the
     jackknife is a subtraction, O(Q) instead of scipy's O(Q²) — 14 000 questions would take
     minutes there. The BCa formulas are Efron & Tibshirani (1993, §14.3), as in scipy.
+    Needs at least ``MIN_RATIO_QUESTIONS`` questions (a clear error below, never an internal
+    percentile failure).
     """
+    statistic = _ratio_from_sums if statistic is None else statistic
     n_questions = len(features)
+    if n_questions < MIN_RATIO_QUESTIONS:
+        raise ValueError(f"scores: {n_questions} questions; a bootstrap interval for the "
+                         f"variance ratio needs at least {MIN_RATIO_QUESTIONS}")
     total = features.sum(axis=0)
-    estimate = _ratio_from_sums(total)
+    estimate = statistic(total)
     chunk = max(1, _BOOTSTRAP_CELLS // n_questions)
     boot = np.empty(n_resamples)
     for start in range(0, n_resamples, chunk):
@@ -319,8 +326,8 @@ def bca_ratio_interval(features: np.ndarray, level: float, n_resamples: int,
         drawn += np.arange(rows)[:, None] * n_questions
         counts = np.bincount(drawn.ravel(), minlength=rows * n_questions)
         counts = counts.reshape(rows, n_questions).astype(float)
-        boot[start:stop] = _ratio_from_sums(counts @ features)
-    jackknife = _ratio_from_sums(total - features)
+        boot[start:stop] = statistic(counts @ features)
+    jackknife = statistic(total - features)
     deviation = jackknife.mean() - jackknife
     spread = np.sum(deviation**2)
     acceleration = np.sum(deviation**3) / (6.0 * spread**1.5) if spread > 0 else 0.0
@@ -330,9 +337,15 @@ def bca_ratio_interval(features: np.ndarray, level: float, n_resamples: int,
     z0 = stats.norm.ppf(share_below)
     alpha = 1.0 - level
     z = stats.norm.ppf([alpha / 2.0, 1.0 - alpha / 2.0])
-    adjusted = stats.norm.cdf(z0 + (z0 + z) / (1.0 - acceleration * (z0 + z)))
-    low, high = np.percentile(boot, 100.0 * adjusted)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        adjusted = stats.norm.cdf(z0 + (z0 + z) / (1.0 - acceleration * (z0 + z)))
+    if not np.all(np.isfinite(adjusted)):  # extreme acceleration: fall back to percentiles
+        adjusted = np.array([alpha / 2.0, 1.0 - alpha / 2.0])
+    low, high = np.percentile(boot, 100.0 * np.clip(adjusted, 0.0, 1.0))
     return float(low), float(high)
+
+
+MIN_RATIO_QUESTIONS = 6
 
 
 def expanded_level(level: float, n: int) -> float:
@@ -374,19 +387,29 @@ def variance_ratio_from_moments(coupled: QuestionMoments,
     var_c, var_i = float(between_c + within_c), float(between_i + within_i)
     note = ""
     if not (np.any(coupled.n >= 2) and np.any(n_i >= 2)):
-        note = "fewer than 2 seeds on every question: within-question variances are unknown; "
+        raise ValueError("scores: one seed per question in "
+                         + ("the coupled run" if not np.any(coupled.n >= 2) else
+                            "the independent run")
+                         + ": the within-question variances, and so the variance ratio, cannot "
+                         "be estimated; run at least 2 seeds on some questions")
     if var_i <= 0:
         ratio, low, high = 1.0, 1.0, 1.0
         note += "no variance in either mode (ratio set to 1, saving 0)"
     else:
         ratio = var_c / var_i
-        low = high = ratio
-        if len(coupled.n) >= 2:
-            level = expanded_level(1 - alpha, len(coupled.n))
-            low, high = bca_ratio_interval(np.concatenate([features_c, features_i], axis=1),
-                                           level, n_resamples, np.random.default_rng(rng))
-            if low == high:
-                note += "bootstrap distribution degenerate: interval collapsed to the estimate"
+        level = expanded_level(1 - alpha, len(coupled.n))
+        low, high = bca_ratio_interval(np.concatenate([features_c, features_i], axis=1),
+                                       level, n_resamples, np.random.default_rng(rng))
+        if low == high:
+            # Every resample gave the same ratio (no coupled difference seen): the upper bound
+            # is what the coupled rows cannot rule out, a one-sided score bound on E[D^2].
+            from coupled.analysis.accuracy import score_interval
+
+            bound = score_interval(np.clip(coupled.var_diff + coupled.mean_diff**2, 0, 1)
+                                   [:, None], None, alpha=2 * alpha)
+            high = max(high, float(bound.ci_high) / var_i)
+            note += ("bootstrap distribution degenerate: the upper bound is the coupled "
+                     "variance's one-sided score bound over the independent variance")
     within_ratio = float(within_c / within_i) if within_i > 0 else 1.0
     return dict(n_questions=len(coupled.n), var_coupled=var_c, var_independent=var_i,
                 between=float(between_c), within_coupled=float(within_c),
@@ -519,10 +542,10 @@ def compare_models(scores, *, alpha: float = 0.05, models: list[str] | None = No
                             coupling=coupling, independent="auto", alpha=alpha,
                             n_resamples=n_resamples, seed=seed)
                     except ValueError as error:
-                        if subject == "(all)":
-                            raise
-                        warnings.warn(f"subject {subject!r}, {model_a} vs {model_b}: {error}",
-                                      stacklevel=2)
+                        # A ratio that cannot be estimated (one seed per question, under
+                        # MIN_RATIO_QUESTIONS questions) leaves the differences standing: say so.
+                        warnings.warn(f"subject {subject!r}, {model_a} vs {model_b}: variance "
+                                      f"ratio not estimated: {error}", stacklevel=2)
                         continue
                     reductions.append({"subject": subject, **asdict(reduction)})
     diff_frame = pd.DataFrame(differences)

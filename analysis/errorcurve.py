@@ -36,8 +36,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from coupled.analysis._clustered import question_moments, variance_components
-from coupled.analysis.benchmark import _variance_reduction, paired_arrays
+from coupled.analysis._clustered import QUESTION, question_moments
+from coupled.analysis.benchmark import (
+    MIN_RATIO_QUESTIONS,
+    _variance_reduction,
+    bca_ratio_interval,
+    expanded_level,
+    paired_arrays,
+)
 from coupled.tables import MODES, read_scores
 
 _MAX_LEVELS = 64  # beyond this many distinct values, index sampling beats counting
@@ -174,8 +180,8 @@ class SampleSaving:
     that ratio in the large-pool limit (the finite-population correction makes the ratio of
     the reported ``n`` drift towards 0 saving as ``n`` approaches the pool size); ``theoretical_saving = 1 - Var_coupled / Var_independent``
     for the unit (rows: the :class:`~coupled.analysis.benchmark.VarianceReduction` ratio, with
-    its bootstrap CI; questions: the ratio of per-question-mean variances
-    ``between + mean(within_q / n_q)``, point estimate). ``error``: the error at which
+    its bootstrap CI; questions: the ratio of the variances of per-question mean differences,
+    with a BCa bootstrap CI over the questions both modes ran). ``error``: the error at which
     ``n_coupled`` and ``n_independent`` are given (default: the independent fit at its full
     size).
     """
@@ -190,6 +196,41 @@ class SampleSaving:
     theoretical_saving: float
     theoretical_ci_low: float
     theoretical_ci_high: float
+
+
+def _question_saving(scores, model_a: str, model_b: str, coupling: str | None, alpha: float,
+                     seed: int) -> tuple[float, float, float]:
+    """``1 - Var_c / Var_i`` of per-question mean differences, with a BCa bootstrap CI over
+    the questions both modes ran (resampled jointly; Hesterberg's expanded level). The
+    variance of a question's mean over its seeds is estimated directly by the spread of the
+    question means (it is ``between + E[within_q / n_q]``, whatever the seeds per question)."""
+    keys = list(QUESTION)
+    means = {}
+    for mode in MODES:
+        a, b, mask, questions = paired_arrays(scores, model_a, model_b, mode, coupling)
+        means[mode] = questions[keys].assign(**{mode: question_moments(a, b, mask).mean_diff})
+    both = means["coupled"].merge(means["independent"], on=keys)
+    if len(both) < MIN_RATIO_QUESTIONS:
+        raise ValueError(f"scores: {len(both)} questions ran in both modes; the question-unit "
+                         f"saving's interval needs at least {MIN_RATIO_QUESTIONS}")
+    m_c, m_i = both["coupled"].to_numpy(), both["independent"].to_numpy()
+    ones = np.ones(len(both))
+    features = np.column_stack([ones, m_c, m_c**2, m_i, m_i**2])
+
+    def ratio(sums: np.ndarray) -> np.ndarray:
+        n, s_c, ss_c, s_i, ss_i = np.moveaxis(sums, -1, 0)
+        top, bottom = ss_c - s_c**2 / n, ss_i - s_i**2 / n
+        return np.divide(top, bottom, out=np.ones_like(top), where=bottom > 0)
+
+    estimate = float(ratio(features.sum(axis=0)))
+    level = expanded_level(1 - alpha, len(both))
+    low, high = bca_ratio_interval(features, level, 1999, np.random.default_rng(seed),
+                                   statistic=ratio)
+    if low == high:
+        raise ValueError("scores: every bootstrap resample gave the same question-unit ratio "
+                         f"({estimate:.3g}); its interval cannot be estimated from "
+                         f"{len(both)} questions")
+    return 1.0 - estimate, 1.0 - high, 1.0 - low
 
 
 def error_curves(scores, model_a: str, model_b: str, *, unit: str = "question",
@@ -209,6 +250,9 @@ def error_curves(scores, model_a: str, model_b: str, *, unit: str = "question",
              for mode in MODES}
     values = {mode: _unit_values(*arrays, unit) for mode, arrays in pairs.items()}
     n_common = min(len(v) for v in values.values())
+    if unit == "question" and n_common < MIN_RATIO_QUESTIONS:
+        raise ValueError(f"scores: {n_common} questions in the smaller mode; the question-unit "
+                         f"saving and its interval need at least {MIN_RATIO_QUESTIONS}")
     sizes = default_sizes(n_common) if sizes is None else np.asarray(sizes)
     frames, scales = [], {}
     for mode, vals in values.items():
@@ -222,6 +266,9 @@ def error_curves(scores, model_a: str, model_b: str, *, unit: str = "question",
             error = scales["independent"] / np.sqrt(n_ind_total)
         else:  # the law is 0 at N; use half the pool instead
             error = scales["independent"] * np.sqrt(1.0 / (n_ind_total / 2) - 1.0 / n_ind_total)
+    if not error > 0:
+        raise ValueError("scores: the independent error curve is 0 at every size (no variance "
+                         "in the independent differences); there is no saving to estimate")
     n_c = samples_for_error(scales["coupled"], error, len(values["coupled"]), replace)
     n_i = samples_for_error(scales["independent"], error, n_ind_total, replace)
     if unit == "row":
@@ -230,16 +277,7 @@ def error_curves(scores, model_a: str, model_b: str, *, unit: str = "question",
                                         seed=seed)
         theory, low, high = reduction.saving, reduction.saving_ci_low, reduction.saving_ci_high
     else:
-        per_question = {}
-        for mode, arrays in pairs.items():
-            m = question_moments(*arrays)
-            between, within = variance_components(m.mean_diff, m.var_diff, m.n, m.present,
-                                                  m.has_spread)
-            within_q = np.where(m.has_spread, m.var_diff, within)
-            per_question[mode] = float(between + np.mean(within_q / np.maximum(m.n, 1)))
-        ratio = (per_question["coupled"] / per_question["independent"]
-                 if per_question["independent"] > 0 else 1.0)
-        theory = low = high = 1.0 - ratio
+        theory, low, high = _question_saving(scores, model_a, model_b, coupling, alpha, seed)
     saving = SampleSaving(unit=unit, error=float(error), scale_coupled=scales["coupled"],
                           scale_independent=scales["independent"], n_coupled=float(n_c),
                           n_independent=float(n_i),

@@ -137,8 +137,9 @@ def test_models_that_never_differ_get_a_rule_of_three_width_not_zero():
     reduction = variance_reduction(to_scores(a, a, mask, "coupled"), "m_a", "m_b")
     values = [v for v in reduction.__dict__.values() if isinstance(v, float)]
     assert np.all(np.isfinite(values))
-    assert reduction.ratio == 0.0 and reduction.ratio_ci_high == 0.0
-    assert reduction.saving == 1.0
+    assert reduction.ratio == 0.0 and reduction.ratio_ci_low == 0.0
+    assert 0.0 < reduction.ratio_ci_high  # never zero-width: what 30 questions cannot rule out
+    assert reduction.saving == 1.0 and "degenerate" in reduction.note
 
 
 def test_identical_is_an_assertion_checked_against_the_data():
@@ -339,6 +340,34 @@ def test_variance_ratio_core_agrees_with_dataframe_api():
     core = variance_ratio_from_moments(question_moments(a, b, mask), n_resamples=499, rng=3)
     assert api.ratio == pytest.approx(core["ratio"])
     assert api.ratio_ci_low == pytest.approx(core["ratio_ci_low"])
+
+
+@pytest.mark.parametrize("n_questions", [2, 3, 5])
+def test_variance_ratio_on_few_questions_is_a_clear_error(n_questions):
+    a, b, mask = _one_run(n_questions=n_questions, n_seeds=4)
+    with pytest.raises(ValueError, match=f"{n_questions} questions; a bootstrap interval"):
+        variance_reduction(to_scores(a, b, mask, "coupled"), "m_a", "m_b")
+
+
+def test_variance_ratio_with_one_seed_per_question_cannot_be_estimated():
+    a, b, mask = _one_run(n_questions=40, n_seeds=1)
+    frame = to_scores(a, b, mask, "coupled")
+    with pytest.raises(ValueError, match="one seed per question.*cannot be estimated"):
+        variance_reduction(frame, "m_a", "m_b")
+    with pytest.warns(UserWarning, match="variance ratio not estimated"):
+        report = compare_models(frame)
+    assert len(report.differences) == 1 and report.variance_reduction.empty
+
+
+@given(st.integers(6, 12), st.integers(2, 4), st.integers(0, 10**6))
+def test_variance_ratio_interval_is_never_zero_width_or_an_internal_error(n_q, n_s, seed):
+    rng = np.random.default_rng(seed)
+    a = (rng.random((n_q, n_s)) < 0.8).astype(float)
+    b = np.where(rng.random((n_q, n_s)) < 0.05, 1 - a, a)
+    numbers = variance_ratio_from_moments(question_moments(a, b), n_resamples=199, rng=seed)
+    assert numbers["ratio_ci_low"] <= numbers["ratio"] <= numbers["ratio_ci_high"]
+    if numbers["note"] == "":
+        assert numbers["ratio_ci_high"] > numbers["ratio_ci_low"]
 
 
 # ----------------------------------------------------------------------------- whole table

@@ -106,6 +106,17 @@ def test_question_saving_is_smaller_than_row_saving_and_matches_its_theory():
     # to subsampling noise (4000 resamples: relative error of c about 1 %, so 0.05 is ample).
     assert by_question.saving < by_row.saving
     assert by_question.saving == pytest.approx(by_question.theoretical_saving, abs=0.05)
+    # the question-unit theory has a bootstrap interval now, never a point posing as one
+    assert by_question.theoretical_ci_low < by_question.theoretical_saving \
+        < by_question.theoretical_ci_high
+
+
+@pytest.mark.parametrize("n_questions", [2, 5])
+def test_question_saving_on_few_questions_is_a_clear_error(n_questions):
+    frame = _two_modes(n_questions=n_questions, n_seeds=3)
+    with pytest.raises(ValueError, match="at least 6"):
+        error_curves(frame, "m_a", "m_b", unit="question", n_resamples=50,
+                     sizes=np.array([1, 2]))
 
 
 def test_error_curve_one_mode_and_bad_input():
