@@ -21,9 +21,9 @@ $(VENV)/.core-installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) install -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.all-installed: pyproject.toml constraints.txt | $(BIN)/python
+$(VENV)/.all-installed: pyproject.toml constraints.txt constraints-runner.txt | $(BIN)/python
 	$(PIP) install -c constraints.txt torch==2.13.0
-	$(PIP) install -c constraints.txt -e '.[runner,test,docs]'
+	$(PIP) install -c constraints.txt -c constraints-runner.txt -e '.[runner,scale,test,docs]'
 	touch $@ $(VENV)/.core-installed
 
 demo: $(VENV)/.core-installed

