@@ -449,8 +449,8 @@ def wilson_effective_ci(estimate: np.ndarray, se: np.ndarray, n_total: np.ndarra
     high = np.where((failures > 0) & (failures <= few), np.fmax(high, poisson_high), high)
     # At an estimate of exactly 0 or 1 the Wilson bound equals it only up to rounding
     # (1 - 1e-16 would exclude a true rate of 1): the interval always contains its estimate.
-    low = np.minimum(np.asarray(low, dtype=float), estimate)
-    high = np.maximum(np.asarray(high, dtype=float), estimate)
+    low = np.minimum(np.clip(np.asarray(low, dtype=float), 0, 1), estimate)
+    high = np.maximum(np.clip(np.asarray(high, dtype=float), 0, 1), estimate)
     return low, high
 
 

@@ -13,8 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the `coupled` parser."""
     parser = subparsers.add_parser(
         "rank",
-        help="rank models by average win-rate, with simultaneous rank-sets",
-        description="Average win-rate of each model (95% interval clustered by prompt) and its "
+        help="rank models by average win-rate or Bradley-Terry score, with rank-sets",
+        description="Average win-rate (or, with --score bt, Bradley-Terry score) of each "
+                    "model (95% interval clustered by prompt), its tie rate, and its "
                     "rank-set, simultaneous at level 1 - alpha, for every mode in the table. A "
                     "scores table (no judge) is turned into derived comparisons "
                     "(a if score_a > score_b, b if less, tie if equal).")
@@ -23,8 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "output directory")
     parser.add_argument("--alpha", type=probability, default=0.05,
                         help="simultaneous error rate of the rank-sets (default 0.05)")
-    parser.add_argument("--method", choices=("max_t", "bonferroni"), default="max_t",
-                        help="simultaneous intervals: max-|t| quantile (default) or Bonferroni")
+    parser.add_argument("--score", choices=("win-rate", "bt"), default="win-rate",
+                        help="what to rank by: average win-rate (default) or Bradley-Terry "
+                             "score (ties as half-wins; column bt_score)")
+    parser.add_argument("--method", choices=("auto", "max_t", "bonferroni"), default="auto",
+                        help="simultaneous intervals: max-|t| quantile, Bonferroni, or auto "
+                             "(default: max-|t| with >= 10 effective prompts per model, else "
+                             "Bonferroni)")
     parser.add_argument("--seed", type=int_at_least(0), default=0,
                         help="seed of the Monte-Carlo max-|t| quantile (default 0)")
     parser.add_argument("--json", action="store_true",
@@ -63,8 +69,12 @@ def run(args: argparse.Namespace) -> int:
     data, _ = load_comparisons(args.path)
     status = design_status(data, manifest_of(args.path), kind="comparisons")
     check_design(status, allow_incomplete=args.allow_incomplete, source=args.path)
+    if args.score == "bt":
+        from coupled.analysis.bradley_terry import bradley_terry as rank_function
+    else:
+        rank_function = rank_sets
     table = with_design_notes(
-        rank_sets(data, alpha=args.alpha, method=args.method, seed=args.seed), status)
+        rank_function(data, alpha=args.alpha, method=args.method, seed=args.seed), status)
     if out is not None:
         atomic_write(out, lambda tmp: _WRITERS[out.suffix.lower()](table, tmp))
         print(f"wrote {out}", file=sys.stderr)
@@ -92,13 +102,16 @@ _WRITERS = {
 
 
 def format_table(table, alpha: float) -> str:
-    """Table-1 layout: one row per model, per block its rank-set and average win-rate with its
-    interval."""
+    """Table-1 layout: one row per model, per block its rank-set, its score (average win-rate,
+    or Bradley-Terry score when the table has ``bt_score``) with its interval, and its tie
+    rate."""
     import pandas as pd
     from tabulate import tabulate
 
     from coupled.analysis.ranksets import rank_set_label, win_rate_label
 
+    bt = "bt_score" in table.columns
+    score, score_label = ("bt_score", "BT score") if bt else ("win_rate", "avg win-rate")
     several_couplings = table["coupling"].nunique() > 1
     blocks = list(dict.fromkeys(zip(table["mode"], table["coupling"], strict=True)))
     # Models in the order of the first block (best first), then any it lacks.
@@ -107,19 +120,26 @@ def format_table(table, alpha: float) -> str:
     for mode, coupling in blocks:
         label = f"{mode}/{coupling}" if several_couplings else mode
         block = table[(table["mode"] == mode) & (table["coupling"] == coupling)].set_index("model")
-        ranks, rates = [], []
+        ranks, rates, ties = [], [], []
         for model in order:
             if model not in block.index or pd.isna(block.loc[model, "rank_low"]):
                 ranks.append("")  # left out of this block: the banner above says why
                 rates.append("")
+                ties.append("")
                 continue
             row = block.loc[model]
             ranks.append(rank_set_label(int(row["rank_low"]), int(row["rank_high"])))
-            rates.append(win_rate_label(row["win_rate"], row["ci_low"], row["ci_high"]))
+            rates.append(win_rate_label(row[score], row["ci_low"], row["ci_high"]))
+            ties.append(f"{row['tie_rate']:.3f}" if "tie_rate" in row else "")
         columns[f"{label} rank"] = ranks
-        columns[f"{label} avg win-rate"] = rates
+        columns[f"{label} {score_label}"] = rates
+        columns[f"{label} tie rate"] = ties
     body = tabulate(pd.DataFrame(columns), headers="keys", showindex=False, tablefmt="github",
                     disable_numparse=True)
     footer = (f"rank-sets: simultaneous {100 * (1 - alpha):g}% (rank 1 = best); "
-              "avg win-rate: each model's own 95% interval, clustered by prompt")
+              f"{score_label}: each model's own 95% interval, clustered by prompt"
+              + (" (centred log-strength, sum 0 per mode; a tie counts as half a win)"
+                 if bt else "")
+              + "\ntie rate: mean over opponents of P(tie); coupled win-rates are lower than "
+              "independent ones because coupled models often give the same reply, which ties")
     return body + "\n" + footer

@@ -338,3 +338,46 @@ def test_separation_in_a_table_names_mode_and_model():
     table.loc[second, "outcome"] = "b"
     with pytest.raises(BradleyTerrySeparationError, match="coupled.*m00.*never lost"):
         bradley_terry(table)
+
+
+# ---------------------------------------------------------------- CLI
+
+def test_cli_rank_score_bt(tmp_path, capsys):
+    import json
+
+    from coupled.cli.main import main
+
+    path = tmp_path / "comparisons.csv"
+    _table().to_csv(path, index=False)
+    assert main(["rank", str(path), "--score", "bt"]) == 0
+    text = capsys.readouterr().out
+    assert "coupled BT score" in text and "independent tie rate" in text
+    assert "half a win" in text and "same reply" in text
+    expected = bradley_terry(path)
+    assert main(["rank", str(path), "--score", "bt", "--json", "--method", "bonferroni"]) == 0
+    records = pd.DataFrame(json.loads(capsys.readouterr().out))
+    assert {"bt_score", "tie_rate", "rank_low", "rank_high"} <= set(records.columns)
+    assert (records["critical_method"] == "bonferroni").all()
+    np.testing.assert_allclose(records["bt_score"], expected["bt_score"])
+    out = tmp_path / "bt.parquet"
+    assert main(["rank", str(path), "--score", "bt", "--out", str(out)]) == 0
+    assert "bt_score" in pd.read_parquet(out).columns
+    capsys.readouterr()
+
+
+def test_cli_rank_score_bt_separation_exits_2_naming_the_model(tmp_path, capsys):
+    from coupled.cli.main import main
+
+    table = _table()
+    coupled = table["mode"] == "coupled"
+    table.loc[coupled & (table["model_a"] == "m00"), "outcome"] = "a"
+    table.loc[coupled & (table["model_b"] == "m00"), "outcome"] = "b"
+    path = tmp_path / "separated.csv"
+    table.to_csv(path, index=False)
+    out = tmp_path / "ranks.csv"
+    assert main(["rank", str(path), "--score", "bt", "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "m00" in error and "never lost" in error and "--score win-rate" in error
+    assert not out.exists()
+    assert main(["rank", str(path)]) == 0           # the win-rate ranking still answers
+    assert "m00" in capsys.readouterr().out

@@ -242,3 +242,32 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
     assert not out.exists() and list(tmp_path.iterdir()) == [path]
     assert main(["rank", str(tmp_path / "missing.csv")]) == 2
     assert main(["rank", str(path.with_name("x.csv")), "--out", str(tmp_path / "r.txt")]) == 2
+
+
+def test_tie_rates_are_the_mean_over_opponents_and_shown_in_rank(tmp_path, capsys):
+    """issue 13 §4: tie rates beside win-rates; coupled ties exceed independent ones."""
+    from coupled.analysis.pairwise import win_rate_matrix
+
+    table = _two_mode_table()
+    ranks = rank_sets(table).set_index(["mode", "model"])
+    matrix = win_rate_matrix(table).groupby(["mode", "model"])["tie_rate"].mean()
+    np.testing.assert_allclose(ranks["tie_rate"], matrix.loc[ranks.index])
+    tie = ranks["tie_rate"].unstack("mode")
+    assert (tie["coupled"] > tie["independent"]).all()
+    path = tmp_path / "comparisons.csv"
+    table.to_csv(path, index=False)
+    assert main(["rank", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "coupled tie rate" in text and "same reply" in text
+    for value in ranks["tie_rate"]:
+        assert f"{value:.3f}" in text
+
+
+def test_auto_method_uses_bonferroni_for_few_prompts_per_model():
+    small = rank_sets(_two_mode_table(n_prompts=30))           # 4 models, ~29 df < 40
+    large = rank_sets(_two_mode_table(n_prompts=200))          # ~199 df >= 40
+    assert (small["critical_method"] == "bonferroni").all()
+    assert (large["critical_method"] == "max_t").all()
+    forced = rank_sets(_two_mode_table(n_prompts=30), method="max_t")
+    assert (forced["critical_method"] == "max_t").all()
+    assert (forced["critical_value"] <= small["critical_value"] + 1e-9).all()
