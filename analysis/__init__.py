@@ -29,6 +29,13 @@ Pairwise comparisons, from ``comparisons`` (``coupled.analysis.pairwise``)
         CI clustered by prompt. -> ``AverageWinRates``
     ``compare_modes(comparisons)``   coupled vs independent win-rate per pair, z-test, Holm.
 
+Bradley-Terry (``coupled.analysis.bradley_terry``)
+    ``bradley_terry(comparisons)``  columns ``model, mode, bt_score, ci_low, ci_high, rank_low,
+        rank_high`` (+ ``win_rate, tie_rate``): half-win Bradley-Terry scores (statsmodels
+        binomial GLM), prompt-clustered CIs, rank-sets. -> ``BradleyTerryFit`` (array core);
+        ``compare_modes_bradley_terry`` coupled vs independent; separation raises
+        ``BradleyTerrySeparationError`` naming the models.
+
 Rank-sets (``coupled.analysis.ranksets``)
     ``rank_sets(comparisons, alpha=0.05)``  columns ``model, mode, win_rate, ci_low, ci_high,
         rank_low, rank_high``: simultaneous (max-|t|) rank intervals, rank 1 the best;
@@ -43,6 +50,12 @@ from coupled.analysis.benchmark import (
     mean_difference,
     question_statistics,
     variance_reduction,
+)
+from coupled.analysis.bradley_terry import (
+    BradleyTerryFit,
+    BradleyTerrySeparationError,
+    bradley_terry,
+    compare_modes_bradley_terry,
 )
 from coupled.analysis.errorcurve import SampleSaving, error_curve, error_curves
 from coupled.analysis.pairwise import (
@@ -85,6 +98,8 @@ from coupled.analysis.ranksets import (
 __all__ = [
     "AverageWinRates",
     "BenchmarkComparison",
+    "BradleyTerryFit",
+    "BradleyTerrySeparationError",
     "MeanDifference",
     "PairRates",
     "PowerPlan",
@@ -95,8 +110,10 @@ __all__ = [
     "WinRateVarianceComponents",
     "adjust_pvalues",
     "average_win_rates",
+    "bradley_terry",
     "compare_models",
     "compare_modes",
+    "compare_modes_bradley_terry",
     "components_from_accuracies",
     "components_from_distributions",
     "components_from_pilot",
