@@ -46,7 +46,7 @@ def test_every_help_has_parsing_examples_and_defaults(name):
     assert "examples:" in text, name
     assert name in EXAMPLES, name
     for line in EXAMPLES[name]:
-        argv = shlex.split(line)
+        argv = shlex.split(line, comments=True)
         assert argv[0] == "coupled"
         if "--help" in argv:
             continue
