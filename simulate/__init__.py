@@ -7,15 +7,18 @@ Single step: :func:`sample_tokens`, :func:`simulate_scores`, :func:`simulate_com
 :func:`exact_points_law`, :func:`exact_output_pair_law`, :func:`pair_truth`. Whole family:
 :func:`simulate_family` (what ``coupled simulate`` runs). Across tokenizers (issue 14):
 :func:`sample_replies` / :func:`sample_coupled_replies` under ``CROSSTOK_COUPLINGS``,
-:func:`text_agreement`, :func:`text_variance_reduction`, :func:`calls_per_byte`.
+:func:`text_agreement`, :func:`text_variance_reduction`, :func:`calls_per_byte`, and
+:func:`byte_level_reply` (the byte-level coupling for any ``next_token_law(ids)`` model).
 """
 
 from coupled.simulate.crosstok import (
     BROKEN_COUPLINGS,
     CROSSTOK_COUPLINGS,
     Agreement,
+    ByteReply,
     TextSample,
     VarianceReduction,
+    byte_level_reply,
     calls_per_byte,
     crosstok_rows,
     exact_score_moments,
@@ -116,9 +119,11 @@ __all__ = [
     "write_simulation",
     "Agreement",
     "BROKEN_COUPLINGS",
+    "ByteReply",
     "CROSSTOK_COUPLINGS",
     "TextSample",
     "VarianceReduction",
+    "byte_level_reply",
     "calls_per_byte",
     "crosstok_rows",
     "exact_score_moments",
