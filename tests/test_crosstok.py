@@ -56,6 +56,23 @@ def test_byte_level_pieces_decode_to_their_bytes_as_the_tokenizers_library_write
     assert noise_keys.canonical_token_bytes(joined, "byte_level") == text.encode("utf-8")
 
 
+@given(st.text(max_size=20), st.lists(st.integers(0, 255), max_size=4))
+def test_sentencepiece_pieces_and_byte_fallback_as_the_tokenizers_library_decodes_them(
+        text, fallback):
+    tokenizers = pytest.importorskip("tokenizers")
+    spaced = tokenizers.pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never",
+                                                 split=False).pre_tokenize_str(text)
+    pieces = [p for p, _ in spaced] + [f"<0x{b:02X}>" for b in fallback]
+    ours = b"".join(noise_keys.canonical_token_bytes(p, "sentencepiece") for p in pieces)
+    assert ours == text.encode("utf-8") + bytes(fallback)
+    decoder = tokenizers.decoders.Sequence([
+        tokenizers.decoders.ByteFallback(),
+        tokenizers.decoders.Metaspace(replacement="\u2581", prepend_scheme="never")])
+    if bytes(fallback).decode("utf-8", errors="replace") == bytes(fallback).decode(
+            "utf-8", errors="ignore"):  # the library's decoder yields text, not bytes
+        assert decoder.decode(pieces).encode("utf-8") == ours
+
+
 def test_byte_level_alphabet_is_a_bijection_onto_bytes():
     pre_tokenizers = pytest.importorskip("tokenizers.pre_tokenizers")
     alphabet = pre_tokenizers.ByteLevel.alphabet()
