@@ -17,6 +17,7 @@ prefer it (a test checks both give the same tokens).
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -152,11 +153,11 @@ def generate_rows(model, prompt_ids: Sequence[Sequence[int]], prompt_of_row: Seq
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
 
     cache = DynamicCache()
+    cached = {_cache_argument(model): cache}  # the cache is filled in place by each forward
     # logits_to_keep=1: only the last position's logits are needed (V x width saved).
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                past_key_values=cache, use_cache=True, logits_to_keep=1)
+                use_cache=True, logits_to_keep=1, **cached)
     gather = torch.as_tensor(list(prompt_of_row), dtype=torch.long, device=device)
-    cache = out.past_key_values
     cache.batch_select_indices(gather)
     logits = out.logits[:, -1, :].index_select(0, gather)
     attention = attention.index_select(0, gather)
@@ -189,11 +190,22 @@ def generate_rows(model, prompt_ids: Sequence[Sequence[int]], prompt_of_row: Seq
             attention, next_position = attention[keep], next_position[keep]
         attention = torch.cat([attention, attention.new_ones((len(live), 1))], dim=1)
         out = model(input_ids=tokens[:, None], attention_mask=attention,
-                    position_ids=next_position[:, None], past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
+                    position_ids=next_position[:, None], use_cache=True, **cached)
         logits = out.logits[:, -1, :]
         next_position = next_position + 1
     return [Generation(tuple(ids), done) for ids, done in zip(generated, finished, strict=True)]
+
+
+@functools.cache
+def _forward_parameters(model_class: type) -> frozenset[str]:
+    return frozenset(inspect.signature(model_class.forward).parameters)
+
+
+def _cache_argument(model) -> str:
+    """The forward argument that takes the KV cache: ``cache`` in transformers >= 5.2x (where
+    ``past_key_values`` is deprecated, removed in 5.40), ``past_key_values`` before (the vLLM
+    environment caps transformers below 5.20)."""
+    return "cache" if "cache" in _forward_parameters(type(model)) else "past_key_values"
 
 
 def gumbel_logits_processor(row_keys: torch.Tensor, prompt_length: int, temperature: float,
