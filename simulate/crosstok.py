@@ -135,11 +135,13 @@ class TextSample:
     """Replies of one model on ``rows``: ``texts`` (n,) of bytes, ``calls`` (n,) model calls
     each reply needed (tokens drawn, end included, for the token-level couplings; distinct
     token-prefix evaluations for ``bytes``), ``tokens`` (n,) tokens of the reply (end included;
-    for ``bytes``, of the canonical tokenization of the sampled text)."""
+    for ``bytes``, of the canonical tokenization of the sampled text); for ``bytes`` also
+    ``max_covers`` (n,), the largest covering set of token prefixes held at one byte."""
 
     texts: np.ndarray
     calls: np.ndarray
     tokens: np.ndarray
+    max_covers: np.ndarray | None = None
 
 
 def sample_replies(model: TokenizedModel, rows: np.ndarray, coupling: str) -> TextSample:
@@ -214,7 +216,9 @@ def _sample_bytes(model: TokenizedModel, rows: np.ndarray) -> TextSample:
     out[:] = texts
     calls = np.array([view.law(t).calls for t in texts], dtype=np.int64)
     tokens = np.array([len(model.tokenizer.encode(t)) for t in texts], dtype=np.int64)
-    return TextSample(out, calls, tokens)
+    covers = np.array([max(len(view.law(t[:k]).frontier) for k in range(len(t) + 1))
+                       for t in texts], dtype=np.int64)
+    return TextSample(out, calls, tokens, covers)
 
 
 @dataclass(frozen=True)

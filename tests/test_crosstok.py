@@ -391,14 +391,15 @@ def test_byte_level_coupling_gives_two_tokenizations_the_same_text_on_every_row(
 @pytest.mark.parametrize("tokenizer", ["bpe", "spm", "eow", "marker"])
 def test_model_agnostic_byte_sampler_equals_the_trie_sampler(bed, tokenizer):
     # byte_level_reply sees the model only through next_token_law(ids) and decode(ids), as a
-    # runner would; it must give the same reply and the same call count on every row
+    # runner would; it must give the same reply, call count and covering-set size on every row
     _, _, toks, models = bed
     tok, model = toks[tokenizer], models[tokenizer]
     rows = crosstok.crosstok_rows(150, seed=8)
     ref = crosstok.sample_replies(model, rows, "bytes")
-    for row, text, calls in zip(rows, ref.texts, ref.calls, strict=True):
+    for row, text, calls, covers in zip(rows, ref.texts, ref.calls, ref.max_covers,
+                                        strict=True):
         got = crosstok.byte_level_reply(model.next_token_law, tok.decode, tok.end_id, int(row))
-        assert (got.text, got.calls) == (text, calls)
+        assert (got.text, got.calls, got.max_covers) == (text, calls, covers)
 
 
 def test_same_tokenizer_same_model_agrees_under_every_coupling(bed):
