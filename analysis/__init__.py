@@ -11,14 +11,18 @@ Benchmarks, from ``scores`` (``coupled.analysis.benchmark``)
                                      questions; the independent variance can come from coupled
                                      data alone. -> ``VarianceReduction``
     ``compare_models(scores)``       every pair, every mode, per subject. -> ``BenchmarkComparison``
+    ``model_scores(scores)``         each model's mean score ± question-clustered score CI, per
+                                     mode (``coupled.analysis.accuracy``; single-model tables too).
 
 Error against number of samples (``coupled.analysis.errorcurve``)
     ``error_curve``, ``error_curves`` -> ``SampleSaving`` (Fig. 2c; by question and by row).
 
 Planning (``coupled.analysis.planning``, ``coupled.analysis.pairwise_planning``)
     ``plan_mean_difference``, ``questions_needed``, ``minimum_detectable_effect``,
-    ``power_mean_difference`` -> ``PowerPlan``; ``mcnemar_power``, ``mcnemar_sample_size``
-    (Connor 1987); variance components ``components_from_accuracies``,
+    ``power_mean_difference`` -> ``PowerPlan`` (power of the test actually run: exact McNemar,
+    simulated, or approximated); ``plan_from_accuracies`` -> ``AccuracyPlanRange`` (no p_both:
+    independence / Gumbel single-token bound / comonotone); ``mcnemar_power_exact``,
+    ``mcnemar_power``, ``mcnemar_sample_size`` (Connor 1987); variance components ``components_from_accuracies``,
     ``components_from_distributions``, ``components_from_pilot``;
     ``plan_win_rate_separation`` -> ``WinRateSeparationPlan`` for two average win-rates.
 
@@ -42,6 +46,7 @@ Rank-sets (``coupled.analysis.ranksets``)
         ``rank_set_label``, ``win_rate_label`` format them as the paper's Table 1 does.
 """
 
+from coupled.analysis.accuracy import model_scores
 from coupled.analysis.benchmark import (
     BenchmarkComparison,
     MeanDifference,
@@ -81,8 +86,10 @@ from coupled.analysis.planning import (
     components_from_distributions,
     components_from_pilot,
     mcnemar_power,
+    mcnemar_power_exact,
     mcnemar_sample_size,
     minimum_detectable_effect,
+    plan_from_accuracies,
     plan_mean_difference,
     power_mean_difference,
     questions_needed,
@@ -122,9 +129,12 @@ __all__ = [
     "error_curves",
     "load_comparisons",
     "mcnemar_power",
+    "mcnemar_power_exact",
     "mcnemar_sample_size",
+    "model_scores",
     "mean_difference",
     "minimum_detectable_effect",
+    "plan_from_accuracies",
     "plan_mean_difference",
     "plan_win_rate_separation",
     "power_mean_difference",

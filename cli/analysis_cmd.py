@@ -309,9 +309,11 @@ def _plan(args: argparse.Namespace) -> int:
     from coupled.analysis.planning import (
         components_from_accuracies,
         components_from_pilot,
+        plan_from_accuracies,
         plan_mean_difference,
     )
 
+    accuracy_range = None
     if args.pilot:
         from coupled.tables import read_scores
 
@@ -342,29 +344,53 @@ def _plan(args: argparse.Namespace) -> int:
     if effect == 0 and args.budget is None:
         raise ValueError("--effect: the assumptions imply no difference; give --effect or "
                          "--budget")
-    frame = plan_mean_difference(components, effect if effect != 0 else None, seeds=seeds,
-                                 power=args.power, alpha=args.alpha,
-                                 budget_questions=args.budget, binary=binary)
+    if not args.pilot and both is None:
+        # Without p_both the coupled joint is unknown: the honest range (issue 13 §4).
+        accuracy_range = plan_from_accuracies(
+            numbers["p_a"].to_numpy(), numbers["p_b"].to_numpy(),
+            effect if effect != 0 else None, seeds=seeds, power=args.power, alpha=args.alpha,
+            budget_questions=args.budget)
+        frame = accuracy_range.plans
+        frame = frame[(frame["mode"] == "coupled")
+                      | (frame["assumption"] == "independence")].reset_index(drop=True)
+    else:
+        frame = plan_mean_difference(components, effect if effect != 0 else None, seeds=seeds,
+                                     power=args.power, alpha=args.alpha,
+                                     budget_questions=args.budget, binary=binary)
     rows = []
     for r in frame.to_dict(orient="records"):
         row = [r["mode"], str(r["n_seeds"])]
+        if accuracy_range is not None:
+            row = [r["mode"] if r["mode"] == "independent" else r["assumption"],
+                   str(r["n_seeds"])]
         if "n_questions" in r:
             row += [r["test"], str(r["n_questions"]), str(r["n_rows"]), _fmt(r["power"], 3),
                     _fmt(r["design_effect"], 2)]
         if args.budget is not None:
             row += [_fmt(r["mde"])]
         rows.append(row)
-    head = ["mode", "seeds/question"]
+    head = ["mode" if accuracy_range is None else "mode / coupled joint", "seeds/question"]
     if "n_questions" in frame.columns:
         head += ["test", "questions", "rows", "power", "design effect"]
     if args.budget is not None:
         head += [f"MDE at {args.budget} questions"]
     screen = (f"Plan from {source}: effect {_fmt(effect)}, power {args.power}, "
-              f"alpha {args.alpha}\nvariance components: between {_fmt(components.between)}, "
+              f"alpha {args.alpha}\nvariance components"
+              f"{' (comonotone joint)' if accuracy_range is not None else ''}: "
+              f"between {_fmt(components.between)}, "
               f"within coupled {_fmt(components.within_coupled)}, within independent "
               f"{_fmt(components.within_independent)}\n" + _table(rows, head))
+    if accuracy_range is not None:
+        screen += ("\nno p_both given: the coupled plan at three joints —\n"
+                   + "\n".join(f"  {k}: {v}" for k, v in accuracy_range.labels.items()))
+    if components.note:
+        screen += f"\nnote: {components.note}"
+    if "mde_note" in frame.columns:
+        screen += "".join(f"\nMDE: {n}" for n in frame["mde_note"].unique() if n)
     payload = {"source": source, "effect": effect, "power": args.power, "alpha": args.alpha,
-               "components": components.__dict__, "plans": _records(frame)}
+               "components": components.summary(), "plans": _records(frame)}
+    if accuracy_range is not None:
+        payload["coupled_joint_labels"] = accuracy_range.labels
     return _emit(payload, screen, args)
 
 
