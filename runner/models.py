@@ -159,6 +159,20 @@ def model_file_hashes(path: str) -> dict[str, str]:
     return hashes
 
 
+def hub_revision(path: str) -> str | None:
+    """The commit a hub id resolves to in the local cache (None for a local folder or when not
+    cached): recorded in the manifest, so a hub model's rows name the weights they came from."""
+    if path.startswith(("/", ".", "~")) or Path(path).exists():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(path, "config.json")
+    if not isinstance(cached, str):
+        return None
+    parts = Path(cached).parts  # .../models--org--name/snapshots/<commit>/config.json
+    return parts[-2] if len(parts) > 2 and parts[-3] == "snapshots" else None
+
+
 def end_token_ids(model, tokenizer) -> list[int]:
     """Token ids that end a generation: the tokenizer's eos plus the generation config's."""
     ids = set()

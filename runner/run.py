@@ -257,12 +257,16 @@ def _row_spec(config: RunConfig) -> dict[str, Any]:
 
 
 def _model_record(spec: ModelSpec) -> dict[str, Any]:
-    from coupled.runner.models import model_file_hashes, resolve_device
+    from coupled.runner.models import hub_revision, model_file_hashes, resolve_device
 
-    return {"dtype": spec.dtype, "quantization": spec.quantization,
-            "device_type": resolve_device(spec.device).type,
-            "tensor_parallel_size": spec.tensor_parallel_size,
-            "hashes": model_file_hashes(spec.path)}
+    record = {"dtype": spec.dtype, "quantization": spec.quantization,
+              "device_type": resolve_device(spec.device).type,
+              "tensor_parallel_size": spec.tensor_parallel_size,
+              "hashes": model_file_hashes(spec.path)}
+    revision = hub_revision(spec.path)
+    if revision is not None:  # a hub model: the cached snapshot it resolved to
+        record["hub_revision"] = revision
+    return record
 
 
 def _model_records(config: RunConfig) -> dict[str, dict[str, Any]]:

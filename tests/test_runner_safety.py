@@ -352,3 +352,19 @@ def test_cli_run_takes_out_when_the_config_has_no_output_dir(tiny, tmp_path, cap
     assert len(read_scores(tmp_path / "o")) == 1
     assert main(["run", str(tmp_path / "run.toml"), "--no-progress"]) == 2
     assert "'output_dir' is missing (or pass --out DIR)" in capsys.readouterr().err
+
+
+def test_a_cached_hub_model_records_its_resolved_revision(tmp_path, monkeypatch):
+    from coupled.runner.models import hub_revision
+
+    snapshot = tmp_path / "hub" / "models--org--name" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "hub" / "models--org--name" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--name" / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert hub_revision("org/name") == "0123abcd"
+    assert hub_revision(str(tmp_path)) is None and hub_revision("org/absent") is None
