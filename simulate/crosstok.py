@@ -197,11 +197,14 @@ def _sample_bytes(model: TokenizedModel, rows: np.ndarray) -> TextSample:
     alphabet = model.text_model.alphabet
     symbols = np.array(list(alphabet) + [noise_keys.END_BYTE], dtype=np.uint64)
     texts = [b""] * len(rows)
+    covers = np.zeros(len(rows), dtype=np.int64)
     active = np.ones(len(rows), dtype=bool)
     offset = 0
     while active.any():
         act = np.flatnonzero(active)
-        probs = np.stack([view.law(texts[i]).probs for i in act])
+        laws = [view.law(texts[i]) for i in act]
+        probs = np.stack([law.probs for law in laws])
+        covers[act] = np.maximum(covers[act], [len(law.frontier) for law in laws])
         pos = bytes_position_keys(rows[act], np.full(act.size, offset))
         with np.errstate(divide="ignore"):
             score = np.log(probs) + _gumbel(candidate_bits(pos[:, None], symbols[None, :]))
@@ -216,8 +219,6 @@ def _sample_bytes(model: TokenizedModel, rows: np.ndarray) -> TextSample:
     out[:] = texts
     calls = np.array([view.law(t).calls for t in texts], dtype=np.int64)
     tokens = np.array([len(model.tokenizer.encode(t)) for t in texts], dtype=np.int64)
-    covers = np.array([max(len(view.law(t[:k]).frontier) for k in range(len(t) + 1))
-                       for t in texts], dtype=np.int64)
     return TextSample(out, calls, tokens, covers)
 
 
