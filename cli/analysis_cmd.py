@@ -153,7 +153,7 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 # ----------------------------------------------------------------------------- analyze
 def _analyze(args: argparse.Namespace) -> int:
     from coupled.analysis.benchmark import compare_models
-    from coupled.cli.design import check_design, design_status, incomplete_banner, manifest_of
+    from coupled.cli.design import check_design, design_json, design_of, incomplete_banner
     from coupled.tables import read_scores
 
     if args.bootstrap < 99:
@@ -162,7 +162,7 @@ def _analyze(args: argparse.Namespace) -> int:
         _out_file(args)  # before any work: a bad --out costs nothing
     scores = read_scores(args.path)  # read once: the report and the error curves share it
     distinct_models(args.models, at_least=2)
-    status = design_status(scores, manifest_of(args.path), kind="scores", models=args.models)
+    status = design_of(scores, args.path, models=args.models)
     check_design(status, allow_incomplete=args.allow_incomplete, source=args.path)
     report = compare_models(scores, alpha=args.alpha, models=args.models,
                             by_subject=args.by_subject, n_resamples=args.bootstrap,
@@ -197,7 +197,7 @@ def _analyze(args: argparse.Namespace) -> int:
             f"ratio [{level}]", "sample saving", "note"]
         screen += ("\n\nVariance of one row's difference, coupled vs independent "
                    "(bootstrap over questions)\n" + _table(rows, head))
-    payload = {"design": status.as_dict(), "differences": _records(diffs),
+    payload = {"design": design_json(status), "differences": _records(diffs),
                "variance_reduction": _records(reduction), "alpha": args.alpha}
     if args.error_curve:
         savings = _error_curve_savings(scores, diffs, args)

@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from coupled.analysis.ranksets import rank_sets
     from coupled.cli.design import (
         check_design,
-        design_status,
+        design_of,
         incomplete_banner,
-        manifest_of,
+        left_out,
         with_design_notes,
     )
     from coupled.cli.output_paths import check_output_file
@@ -67,21 +67,23 @@ def run(args: argparse.Namespace) -> int:
     # The design is checked first: an unfinished run, or a model or pair lacking rows, is
     # refused (or, with --allow-incomplete, said at the top and in a 'note' per row).
     data, _ = load_comparisons(args.path)
-    status = design_status(data, manifest_of(args.path), kind="comparisons")
+    status = design_of(data, args.path)
     check_design(status, allow_incomplete=args.allow_incomplete, source=args.path)
+    models = sorted(set(data["model_a"]) | set(data["model_b"]) | set(status.absent))
     if args.score == "bt":
         from coupled.analysis.bradley_terry import bradley_terry as rank_function
     else:
         rank_function = rank_sets
     table = with_design_notes(
-        rank_function(data, alpha=args.alpha, method=args.method, seed=args.seed), status)
+        rank_function(data, alpha=args.alpha, method=args.method, seed=args.seed), status,
+        models)
     if out is not None:
         atomic_write(out, lambda tmp: _WRITERS[out.suffix.lower()](table, tmp))
         print(f"wrote {out}", file=sys.stderr)
     if args.json:
         print(_to_json(table))
         return 0
-    print(incomplete_banner(status), end="")
+    print(incomplete_banner(status, left_out(table)), end="")
     if bool(table["derived"].iloc[0]):
         print(f"note: {args.path} holds scores only; comparisons were derived from them "
               "(a if score_a > score_b, b if less, tie if equal).")

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coupled.cli.design import design_status
+from coupled.analysis.pairwise import derive_comparisons
+from coupled.cli.design import check_design, design_of
 from coupled.cli.main import main
 
 MODELS = ["m0", "m1", "m2"]
@@ -34,33 +35,48 @@ FULL = _scores()
 
 @given(model=st.sampled_from(MODELS), mode=st.sampled_from(["coupled", "independent"]),
        dropped=st.sets(st.integers(0, N_Q - 1), min_size=1, max_size=N_Q),
-       one_seed=st.booleans())
-def test_every_gap_is_found_for_the_model_that_has_it(model, mode, dropped, one_seed):
-    """Drop questions (or one seed of them) of one model in one mode: exactly that model and
-    mode are reported, with the right counts; the complete table has no gap."""
+       one_seed=st.booleans(), swap=st.booleans())
+def test_every_gap_is_refused_naming_the_model_that_has_it(tmp_path_factory, model, mode,
+                                                            dropped, one_seed, swap):
+    """Drop questions (or one seed of them) of one model in one mode: the refusal names that
+    model, and only it; the complete table passes. For comparisons (derived from the same
+    scores, pairs written either way round) the pairs with that model are named."""
     hit = ((FULL["model"] == model) & (FULL["mode"] == mode)
            & FULL["prompt_id"].isin([f"q{q}" for q in dropped]))
     if one_seed:
         hit &= FULL["seed"] == 0
     table = FULL[~hit]
-    status = design_status(table)
-    assert not status.complete
-    assert [(g["model"], g["mode"]) for g in status.gaps] == [(model, mode)]
-    gap = status.gaps[0]
-    assert gap["of_questions"] == N_Q and gap["of_rows"] == N_Q * N_SEEDS
-    if one_seed:
-        assert gap["questions"] == N_Q and gap["rows"] == N_Q * N_SEEDS - len(dropped)
-    else:
-        assert gap["questions"] == N_Q - len(dropped)
-    assert model in gap["text"]
-    assert design_status(FULL).complete
+    path = tmp_path_factory.mktemp("design") / "scores.csv"
+    status = design_of(table, path)
+    assert [m.unit for m in status.missing] == [model]
+    assert status.missing[0].n_expected - status.missing[0].n_present == int(hit.sum())
+    with pytest.raises(ValueError, match="--allow-incomplete") as refused:
+        check_design(status, allow_incomplete=False, source=str(path))
+    assert repr(model) in str(refused.value)
+    assert not any(repr(other) in str(refused.value) for other in MODELS if other != model)
+    check_design(status, allow_incomplete=True, source=str(path))  # allowed: no error
+
+    comparisons = derive_comparisons(table)
+    if swap:  # the same comparisons, each pair named the other way round
+        comparisons = comparisons.assign(
+            model_a=comparisons["model_b"], model_b=comparisons["model_a"],
+            outcome=comparisons["outcome"].map({"a": "b", "b": "a", "tie": "tie"}))
+    pairs = {m.unit for m in design_of(comparisons, path).missing}
+    assert pairs == {" vs ".join(sorted((model, other))) for other in MODELS if other != model}
+    assert design_of(FULL, path).complete
+    assert design_of(derive_comparisons(FULL), path).complete
 
 
-def test_manifest_status_and_listed_models():
-    assert not design_status(FULL, {"status": "running"}).complete
-    assert design_status(FULL, {"status": "complete"}).complete
-    listed = design_status(FULL, {"models": [{"name": m} for m in [*MODELS, "m3"]]})
-    assert {g["model"] for g in listed.gaps} == {"m3"}  # named by the run, no rows at all
+def test_manifest_status_and_listed_models(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"status": "running"}))
+    assert not design_of(FULL, run).complete
+    (run / "manifest.json").write_text(json.dumps({"status": "complete", "config": {
+        "task": {"name": "t"}, "models": [{"name": m} for m in [*MODELS, "m3"]]}}))
+    status = design_of(FULL, run)
+    assert status.absent == ("m3",)  # named by the run, no rows at all
+    assert design_of(FULL, run, models=["m0", "m1"]).complete  # only the models asked for
 
 
 @pytest.fixture()
@@ -84,7 +100,7 @@ def test_refused_unless_allowed_then_said_first(tables, capsys, command, name, s
     path = str(tables / name)
     assert main([command[0], path, *command[1:]]) == 2
     err = capsys.readouterr().err
-    assert "incomplete design" in err and says in err and "--allow-incomplete" in err
+    assert says in err and "--allow-incomplete" in err
     assert main([command[0], path, *command[1:], "--allow-incomplete"]) == 0
     screen = capsys.readouterr().out
     assert screen.startswith("INCOMPLETE DESIGN") and says in screen.split("\n\n")[0]
@@ -92,8 +108,7 @@ def test_refused_unless_allowed_then_said_first(tables, capsys, command, name, s
     printed = json.loads(capsys.readouterr().out)
     if command[0] == "analyze":
         assert printed["design"]["complete"] is False
-        assert any(says in g["note"] for g in printed["design"]["gaps"]) or \
-            printed["design"]["run_status"] == "running"
+        assert any(says in note for note in printed["design"]["notes"])
     else:  # rank: one record per model and mode, each with its note
         assert any(says in r["note"] for r in printed)
 
@@ -110,7 +125,7 @@ def test_rank_keeps_a_model_left_out_of_a_mode_with_a_note(tables, capsys):
 
 def test_complete_design_has_no_banner(tables, capsys):
     assert main(["analyze", str(tables / "full.csv"), "--bootstrap", "99", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["design"] == {
-        "complete": True, "run_status": None, "gaps": []}
+    design = json.loads(capsys.readouterr().out)["design"]
+    assert design["complete"] is True and design["missing"] == [] and design["notes"] == []
     assert main(["rank", str(tables / "full.csv")]) == 0
     assert "INCOMPLETE" not in capsys.readouterr().out
