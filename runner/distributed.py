@@ -103,16 +103,26 @@ def _resources(specs: Sequence[ModelSpec], cpus: float) -> dict[str, float]:
     return {"num_cpus": cpus, "num_gpus": gpus}
 
 
+class WorkerPool(list):
+    """The actors of a run, plus the object-store reference to their constructor's prompts:
+    kept alive as long as the actors, so that Ray can restart a crashed actor with them."""
+
+    prompts_ref: Any = None
+
+
 def chunk_workers(config: RunConfig, prompts: pd.DataFrame, workers: int,
-                  cpus_per_worker: float = 1.0) -> list:
+                  cpus_per_worker: float = 1.0) -> WorkerPool:
     """``workers`` actors for the run's models (one engine each at a time; one GPU each, or
     ``tensor_parallel_size`` GPUs, when there are GPUs)."""
     ray = _ray()
     actor = ray.remote(max_restarts=3, max_task_retries=3)(ChunkWorker)
-    prompts_ref = ray.put(prompts)
+    pool = WorkerPool()
+    pool.prompts_ref = ray.put(prompts)
     options = _resources(config.models, cpus_per_worker)
-    return [actor.options(**options).remote(config, prompts_ref, max(1, int(cpus_per_worker)))
-            for _ in range(workers)]
+    pool.extend(actor.options(**options).remote(config, pool.prompts_ref,
+                                                max(1, int(cpus_per_worker)))
+                for _ in range(workers))
+    return pool
 
 
 def compute_chunks(actors: Sequence, spec: ModelSpec, chunks: Sequence
