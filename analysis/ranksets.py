@@ -244,8 +244,8 @@ def rank_sets(comparisons: pd.DataFrame | str | os.PathLike, alpha: float = 0.05
     ``comparisons``: a comparisons DataFrame or path (file, shard folder or output dir); a scores
     table is accepted too and turned into derived comparisons (column ``derived`` says so).
     Returns columns ``model, mode, win_rate, ci_low, ci_high, rank_low, rank_high`` then extras
-    (``coupling, se, tie_rate, n_comparisons, n_prompts, critical_value, critical_method,
-    derived``; ``tie_rate``: mean over opponents of P(tie) — coupled win-rates are lower than
+    (``coupling, se, tie_rate, n_comparisons, n_prompts, critical_value`` — the largest over
+    the differences, each read on its own degrees of freedom — ``critical_method, derived``; ``tie_rate``: mean over opponents of P(tie) — coupled win-rates are lower than
     independent ones because coupled models often give the same reply, which ties); ``ci_low/ci_high`` are
     each model's own ``ci_level`` interval; ranks are simultaneous at level 1 - alpha, rank 1 is
     the best model. Each block ranks the models compared in it (every pair of them must have

@@ -381,3 +381,8 @@ def test_cli_rank_score_bt_separation_exits_2_naming_the_model(tmp_path, capsys)
     assert not out.exists()
     assert main(["rank", str(path)]) == 0           # the win-rate ranking still answers
     assert "m00" in capsys.readouterr().out
+
+
+def teardown_module(module):
+    for key, value in sorted(RESULTS.items()):
+        print(f"{key}: {value}")
