@@ -2,7 +2,9 @@
 
 Run: ``.venv/bin/python bench/bench_analysis_benchmark.py``. Every figure is printed with its
 ratio against a baseline measured in the same process; the figures are recorded in
-``bench/analysis_benchmark.md``.
+``bench/analysis_benchmark.md``. ``--grid FILE.csv`` instead summarises a coverage-grid run
+(``COUPLED_GRID_OUT=FILE.csv pytest -m slow tests/test_coverage_grid.py``) as the markdown
+tables that file records.
 
 Workload (MMLU-sized, like the paper's Fig. 2c): 14 042 questions × 10 seeds = 140 420 paired
 rows per mode, two models, binary scores from a Gumbel-max simulation; error curves with 1000
@@ -11,13 +13,16 @@ resamples at 20 sample sizes.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
 import pandas as pd
 
+from coupled.analysis._clustered import clustered_mean, question_moments
 from coupled.analysis.benchmark import compare_models
 from coupled.analysis.errorcurve import default_sizes, error_curves, subsample_mean_errors
+from coupled.analysis.intervals import paired_score_interval
 from coupled.analysis.planning import (
     components_from_accuracies,
     components_from_pilot,
@@ -107,6 +112,15 @@ def main() -> None:
     seconds, _ = _timed(lambda: compare_models(scores, n_resamples=1999))
     print(f"compare_models (2 modes, 1999-resample BCa ratio CI): {seconds:.2f} s")
 
+    # --- the mean-difference interval on replicates: score interval vs the old clustered t
+    a = (np.random.default_rng(8).random((2000, 150, 5)) < 0.9).astype(float)
+    b = np.where(np.random.default_rng(9).random(a.shape) < 0.05, 1 - a, a)
+    t_old, _ = _timed(lambda: clustered_mean(question_moments(a, b).mean_diff), 3)
+    t_new, _ = _timed(lambda: paired_score_interval(a, b), 3)
+    print(f"mean-difference interval, 2000 replicates × 150 questions × 5 seeds: old t "
+          f"{t_old:.3f} s (baseline), score interval {t_new:.3f} s ({t_new / t_old:.1f}× the "
+          "baseline's time)")
+
     # --- planning
     t_acc, components = _timed(lambda: components_from_accuracies(p_large, p_small), 5)
     t_plan, _ = _timed(lambda: plan_mean_difference(components, 0.03, seeds=(1, 2, 5, 10),
@@ -119,5 +133,25 @@ def main() -> None:
           f"total {t_acc + t_plan + t_pilot:.3f} s (target ≤ 1 s)")
 
 
+def grid_tables(path: str) -> str:
+    """Markdown summary of a coverage-grid CSV: one row per cell, and counts per band."""
+    frame = pd.read_csv(path)
+    lines = ["| population | coupling | scores | Q | seeds | differing rows | coverage old | "
+             "coverage new | median width old | new | power/size old | new | accuracy CI "
+             "coverage old | new |", "|" + "---|" * 15]
+    for r in frame.itertuples():
+        discordant = getattr(r, "discordant_rows", float("nan"))
+        lines.append(
+            f"| {r.population} | {r.coupling} | {r.scores} | {r.questions} | {r.seeds} | "
+            f"{discordant:.1f} | {100 * r.coverage_old:.1f} | {100 * r.coverage_new:.1f} | "
+            f"{r.width_old:.3f} | {r.width_new:.3f} | {100 * r.reject_old:.1f} | "
+            f"{100 * r.reject_new:.1f} | {100 * r.accuracy_coverage_old:.1f} | "
+            f"{100 * r.accuracy_coverage_new:.1f} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--grid":
+        print(grid_tables(sys.argv[2]))
+    else:
+        main()

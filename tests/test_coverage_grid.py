@@ -188,6 +188,7 @@ class CellResult:
     accuracy_coverage_new: float = float("nan")  # model_scores' interval
     accuracy_width_old: float = float("nan")
     accuracy_width_new: float = float("nan")
+    discordant_rows: float = float("nan")  # mean number of paired rows that differ
 
 
 def run_cell(pop_name: str, coupling: str, scores: str, n_questions: int, design: str,
@@ -200,6 +201,7 @@ def run_cell(pop_name: str, coupling: str, scores: str, n_questions: int, design
     accuracy = pop.accuracy(scores)
     cov_old = cov_new = zero_old = zero_new = reject = reject_old = acc_old = acc_new = 0
     widths_old, widths_new, acc_widths_old, acc_widths_new = [], [], [], []
+    discordant = 0
     agree = True
     for start in range(0, reps, chunk):
         r = min(chunk, reps - start)
@@ -217,6 +219,7 @@ def run_cell(pop_name: str, coupling: str, scores: str, n_questions: int, design
         widths_old.append(high_o - low_o)
         widths_new.append(new.ci_high - new.ci_low)
         reject_old += int(np.sum(old_pvalue(a, b, mask) < ALPHA))
+        discordant += int(np.sum((a != b) & mask))
         # model a's accuracy: old clustered t on its question means, new model_scores core
         mean_a = question_moments(a, a, mask).mean_a
         t_old = clustered_mean(mean_a, mask.any(axis=-1), alpha=ALPHA)
@@ -233,24 +236,35 @@ def run_cell(pop_name: str, coupling: str, scores: str, n_questions: int, design
                       reject_new=reject / reps, agree=agree, reject_old=reject_old / reps,
                       accuracy_coverage_old=acc_old / reps, accuracy_coverage_new=acc_new / reps,
                       accuracy_width_old=float(np.median(np.concatenate(acc_widths_old))),
-                      accuracy_width_new=float(np.median(np.concatenate(acc_widths_new))))
+                      accuracy_width_new=float(np.median(np.concatenate(acc_widths_new))),
+                      discordant_rows=discordant / reps)
 
 
 def mc_se(rate: float, reps: int) -> float:
     return float(np.sqrt(rate * (1 - rate) / reps))
 
 
+# Below this many differing rows per benchmark (on average) a valid interval must over-cover:
+# with ~0-3 discordant rows the data cannot tell a true difference of 0.04 from 0, so an
+# interval that covers 0.04 when nothing differs covers in ~every replicate. There the upper
+# band is not asserted (coverage and width are recorded); the lower band always is.
+FEW_DISCORDANT_ROWS = 10
+
+
 def check_cell(cell: CellResult, what: str, z: float = Z_FAMILY) -> None:
     se = mc_se(LEVEL, cell.reps)
     low, high = 0.935 - z * se, 0.965 + z * se
+    if not cell.discordant_rows >= FEW_DISCORDANT_ROWS:  # NaN (old records) counts as few
+        high = 1.0
     assert cell.agree, f"{what}: test and interval disagree on some replicate"
     assert cell.zero_width_new == 0, f"{what}: {cell.zero_width_new:.1%} zero-width intervals"
     assert low <= cell.coverage_new <= high, (
         f"{what}: coverage {cell.coverage_new:.4f} outside [{low:.4f}, {high:.4f}] "
-        f"({cell.reps} reps)")
-    assert low <= cell.accuracy_coverage_new <= high, (
+        f"({cell.reps} reps, {cell.discordant_rows:.1f} differing rows per benchmark)")
+    acc_low, acc_high = 0.935 - z * se, 0.965 + z * se
+    assert acc_low <= cell.accuracy_coverage_new <= acc_high, (
         f"{what}: model_scores coverage {cell.accuracy_coverage_new:.4f} outside "
-        f"[{low:.4f}, {high:.4f}] ({cell.reps} reps)")
+        f"[{acc_low:.4f}, {acc_high:.4f}] ({cell.reps} reps)")
     if cell.truth == 0:
         size_bound = ALPHA + z * mc_se(ALPHA, cell.reps)
         assert cell.reject_new <= size_bound, (
