@@ -161,7 +161,9 @@ def main() -> None:
         "byte-level coupling evaluates the next-token law of every token prefix that covers the "
         "reply's byte prefixes (counted once each, as a prefix-shared KV cache would). "
         "Time: sampling wall time relative to the token-id coupling, same model, same process "
-        "(numpy test bed; the byte-level path is pure Python).",
+        "(numpy test bed; the byte-level path is pure Python per row and includes one pass over "
+        "the model's trie to build its byte view, so its time says little about a GPU "
+        "runner, where the calls dominate).",
         "",
         "| model | tokens / byte | union calls / byte | text calls / byte | bytes calls / byte "
         "| bytes: largest covering set | union time | text time | bytes time |",
