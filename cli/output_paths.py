@@ -33,9 +33,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from coupled.tables import KINDS as _TABLE_KINDS
+from coupled.tables.io import _SUFFIXES as _TABLE_SUFFIXES  # every table file tables reads
+
 MARKER = ".coupled-output.json"
-_TABLE_KINDS = ("scores", "comparisons", "generations")
-_TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
 
 
 class OutputPathError(ValueError):
@@ -224,7 +225,9 @@ def check_output_folder(out: str | os.PathLike, *, producer: str,
     if path.is_dir() and any(path.iterdir()):
         marker = read_marker(path)
         if marker is None or marker["producer"] != producer:
-            by = f" (it holds `coupled {marker['producer']}` output)" if marker else ""
+            by = (f" (it holds `coupled {marker['producer']}` output)" if marker else
+                  f" (no {MARKER}: an output of an older `coupled` has none; remove it "
+                  "yourself if it is one)")
             raise OutputPathError(
                 f"{option} {text}: folder is not empty and was not written by "
                 f"`coupled {producer}`{by}; choose a new or empty folder")

@@ -14,9 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from coupled.tables import read_comparisons, read_manifest, read_scores
-
-_SUFFIXES = (".parquet", ".pq", ".csv")
+from coupled.tables import TableError, read_comparisons, read_manifest, read_records, read_scores
+from coupled.tables.io import _SUFFIXES  # the table files the tables layer reads
 
 
 @dataclass(frozen=True)
@@ -38,13 +37,18 @@ def _holds(folder: Path, kind: str) -> bool:
 
 def _file_kind(path: Path) -> str:
     """'comparisons' or 'scores', from the columns of a single table file."""
+    suffix = path.suffix.lower()
     try:
-        if path.suffix == ".csv":
+        if suffix == ".csv":
             columns = pd.read_csv(path, nrows=0).columns
-        else:
+        elif suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
             columns = pq.read_schema(path).names
+        else:  # JSON lines or JSON: no cheap header, read it the way the tables layer does
+            columns = read_records(path).columns
+    except TableError:  # names the file already
+        raise
     except Exception as error:  # the reader's own words, with the file named
         raise ValueError(f"{path}: cannot be read as a table: {error}") from error
     return "comparisons" if "model_a" in columns else "scores"
@@ -78,7 +82,7 @@ def load_run(path: str | os.PathLike) -> RunTables:
     if not path.exists():
         raise FileNotFoundError(f"--from {path}: no such file or directory")
     if path.is_file():
-        if path.suffix not in _SUFFIXES:
+        if path.suffix.lower() not in _SUFFIXES:
             raise ValueError(f"{path}: unsupported file type; use one of {_SUFFIXES}")
         kind = _file_kind(path)
         frames = {"scores": None, "comparisons": None}
