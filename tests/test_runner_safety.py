@@ -368,3 +368,22 @@ def test_a_cached_hub_model_records_its_resolved_revision(tmp_path, monkeypatch)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     assert hub_revision("org/name") == "0123abcd"
     assert hub_revision(str(tmp_path)) is None and hub_revision("org/absent") is None
+
+
+def test_cli_run_ends_with_mean_scores_and_the_coupling_check(tiny, tmp_path, capsys):
+    from coupled.cli.main import main
+
+    shutil.copytree(tiny / "tiny-A", tmp_path / "copy")
+    toml = "\n".join([
+        f'output_dir = "{tmp_path / "o"}"', "seeds = 2", "max_new_tokens = 3",
+        "[task]", 'name = "t"', 'type = "multiple_choice"', f'path = "{QUESTIONS}"', "limit = 4",
+        "[[models]]", 'name = "tiny-A"', f'path = "{tiny / "tiny-A"}"',
+        "[[models]]", 'name = "copy"', f'path = "{tmp_path / "copy"}"'])
+    (tmp_path / "run.toml").write_text(toml + "\n")
+    assert main(["run", str(tmp_path / "run.toml"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "mean score ± 95 % CI" in out and "tiny-A" in out
+    assert "copy vs tiny-A: 100.0 % identical replies coupled" in out
+    scores = read_scores(tmp_path / "o")
+    assert all(len(ids) == n for ids, n in zip(scores["token_ids"], scores["n_tokens"],
+                                               strict=True))
