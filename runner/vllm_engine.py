@@ -51,7 +51,8 @@ from coupled.runner.decode import Generation, sample_next_tokens  # noqa: E402
 from coupled.runner.engine import Sampling  # noqa: E402
 
 __all__ = ["EXTRA_ARGS_KEY", "CoupledLogitsProcessor", "VLLMEngine", "VLLMOptionError",
-           "check_sampling_params", "coupled_sampling_params", "engine_arguments"]
+           "check_run_config", "check_sampling_params", "coupled_sampling_params",
+           "engine_arguments"]
 
 EXTRA_ARGS_KEY = "coupled"
 _log = logging.getLogger(__name__)
@@ -63,18 +64,18 @@ class VLLMOptionError(ValueError):
 
 # (SamplingParams field, its neutral value, why a non-neutral value is refused)
 _NEUTRAL = (
-    ("temperature", 0.0, "requests are greedy for vLLM; the run config's temperature is "
-                         "applied inside the coupled processor"),
+    ("repetition_penalty", 1.0, "penalties act after the noise and break the coupling"),
+    ("presence_penalty", 0.0, "penalties act after the noise and break the coupling"),
+    ("frequency_penalty", 0.0, "penalties act after the noise and break the coupling"),
+    ("min_tokens", 0, "vLLM's min-tokens processor masks the end token outside the sampler"),
     ("top_p", 1.0, "vLLM's top-p acts after the greedy argmax and would be skipped; set top_p "
                    "in the run config (applied inside the processor)"),
     ("top_k", (0, -1), "vLLM's top-k acts after the greedy argmax and would be skipped; set "
                        "top_k in the run config (applied inside the processor)"),
     ("min_p", 0.0, "vLLM's min-p acts after the greedy argmax and would be skipped; set min_p "
                    "in the run config (applied inside the processor)"),
-    ("repetition_penalty", 1.0, "penalties act after the noise and break the coupling"),
-    ("presence_penalty", 0.0, "penalties act after the noise and break the coupling"),
-    ("frequency_penalty", 0.0, "penalties act after the noise and break the coupling"),
-    ("min_tokens", 0, "vLLM's min-tokens processor masks the end token outside the sampler"),
+    ("temperature", 0.0, "requests are greedy for vLLM; the run config's temperature is "
+                         "applied inside the coupled processor"),
     ("n", 1, "one request per row: seeds give the samples, and n copies would share one key"),
     ("ignore_eos", False, "the runner ends a row at its end token, as the HF backend does"),
 )
@@ -91,13 +92,6 @@ def check_sampling_params(params: SamplingParams) -> None:
 
     Raises :class:`VLLMOptionError` naming the first offending option.
     """
-    extra = (params.extra_args or {}).get(EXTRA_ARGS_KEY)
-    if not isinstance(extra, dict) or "key" not in extra:
-        raise VLLMOptionError(
-            f"extra_args[{EXTRA_ARGS_KEY!r}]: this request has no coupled noise key; an engine "
-            f"with the coupled logits processor only takes requests built by "
-            f"coupled.runner.vllm_engine.coupled_sampling_params (vLLM's own sampling, e.g. "
-            f"llm.generate without sampling parameters, would bypass the coupled sampler)")
     for name, neutral, why in _NEUTRAL:
         value = getattr(params, name)
         allowed = neutral if isinstance(neutral, tuple) else (neutral,)
@@ -107,6 +101,13 @@ def check_sampling_params(params: SamplingParams) -> None:
     for name, why in _ABSENT:
         if getattr(params, name, None):
             raise VLLMOptionError(f"sampling option {name} is refused on the vLLM backend: {why}")
+    extra = (params.extra_args or {}).get(EXTRA_ARGS_KEY)
+    if not isinstance(extra, dict) or "key" not in extra:
+        raise VLLMOptionError(
+            f"extra_args[{EXTRA_ARGS_KEY!r}]: this request has no coupled noise key; an engine "
+            f"with the coupled logits processor only takes requests built by "
+            f"coupled.runner.vllm_engine.coupled_sampling_params (vLLM's own sampling, e.g. "
+            f"llm.generate without sampling parameters, would bypass the coupled sampler)")
     Sampling(**{k: extra.get(k) for k in ("temperature", "top_p", "top_k", "min_p")})
 
 
@@ -223,6 +224,15 @@ def engine_arguments(spec) -> dict[str, Any]:
     return kwargs
 
 
+def check_run_config(config) -> None:
+    """Refuse a run config's options that the vLLM backend cannot honour (before any write)."""
+    specs = list(config.models)
+    if config.judge is not None and config.judge.model is not None:
+        specs.append(config.judge.model)
+    for spec in specs:
+        engine_arguments(spec)
+
+
 def _end_token_ids(path: str, tokenizer, trust_remote_code: bool) -> list[int]:
     # The HF backend's rule (models.end_token_ids): the tokenizer's eos plus the generation
     # config's, read here without loading the weights twice.
@@ -247,7 +257,12 @@ class VLLMEngine:
 
     backend = "vllm"
 
-    def __init__(self, spec, tokenizer, **engine_kwargs: Any) -> None:
+    def __init__(self, spec, tokenizer, *, processor: type = CoupledLogitsProcessor,
+                 **engine_kwargs: Any) -> None:
+        # ``processor``: a subclass for benchmarks (bench/bench_vllm.py also admits plain
+        # requests, to time vLLM's own sampling on the same engine); runs use the default.
+        if not issubclass(processor, CoupledLogitsProcessor):
+            raise TypeError(f"processor must subclass CoupledLogitsProcessor, got {processor}")
         kwargs = {**engine_arguments(spec), **engine_kwargs}
         for name in ("speculative_config", "logits_processors"):
             if kwargs.get(name):
@@ -255,7 +270,7 @@ class VLLMEngine:
                                       f"it would act around the coupled sampler")
         self.end_token_ids = _end_token_ids(spec.path, tokenizer, spec.trust_remote_code)
         self.vocab_size = len(tokenizer)
-        self.llm = LLM(logits_processors=[CoupledLogitsProcessor], **kwargs)
+        self.llm = LLM(logits_processors=[processor], **kwargs)
         # vLLM would fill these in only for requests sent without parameters (ours never are):
         # say that the checkpoint asked for them and that they do not apply, as on the HF side.
         ignored = self.llm.llm_engine.model_config.get_diff_sampling_param()
