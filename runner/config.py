@@ -49,7 +49,10 @@ from pydantic import (
 
 from coupled.tables import MODES
 
-TASK_TYPES = ("multiple_choice", "open")
+TASK_TYPES = ("multiple_choice", "open", "generate")
+# How a reply is scored (coupled.runner.scorers): the option letter for multiple choice; exact
+# match, the last number or a regular expression's capture for generate tasks with a gold answer.
+SCORERS = ("choice", "exact_match", "numeric", "regex")
 QUANTIZATIONS = (None, "8bit", "4bit")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 BACKENDS = ("hf", "vllm")
@@ -109,6 +112,10 @@ class ModelSpec(_Strict):
         1, description="vLLM backend: GPUs the model is split over")
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | None = Field(
         None, description="vLLM backend: fraction of each GPU's memory for this engine")
+    chat_template: bool | None = Field(
+        None, description="true: render prompts with the tokenizer's chat template (an error "
+                          "if it has none); false: plain text prompts; unset: the template "
+                          "when the tokenizer has one")
 
     @field_validator("device")
     @classmethod
@@ -123,14 +130,64 @@ class ModelSpec(_Strict):
         return self
 
 
+class ColumnMap(_Strict):
+    """The ``[task.columns]`` table: which column of the file holds each field.
+
+    A value is a column name, or a dotted path into a nested column (``"choices.text"``); a
+    column whose own name contains the dot is taken first. Unset keys use the standard names
+    (``prompt_id``, ``question``, ``choices``, ``answer``, ``subject``, ``prompt``) when present.
+    """
+
+    id: Name | None = Field(None, description="the prompt id column (default `prompt_id`, "
+                                              "else the row number)")
+    question: Name | None = Field(None, description="multiple_choice: the question text")
+    choices: Name | tuple[Name, ...] | None = Field(
+        None, description="multiple_choice: a column of option lists, or a list of columns "
+                          "(one option each)")
+    labels: Name | None = Field(
+        None, description="multiple_choice: the row's own option labels (ARC `choices.label`); "
+                          "the answer is looked up in them")
+    answer: Name | None = Field(None, description="the gold answer (multiple_choice, generate)")
+    subject: Name | None = Field(None, description="the subject column (optional)")
+    prompt: Name | None = Field(None, description="open / generate: the prompt text")
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+
 class TaskSpec(_Strict):
-    """The ``[task]`` table."""
+    """The ``[task]`` table (or one ``[[tasks]]`` entry)."""
 
     name: Name = Field(description="the task's name in the tables (part of the noise key)")
-    type: Literal["multiple_choice", "open"] = Field(
-        description="multiple_choice (scored) or open (needs [judge])")
-    path: Name = Field(description="questions (JSONL, JSON, CSV or parquet), relative to "
-                                   "the config")
+    type: Literal["multiple_choice", "open", "generate"] = Field(
+        description="multiple_choice (scored by letter), generate (a reply scored against a "
+                    "gold answer by `scorer`) or open (needs [judge])")
+    path: Name = Field(description="questions: a JSONL, JSON, CSV or parquet file, or a local "
+                                   "Hugging Face dataset folder (save_to_disk, or data files); "
+                                   "relative to the config; never a hub id")
+    columns: ColumnMap | None = Field(None, description="[task.columns]: the file's column "
+                                                        "for each field")
+    split: Name | None = Field(None, description="dataset folder: the split to read (needed "
+                                                 "when it has several)")
+    dataset_name: Name | None = Field(None, description="dataset folder of data files: the "
+                                                        "configuration (`name=` of datasets)")
+    fewshot: NonNegativeInt = Field(0, description="k solved examples before each question, "
+                                                   "fixed per question")
+    fewshot_split: Name | None = Field(None, description="the examples' split (of `fewshot_path`, "
+                                                         "else of the task's dataset); default: "
+                                                         "the task's own rows, never the "
+                                                         "question itself")
+    fewshot_path: Name | None = Field(None, description="the examples' file or dataset folder "
+                                                        "(read with the same column map)")
+    scorer: Literal["choice", "exact_match", "numeric", "regex"] | None = Field(
+        None, description="choice (multiple_choice), exact_match (default of generate), "
+                          "numeric or regex")
+    regex: Name | None = Field(None, description="scorer = 'regex': the pattern; its first "
+                                                 "group (else the match) is compared")
+    tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        None, description="scorer = 'numeric': largest |reply - gold| scored right (default 0)")
     system_prompt: str | None = Field(None, description="default: the paper's (Tables 3, 4)")
     limit: PositiveInt | None = Field(None, description="only the first `limit` prompts")
     answer_kind: Literal["text", "label", "index"] | None = Field(
@@ -138,17 +195,94 @@ class TaskSpec(_Strict):
                           "a 0-based index; unset: matched by text, a letter, or an integer "
                           "index only when no option text is a number (else an error)")
 
-    @field_validator("path")
+    @field_validator("path", "fewshot_path")
     @classmethod
-    def _absolute(cls, value: str, info: ValidationInfo) -> str:
-        return _resolve(_base(info), value)
+    def _absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _resolve(_base(info), value)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"is not a valid regular expression: {error}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _keys_fit_the_type(self) -> TaskSpec:
+        scorer = self.scorer or ("choice" if self.type == "multiple_choice" else
+                                 "exact_match" if self.type == "generate" else None)
+        if self.type == "multiple_choice" and scorer != "choice":
+            raise ValueError(f"scorer: {scorer!r} scores generate tasks; a multiple_choice task "
+                             f"is scored by 'choice'")
+        if self.type == "generate" and scorer == "choice":
+            raise ValueError("scorer: 'choice' scores multiple_choice tasks; a generate task "
+                             "uses exact_match, numeric or regex")
+        if self.type == "open" and scorer is not None:
+            raise ValueError("scorer: open prompts are judged ([judge]), not scored")
+        if (self.regex is None) == (scorer == "regex"):
+            raise ValueError("regex: is required by scorer = 'regex'" if self.regex is None
+                             else "regex: applies to scorer = 'regex' only")
+        if self.tolerance is not None and scorer != "numeric":
+            raise ValueError("tolerance: applies to scorer = 'numeric' only")
+        if self.answer_kind is not None and self.type != "multiple_choice":
+            raise ValueError("answer_kind: applies to multiple_choice tasks only")
+        if self.type == "open" and self.fewshot:
+            raise ValueError("fewshot: open prompts have no gold answer to show; use it with "
+                             "multiple_choice or generate tasks")
+        if not self.fewshot and (self.fewshot_split or self.fewshot_path):
+            raise ValueError("fewshot: fewshot_split / fewshot_path need fewshot = k > 0")
+        fields = {"multiple_choice": {"id", "question", "choices", "labels", "answer",
+                                      "subject"},
+                  "generate": {"id", "prompt", "answer", "subject"},
+                  "open": {"id", "prompt", "subject"}}[self.type]
+        if self.columns is not None:
+            extra = sorted(k for k in self.columns.model_fields_set
+                           if getattr(self.columns, k) is not None and k not in fields)
+            if extra:
+                raise ValueError(f"columns.{extra[0]}: does not apply to a {self.type} task "
+                                 f"(its columns: {', '.join(sorted(fields))})")
+            if self.columns.labels is not None and self.answer_kind not in (None, "label"):
+                raise ValueError("columns.labels: the answer is looked up in the row's labels, "
+                                 "so answer_kind must be 'label' (or unset)")
+        object.__setattr__(self, "scorer", scorer)
+        return self
+
+
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+# Keys of the API judge (base_url) and of the local judge model (path): each refused elsewhere.
+_API_JUDGE_KEYS = ("model", "api_key_env", "max_tokens", "max_retries", "timeout_s",
+                   "concurrency")
+_LOCAL_JUDGE_KEYS = ("dtype", "quantization", "device", "trust_remote_code", "max_new_tokens")
 
 
 class JudgeSpec(_Strict):
-    """The ``[judge]`` table (open prompts only): a local judge model, or a comparisons file."""
+    """The ``[judge]`` table (open prompts only): a local judge model, an OpenAI-compatible
+    API (``base_url`` + ``model``), or a comparisons file."""
+
+    # The TOML key `model` (the API's model name) is stored as `api_model`: `JudgeSpec.model`
+    # is the local judge's ModelSpec, which the rest of the runner reads.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, serialize_by_alias=True)
 
     path: Name | None = Field(None, description="a local judge model (run greedily)")
     comparisons: Name | None = Field(None, description="externally judged comparisons file")
+    base_url: Name | None = Field(
+        None, description="an OpenAI-compatible API judge, e.g. \"http://127.0.0.1:8000/v1\" "
+                          "(temperature 0, the paper's judge prompt)")
+    api_model: Name | None = Field(None, alias="model",
+                                   description="API judge: the model name the API serves")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="API judge: the environment variable holding the API "
+                                      "key (read at run time, never written anywhere)")
+    max_tokens: PositiveInt = Field(16, description="API judge: the verdict's length limit")
+    max_retries: NonNegativeInt = Field(
+        6, description="API judge: retries of a request on 429 / 5xx / timeouts / connection "
+                       "errors (exponential back-off from 0.5 s, at most 8 s, or Retry-After)")
+    timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        60.0, description="API judge: seconds one request may take before it is retried")
+    concurrency: PositiveInt = Field(4, description="API judge: requests in flight at once")
     max_new_tokens: PositiveInt = Field(8, description="the judge's reply length")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "float32", description="judge model: as in [[models]]")
@@ -172,16 +306,50 @@ class JudgeSpec(_Strict):
     def _known_device(cls, value: str) -> str:
         return ModelSpec._known_device(value)
 
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        # Never echo the value: a user may have pasted the key itself here.
+        if not _ENV_NAME.match(value):
+            raise ValueError("must be the NAME of an environment variable (upper-case letters, "
+                             "digits, _; e.g. OPENAI_API_KEY) that holds the key, never the "
+                             "key itself")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1")
+        if parts.username or parts.password:  # the URL is recorded in the manifest
+            raise ValueError("must not hold credentials (user:password@): the key goes in the "
+                             "environment variable named by api_key_env")
+        return value
+
     @model_validator(mode="after")
     def _one_source(self) -> JudgeSpec:
-        if (self.path is None) == (self.comparisons is None):
-            raise ValueError("needs exactly one of path (a judge model) or comparisons (a file)")
-        if self.comparisons is not None:
-            extra = sorted(k for k in ("dtype", "quantization", "device", "trust_remote_code",
-                                       "max_new_tokens") if k in self.model_fields_set)
-            if extra:
-                raise ValueError(f"{extra[0]!r} applies to a judge model (path), not to a "
-                                 f"comparisons file")
+        sources = [self.path, self.comparisons, self.base_url]
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError("needs exactly one of path (a judge model), base_url (an "
+                             "OpenAI-compatible API, with model) or comparisons (a file)")
+        given = {("model" if k == "api_model" else k) for k in self.model_fields_set}
+        what = "a judge model (path)" if self.path is not None else (
+            "an API judge (base_url)" if self.base_url is not None else "a comparisons file")
+        for keys, applies_to, active in ((_LOCAL_JUDGE_KEYS, "a judge model (path)",
+                                          self.path is not None),
+                                         (_API_JUDGE_KEYS, "an API judge (base_url)",
+                                          self.base_url is not None)):
+            extra = sorted(k for k in keys if k in given)
+            if extra and not active:
+                raise ValueError(f"{extra[0]!r} applies to {applies_to}, not to {what}")
+        if self.base_url is not None and self.api_model is None:
+            raise ValueError("base_url needs model (the model name the API serves, e.g. "
+                             "\"gpt-4o\")")
         return self
 
     @property
@@ -194,9 +362,13 @@ class JudgeSpec(_Strict):
 
 
 class RunConfig(_Strict):
-    """The whole run: top-level settings, ``[task]``, ``[[models]]`` and ``[judge]``."""
+    """The whole run: top-level settings, ``[task]`` (or ``[[tasks]]``), ``[[models]]`` and
+    ``[judge]``. After validation ``tasks`` holds every task; ``task`` is the task of a
+    one-task run (``None`` when there are several)."""
 
-    task: TaskSpec
+    task: TaskSpec | None = Field(None, description="[task] table: the run's one task")
+    tasks: tuple[TaskSpec, ...] | None = Field(
+        None, description="[[tasks]] tables: several tasks in one run (instead of [task])")
     models: tuple[ModelSpec, ...] = Field(min_length=1,
                                           description="one [[models]] table per model")
     output_dir: str | None = Field(None, description="where the tables go (or --out DIR)")
@@ -244,7 +416,7 @@ class RunConfig(_Strict):
             data["judge"] = {**defaults, **data["judge"]}
         return data
 
-    @field_validator("models", "modes", mode="before")
+    @field_validator("models", "modes", "tasks", mode="before")
     @classmethod
     def _list_to_tuple(cls, value: Any) -> Any:
         if isinstance(value, list):
@@ -287,15 +459,33 @@ class RunConfig(_Strict):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"models: names must be distinct, {repeated[0]!r} is repeated")
-        if self.task.type == "open" and self.judge is None:
+        if self.task is None and not self.tasks:
+            raise ValueError("task: is missing: add a [task] table with name, type and path "
+                             "(or one [[tasks]] table per task)")
+        if self.task is not None and self.tasks and self.tasks != (self.task,):
+            raise ValueError("tasks: give one [task] table or [[tasks]] tables, not both")
+        every = self.tasks or (self.task,)
+        object.__setattr__(self, "tasks", every)
+        object.__setattr__(self, "task", every[0] if len(every) == 1 else None)
+        task_names = [t.name for t in every]
+        repeated = sorted({n for n in task_names if task_names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"tasks: names must be distinct, {repeated[0]!r} is repeated")
+        judged = [t.name for t in every if t.type == "open"]
+        if judged and self.judge is None:
             raise ValueError("judge: is required for open prompts (a [judge] table with a judge "
-                             "model path or a comparisons file)")
-        if self.task.type == "multiple_choice" and self.judge is not None:
-            raise ValueError("judge: a [judge] table applies to open prompts only; this task is "
-                             "multiple_choice (scored without a judge): remove it")
-        if self.task.type == "open" and self.task.answer_kind is not None:
-            raise ValueError("task.answer_kind: applies to multiple_choice tasks only")
+                             "model path, an API base_url + model, or a comparisons file)")
+        if not judged and self.judge is not None:
+            raise ValueError(f"judge: a [judge] table applies to open prompts only; this run's "
+                             f"task is {every[0].type} (scored without a judge): remove it")
+        if len(judged) > 1 and self.judge is not None and self.judge.comparisons is not None:
+            raise ValueError("judge: one comparisons file cannot serve several open tasks; "
+                             "run them separately")
         return self
+
+    def task_views(self) -> list[RunConfig]:
+        """One config per task, each a one-task run (``task`` set): the per-task loop's unit."""
+        return [self.model_copy(update={"task": t, "tasks": (t,)}) for t in self.tasks]
 
     def fingerprint(self) -> dict[str, Any]:
         """What decides the rows' values: all but where the output goes and how fast."""
@@ -345,7 +535,8 @@ def _validate(data: dict[str, Any], base: Path, source: str | None) -> RunConfig
 
 # --- one-line errors -------------------------------------------------------------------------
 
-_TABLES: dict[str, type[BaseModel]] = {"task": TaskSpec, "models": ModelSpec, "judge": JudgeSpec}
+_TABLES: dict[str, type[BaseModel]] = {"task": TaskSpec, "tasks": TaskSpec, "models": ModelSpec,
+                                       "judge": JudgeSpec, "columns": ColumnMap}
 _KIND = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
          list: "a list", dict: "a table", type(None): "nothing"}
 
@@ -365,14 +556,19 @@ def _table_of(loc: tuple) -> tuple[str, type[BaseModel]]:
     if not names:
         return "the top level", RunConfig
     name = names[-1]
-    label = f"[[models]] #{loc[1] + 1}" if name == "models" and len(loc) > 2 else f"[{name}]"
+    if name in ("models", "tasks") and len(loc) > 2 and isinstance(loc[1], int):
+        label = f"[[{name}]] #{loc[1] + 1}"
+    elif name == "columns":
+        label = "[task.columns]"
+    else:
+        label = f"[{name}]"
     return label, _TABLES.get(name, RunConfig)
 
 
 def _unknown_key_message(where: str, loc: tuple, table: type[BaseModel] | None = None) -> str:
     label, model = _table_of(loc)
     model = table or model
-    known = [k for k, f in model.model_fields.items() if k != "source"]
+    known = [f.alias or k for k, f in model.model_fields.items() if k != "source"]
     near = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
     hint = f"did you mean {near[0]!r}? " if near else ""
     return (f"config {where}: {_dotted(loc)!r} is not a known setting of {label} "
@@ -389,7 +585,14 @@ def _one_line(where: str, error: ValidationError) -> str:
     inherited = ("device", "dtype", "trust_remote_code")
     errors.sort(key=lambda e: len(e["loc"]) != 1 or e["loc"][0] not in inherited)
     first = errors[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and "[" in p))
+    # union members tag their errors ('constrained-str', 'tuple[...]'): not a setting's name
+    def tag(part: Any) -> bool:
+        return isinstance(part, str) and ("[" in part or part.startswith("constrained-")
+                                          or part in ("str", "int", "float", "bool"))
+
+    loc = tuple(p for p in first["loc"][:-1] if not tag(p))
+    if first["loc"] and not (tag(first["loc"][-1]) and first["type"] != "extra_forbidden"):
+        loc += (first["loc"][-1],)
     more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" \
         if len(errors) > 1 else ""
     if first["type"] == "extra_forbidden":
@@ -400,9 +603,10 @@ def _one_line(where: str, error: ValidationError) -> str:
     message = first["msg"]
     if first["type"] in ("value_error", "assertion_error"):
         message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        if not loc and ": " in message:  # a cross-field rule names its own setting
-            setting, message = message.split(": ", 1)
-            return f"config {where}: {setting!r} {message}{more}"
+        setting, _, rest = message.partition(": ")
+        if rest and re.fullmatch(r"[a-z_]+(\.[a-z_]+)?", setting):
+            # a cross-field rule names its own setting, inside the table it was raised in
+            return f"config {where}: {_dotted(loc + tuple(setting.split('.')))!r} {rest}{more}"
     elif first["type"] == "bool_type":
         message = "must be true or false (a TOML boolean, not a string or a number)"
     elif first["type"] in ("int_type", "int_from_float"):
@@ -446,8 +650,9 @@ def _type_text(annotation: Any) -> str:
 def config_reference() -> str:
     """The config schema as markdown tables (one per TOML table), generated from the models."""
     lines = []
-    for title, model in (("top level", RunConfig), ("[task]", TaskSpec),
-                         ("[[models]]", ModelSpec), ("[judge]", JudgeSpec)):
+    for title, model in (("top level", RunConfig), ("[task] (or each [[tasks]])", TaskSpec),
+                         ("[task.columns]", ColumnMap), ("[[models]]", ModelSpec),
+                         ("[judge]", JudgeSpec)):
         lines += [f"**{title}**", "", "| key | type | default | meaning |", "|---|---|---|---|"]
         for name, field in model.model_fields.items():
             if name == "source":
@@ -457,7 +662,7 @@ def config_reference() -> str:
                 default = repr(list(field.default))
             meaning = (field.description or "").replace("|", "\\|")
             annotation = _type_text(field.annotation).replace("|", "\\|")
-            lines.append(f"| `{name}` | {annotation} | {default} | {meaning} |")
+            lines.append(f"| `{field.alias or name}` | {annotation} | {default} | {meaning} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from coupled.tables import identifier_text, read_records
+from coupled.runner import datasets as task_sources
+from coupled.tables import identifier_text
 from coupled.tables.noise_keys import text_hash
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -38,16 +39,16 @@ def _bad(path: Path, column: str, problem: str, rows: pd.DataFrame | None = None
 _TASK_TEXT = ("prompt_id", "question", "answer", "subject", "prompt", *LETTERS)
 
 
-def _read_any(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(f"task file {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".json", ".ndjson", ".csv", ".parquet", ".pq"):
-        raise ValueError(f"task file {path}: unsupported type {suffix!r}; use .jsonl, .json, "
-                         f".csv or .parquet")
-    # A choices list keeps its values' types here; they become text by identifier_text (the
-    # tables' one rule for non-text values) in _as_choice_list.
-    return read_records(path, text_columns=_TASK_TEXT, identifiers=("prompt_id", "subject"))
+def _read_mapped(path: Path, task_type: str, columns: dict | None, split: str | None,
+                 dataset_name: str | None, what: str = "task") -> tuple[pd.DataFrame,
+                                                                      pd.DataFrame, str]:
+    """(the raw rows, the standard fields by the column map, the source's name)."""
+    plan = task_sources.column_plan(task_type, columns)
+    text = [*_TASK_TEXT, *task_sources.top_columns(plan)]
+    raw = task_sources.read_source(path, split=split, dataset_name=dataset_name,
+                                   text_columns=text, what=what)
+    source = str(path) + (f" (split {split!r})" if split else "")
+    return raw, task_sources.mapped_fields(raw, task_type, columns, source), source
 
 
 def _with_prompt_ids(df: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -59,7 +60,9 @@ def _with_prompt_ids(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     return df
 
 
-def load_multiple_choice(path: str | Path, answer_kind: str | None = None) -> pd.DataFrame:
+def load_multiple_choice(path: str | Path, answer_kind: str | None = None, *,
+                         columns: dict | None = None, split: str | None = None,
+                         dataset_name: str | None = None, what: str = "task") -> pd.DataFrame:
     """Questions from JSONL / CSV / parquet as ``prompt_id, question, choices, answer[, subject]``.
 
     ``choices`` is a list per row (in CSV: a JSON list, or one column per letter ``A, B, ...``).
@@ -71,26 +74,41 @@ def load_multiple_choice(path: str | Path, answer_kind: str | None = None) -> pd
     option ``"2"``, never the third one). An answer no reading resolves, or one that two readings
     resolve to different options, is an error naming the rows. The gold comes back as a letter;
     ``prompt_id`` defaults to the row number. Every cell is read as the text written.
+
+    ``columns`` is the ``[task.columns]`` map (:mod:`coupled.runner.datasets`): e.g. ARC's
+    ``question = "question", choices = "choices.text", labels = "choices.label", answer =
+    "answerKey", id = "id"`` — with ``labels`` the answer is looked up in the row's own label
+    list (letters or numbers, as ARC mixes them). ``path`` may be a dataset folder (``split``,
+    ``dataset_name``).
     """
     path = Path(path)
-    df = _read_any(path)
-    if "choices" not in df.columns:
-        letter_columns = [c for c in LETTERS if c in df.columns]
+    raw, df, source = _read_mapped(path, "multiple_choice", columns, split, dataset_name, what)
+    path = Path(source)
+    mapped_choices = bool(columns) and columns.get("choices") is not None
+    if "choices" not in df.columns and not mapped_choices:
+        letter_columns = [c for c in LETTERS if c in raw.columns]
         if len(letter_columns) < 2:
             raise _bad(path, "choices", f"missing; give a 'choices' list or columns A, B, ... "
-                                        f"(found {list(df.columns)})")
+                                        f"or map it ([task.columns] choices = ...) (found "
+                                        f"{list(raw.columns)})")
         df["choices"] = [[v for v in row if v is not None and not _is_nan(v)]
-                         for row in df[letter_columns].itertuples(index=False)]
+                         for row in raw[letter_columns].itertuples(index=False)]
     for column in ("question", "answer"):
         if column not in df.columns:
-            raise _bad(path, column, f"missing (found {list(df.columns)})")
+            raise _bad(path, column, f"missing (found {list(raw.columns)}); map it with "
+                                     f"[task.columns] {column} = \"<column>\"")
     df = _with_prompt_ids(df.copy(), path)
     df["choices"] = [_as_choice_list(c) for c in df["choices"]]
     short = df["choices"].map(lambda c: c is None or len(c) < 2 or len(c) > len(LETTERS))
     if short.any():
         raise _bad(path, "choices", f"each question needs 2 to {len(LETTERS)} choices", df[short])
-    readings = [gold_option(a, c, answer_kind) for a, c in zip(df["answer"], df["choices"],
-                                                              strict=True)]
+    if "labels" in df.columns:
+        df["labels"] = [_as_choice_list(c) for c in df["labels"]]
+        readings = [_gold_by_labels(a, c, labels) for a, c, labels in
+                    zip(df["answer"], df["choices"], df["labels"], strict=True)]
+    else:
+        readings = [gold_option(a, c, answer_kind) for a, c in zip(df["answer"], df["choices"],
+                                                                  strict=True)]
     problems = pd.Series([r if isinstance(r, str) and r.startswith("!") else None
                           for r in readings], index=df.index)
     if problems.notna().any():
@@ -104,6 +122,21 @@ def load_multiple_choice(path: str | Path, answer_kind: str | None = None) -> pd
     out = df[keep].reset_index(drop=True)
     out["question"] = out["question"].astype(str)
     return out
+
+
+def _gold_by_labels(answer: object, choices: list[str], labels: list[str] | None) -> str:
+    """The gold letter when the row carries its own option labels (ARC: ``A-D`` or ``1-4``)."""
+    if labels is None or len(labels) != len(choices):
+        return (f"!the row's labels {labels!r} do not give one label per option "
+                f"({len(choices)} options)")
+    if answer is None or _is_nan(answer):
+        return "!missing answer"
+    text = (answer if isinstance(answer, str) else identifier_text(answer)).strip()
+    found = [i for i, label in enumerate(labels) if label.strip() == text]
+    if len(found) != 1:
+        return (f"!answer {text!r} is {'none' if not found else 'several'} of the row's "
+                f"labels {labels}")
+    return LETTERS[found[0]]
 
 
 def _is_nan(value: object) -> bool:
@@ -165,18 +198,84 @@ def gold_option(answer: object, choices: list[str], answer_kind: str | None = No
     return LETTERS[found.pop()]
 
 
-def load_open_prompts(path: str | Path) -> pd.DataFrame:
-    """Open prompts from JSONL / CSV / parquet as ``prompt_id, prompt[, subject]``."""
+def load_open_prompts(path: str | Path, *, columns: dict | None = None,
+                      split: str | None = None, dataset_name: str | None = None,
+                      task_type: str = "open", what: str = "task") -> pd.DataFrame:
+    """Open prompts as ``prompt_id, prompt[, subject]``; with ``task_type = "generate"`` also
+    the gold ``answer`` (its text, as written). Sources and ``columns`` as in
+    :func:`load_multiple_choice`."""
     path = Path(path)
-    df = _read_any(path)
-    if "prompt" not in df.columns:
-        raise _bad(path, "prompt", f"missing (found {list(df.columns)})")
+    raw, df, source = _read_mapped(path, task_type, columns, split, dataset_name, what)
+    path = Path(source)
+    needed = ("prompt", "answer") if task_type == "generate" else ("prompt",)
+    for column in needed:
+        if column not in df.columns:
+            raise _bad(path, column, f"missing (found {list(raw.columns)}); map it with "
+                                     f"[task.columns] {column} = \"<column>\"")
     df = _with_prompt_ids(df.copy(), path)
-    empty = df["prompt"].isna() | (df["prompt"].astype(str).str.strip() == "")
-    if empty.any():
-        raise _bad(path, "prompt", "empty prompts", df[empty])
-    keep = ["prompt_id", "prompt"] + (["subject"] if "subject" in df.columns else [])
+    for column in needed:
+        empty = df[column].isna() | (df[column].astype(str).str.strip() == "")
+        if empty.any():
+            raise _bad(path, column, f"empty {column}s", df[empty])
+    keep = ["prompt_id", *needed] + (["subject"] if "subject" in df.columns else [])
     return df[keep].reset_index(drop=True)
+
+
+def load_task(task, *, fewshot_pool: bool = False) -> pd.DataFrame:
+    """The rows of a ``TaskSpec`` (its type, path, column map, split); ``fewshot_pool=True``
+    reads its few-shot source instead (``fewshot_path`` or ``fewshot_split``; by default the
+    task's own rows)."""
+    columns = task.columns.model_dump() if task.columns is not None else None
+    path, split, what = task.path, task.split, "task"
+    if fewshot_pool and (task.fewshot_path or task.fewshot_split):
+        path = task.fewshot_path or task.path
+        split = task.fewshot_split if task.fewshot_split else (
+            None if task.fewshot_path else task.split)
+        what = "few-shot"
+    if task.type == "multiple_choice":
+        return load_multiple_choice(path, task.answer_kind, columns=columns, split=split,
+                                    dataset_name=task.dataset_name, what=what)
+    return load_open_prompts(path, columns=columns, split=split,
+                             dataset_name=task.dataset_name, task_type=task.type, what=what)
+
+
+def fewshot_examples(task_name: str, prompts: pd.DataFrame, pool: pd.DataFrame, k: int,
+                     same_pool: bool) -> list[list[int]]:
+    """For each prompt, the ``k`` pool rows shown before it, fixed by the prompt's key.
+
+    The order is a hash of (task, prompt id, example id), so it depends on neither the file
+    order, the model, the seed nor the mode, and a longer ``limit`` leaves earlier prompts'
+    examples unchanged. Never the question itself: from the task's own rows the same prompt id
+    is left out; from any pool a row with the same question (or prompt) text is too.
+    """
+    if k == 0:
+        return [[] for _ in range(len(prompts))]
+    field = "question" if "question" in prompts.columns else "prompt"
+    pool_ids, pool_texts = list(pool["prompt_id"]), list(pool[field])
+    chosen = []
+    for prompt_id, text in zip(prompts["prompt_id"], prompts[field], strict=True):
+        candidates = [i for i, (pid, ptext) in enumerate(zip(pool_ids, pool_texts, strict=True))
+                      if not (same_pool and pid == prompt_id) and ptext.strip() != text.strip()]
+        if len(candidates) < k:
+            raise ValueError(f"task {task_name!r}: fewshot = {k} but prompt {prompt_id!r} has "
+                             f"only {len(candidates)} other example(s) to draw from")
+        candidates.sort(key=lambda i: (text_hash("\x1f".join(
+            ("fewshot", task_name, prompt_id, pool_ids[i]))), pool_ids[i]))
+        chosen.append(candidates[:k])
+    return chosen
+
+
+def fewshot_block(pool: pd.DataFrame, rows: list[int]) -> str:
+    """The solved examples as text before the question (``Answer: <letter or gold>``)."""
+    parts = []
+    for i in rows:
+        example = pool.iloc[i]
+        if "question" in pool.columns:
+            turn = multiple_choice_user_turn(example["question"], list(example["choices"]))
+        else:
+            turn = example["prompt"]
+        parts.append(f"{turn}\nAnswer: {example['answer']}")
+    return "".join(f"{part}\n\n" for part in parts)
 
 
 def multiple_choice_system_prompt(n_choices: int) -> str:
@@ -192,9 +291,14 @@ def multiple_choice_user_turn(question: str, choices: list[str]) -> str:
     return f"{question}\n\n{options}"
 
 
-# Robust answer parsing. In order: the reply is (or starts with) a lone letter, possibly wrapped
-# as "(B)", "B.", "**B**", "B) Paris"; then "answer is B" / "Answer: (B)"; then exactly one
-# distinct stand-alone capital letter among the options anywhere in the reply.
+# Robust answer parsing. First, a reply that names two or more distinct options (stand-alone
+# capital letters among the options, quoted or not: "A: A\nB: B...", "B,C,D", "A or B") is not
+# an answer. Then, in order: the reply is (or starts with) a lone letter, possibly wrapped as
+# "(B)", "B.", "**B**", "B) Paris"; then "answer is B" / "Answer: (B)"; then exactly one distinct
+# stand-alone capital letter among the options anywhere in the reply.
+# Named: a capital letter with no letter or digit beside it, not part of a contraction ("I'm",
+# "O'Neil"): the letters a reader would take as options.
+_NAMED = re.compile(r"(?<![A-Za-z0-9])(?<![A-Za-z]')([A-Z])(?![A-Za-z0-9])(?!'[A-Za-z])")
 _LEADING = re.compile(r"^[\s*_`'\"(\[]*([A-Z])(?![A-Za-z0-9])")
 _STATED = re.compile(r"\b(?:answer|option|choice)\s*(?:is|:)?\s*[*_`'\"(\[]*([A-Z])(?![A-Za-z0-9])",
                      re.IGNORECASE)
@@ -204,6 +308,8 @@ _LONE = re.compile(r"(?<![A-Za-z0-9'])([A-Z])(?![A-Za-z0-9'])")
 def parse_choice(response: str, n_choices: int) -> str | None:
     """The option letter a reply gives, or None when it cannot be read unambiguously."""
     valid = LETTERS[:n_choices]
+    if len({m.group(1) for m in _NAMED.finditer(response)} & set(valid)) > 1:
+        return None  # several options named: a list of the options, or a hedge
     for pattern in (_LEADING, _STATED):
         match = pattern.search(response)
         if match and match.group(1).upper() in valid:
@@ -258,15 +364,27 @@ def outcome_from_verdict(verdict: str | None, first: str) -> tuple[str, bool]:
     return ("a" if (verdict == "A") == shown_a_is_model_a else "b"), False
 
 
-def render_prompt(tokenizer, system: str | None, user: str, plain_answer_cue: str) -> str:
+def uses_chat_template(tokenizer, chat_template: bool | None = None) -> bool:
+    """Whether prompts are rendered with the tokenizer's chat template: ``chat_template`` (a
+    model's config key) when set — true with a tokenizer that has none is an error — else
+    whether it has one."""
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if chat_template and not has:
+        raise ValueError(f"chat_template = true but the tokenizer of "
+                         f"{getattr(tokenizer, 'name_or_path', 'this model')!r} has no chat "
+                         f"template; set chat_template = false for plain prompts")
+    return has if chat_template is None else chat_template
+
+
+def render_prompt(tokenizer, system: str | None, user: str, plain_answer_cue: str,
+                  chat_template: bool | None = None) -> str:
     """The text to feed a model: its chat template with the system prompt, else a plain prompt.
 
     Templates without a system role (they raise, or drop the system text) get the system prompt
-    folded into the user turn; tokenizers with no chat template get
+    folded into the user turn; tokenizers with no chat template, or ``chat_template=False``, get
     ``system \\n\\n user \\n\\n plain_answer_cue``.
     """
-    template = getattr(tokenizer, "chat_template", None)
-    if not template:
+    if not uses_chat_template(tokenizer, chat_template):
         parts = [p for p in (system, user, plain_answer_cue) if p]
         return "\n\n".join(parts)
     if system:

@@ -4,7 +4,10 @@ Validation returns a *normalised* copy (canonical dtypes and column order) or ra
 :class:`TableError` naming the source, the column and a few offending rows. Other columns are
 kept after the required ones; the known optional ones (``response``, ``n_tokens``,
 ``subject``, ``parse_failed`` in scores; ``n_tokens``, ``subject`` in generations;
-``shown_first``, ``parse_failed``, ``subject``, ``derived`` in comparisons) are normalised.
+``shown_first``, ``parse_failed``, ``subject``, ``derived``, ``prompt_tokens``,
+``completion_tokens`` in comparisons) are normalised; ``prompt_text`` (the rendered prompt a
+model was fed) and ``gold`` (the gold answer it was scored against) are text columns, as in
+lm-eval's per-sample logs.
 
 Text columns (:data:`TEXT_COLUMNS`) hold text exactly as written: ``"001"`` stays ``"001"``,
 ``"01"`` and ``"1"`` are different prompts, and ``"NA"``, ``"None"``, ``"null"`` are the words,
@@ -47,7 +50,8 @@ _KEYS = {"scores": SCORE_KEY, "generations": GENERATION_KEY, "comparisons": COMP
 # Names: read as text, no NA guessing, and never empty.
 IDENTIFIER_COLUMNS = ("task", "prompt_id", "model", "model_a", "model_b", "subject")
 # Read as text with no NA guessing (the identifiers, the categorical columns and the replies).
-TEXT_COLUMNS = IDENTIFIER_COLUMNS + ("mode", "coupling", "outcome", "shown_first", "response")
+TEXT_COLUMNS = IDENTIFIER_COLUMNS + ("mode", "coupling", "outcome", "shown_first", "response",
+                                    "prompt_text", "gold")
 
 # Largest |score| accepted. The analyses square score differences and sum the squares over all
 # rows (variances, covariances, clustered SEs), and a variance squared again (Welch-type degrees
@@ -248,8 +252,10 @@ def validate(df: pd.DataFrame, kind: str, source: str = "<table>",
     for column in ("parse_failed", "derived"):
         if column in out.columns:
             out[column] = _flags(df[column], column, df, source)
-    if "n_tokens" in out.columns:
-        out["n_tokens"] = _counts(df["n_tokens"], "n_tokens", df, source)
+    # token counts: a reply's length; an API judge's billed prompt / completion tokens
+    for column in ("n_tokens", "prompt_tokens", "completion_tokens"):
+        if column in out.columns:
+            out[column] = _counts(df[column], column, df, source)
 
     key = list(_KEYS[kind])
     duplicated = out.duplicated(key, keep=False)
