@@ -196,8 +196,9 @@ def test_run_config_tables_list_every_setting_of_the_schema():
     tables = hook.run_config_tables()
     for cls in (schema.RunConfig, schema.TaskSpec, schema.ModelSpec, schema.JudgeSpec):
         for key, field in cls.model_fields.items():
-            if not field.exclude:
-                assert f"| `{key}` |" in tables, f"{cls.__name__}.{key} missing from the tables"
+            if not field.exclude:  # the TOML key is the alias where the field has one
+                name = field.alias or key
+                assert f"| `{name}` |" in tables, f"{cls.__name__}.{name} missing from the tables"
     assert "[task]" in tables and "[[models]]" in tables
 
 
