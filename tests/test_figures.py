@@ -348,3 +348,22 @@ def test_coupled_only_run_draws_from_coupled_data(run_tables, tmp_path):
     caption = next(a.caption for a in result.artifacts if a.path.name.startswith("fig2_"))
     assert "estimated from the coupled run" in caption
     assert (tmp_path / "fig2_large_vs_small.png").is_file()
+
+
+def test_model_in_one_mode_only_is_drawn_with_a_note(run_tables, tmp_path, capsys):
+    """A model with no independent rows (it crashed `coupled figures` before): Table 1 shows
+    a dash for it under independent generation and says so in the caption; Fig. 2 of a pair
+    with it uses the coupled run only."""
+    scores, _ = run_tables
+    one_mode = scores[~((scores["model"] == "small") & (scores["mode"] == "independent"))]
+    path = tmp_path / "scores.parquet"
+    one_mode.to_parquet(path)
+    out = tmp_path / "figs"
+    assert main(["figures", "--from", str(path), "--out", str(out), "--pairs", "large:small",
+                 "--no-progress"]) == 0, capsys.readouterr().err
+    markdown = (out / "table1_ranking.md").read_text()
+    small = next(line for line in markdown.splitlines() if line.startswith("| small"))
+    assert small.count("\u2014") == 2  # rank and win-rate under independent generation
+    assert "small not compared under independent generation" in markdown
+    assert "---" in (out / "table1_ranking.tex").read_text()
+    assert (out / "fig2_large_vs_small.png").is_file()
