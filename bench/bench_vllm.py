@@ -255,6 +255,88 @@ def bench_end_to_end(path: Path, label: str, n_prompts: int, n_seeds: int, max_n
     return result
 
 
+def bench_gemma(path: Path, questions: Path, n_questions: int, n_seeds: int) -> str:
+    """Gemma-3-270M (examples/gemma): identical rows HF vs vLLM, and speed at V = 262 144.
+
+    Coupled rows (the run's formatting and keys, 3 new tokens, T = 1) of the first
+    ``n_questions`` questions x ``n_seeds`` seeds through the HF backend and the vLLM backend;
+    then the same requests sampled by vLLM itself. Returns a markdown section.
+    """
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from coupled.runner import tasks
+    from coupled.runner.config import ModelSpec
+    from coupled.runner.engine import HFEngine, Sampling
+    from coupled.runner.models import load_tokenizer
+    from coupled.runner.noise_torch import row_keys, stream_key
+    from coupled.runner.vllm_engine import VLLMEngine
+
+    spec = ModelSpec(name="gemma-3-270m-fp32", path=str(path))
+    tokenizer = load_tokenizer(spec)
+    frame = tasks.load_multiple_choice(questions).head(n_questions)
+    add_special = not getattr(tokenizer, "chat_template", None)
+    prompts = [tokenizer(tasks.render_prompt(tokenizer, tasks.multiple_choice_system_prompt(len(c)),
+                                             tasks.multiple_choice_user_turn(q, c), "Answer:"),
+                         add_special_tokens=add_special)["input_ids"]
+               for q, c in zip(frame["question"], frame["choices"], strict=True)]
+    of_row = [p for p in range(len(prompts)) for _ in range(n_seeds)]
+    keys = row_keys("truthful_qa_mc", [frame["prompt_id"][p] for p in of_row],
+                    [s for _ in prompts for s in range(n_seeds)],
+                    stream_key("coupled", spec.name))
+    sampling, length, batch = Sampling(1.0), 3, 40
+
+    hf = HFEngine(spec, tokenizer)
+    started = time.perf_counter()
+    hf_rows = []
+    for start in range(0, len(of_row), batch):
+        part = of_row[start:start + batch]
+        distinct = sorted(set(part))
+        hf_rows += hf.generate_rows([prompts[p] for p in distinct],
+                                    [distinct.index(p) for p in part], keys[start:start + batch],
+                                    sampling=sampling, max_new_tokens=length)
+    hf_s = time.perf_counter() - started
+    hf.close()
+    engine = VLLMEngine(spec, tokenizer, processor=_passthrough_processor(), max_model_len=1024)
+    started = time.perf_counter()
+    vllm_rows = engine.generate_rows(prompts, of_row, keys, sampling=sampling,
+                                     max_new_tokens=length)
+    vllm_s = time.perf_counter() - started
+    plain = [SamplingParams(temperature=1.0, seed=i, max_tokens=length, detokenize=False,
+                            stop_token_ids=engine.end_token_ids) for i in range(len(of_row))]
+    started = time.perf_counter()
+    own = engine.llm.generate([TokensPrompt(prompt_token_ids=prompts[p]) for p in of_row], plain,
+                              use_tqdm=False)
+    own_s = time.perf_counter() - started
+    engine.close()
+    same = [a == b for a, b in zip(hf_rows, vllm_rows, strict=True)]
+    differing = [i for i, ok in enumerate(same) if not ok]
+    first_step = [next((k for k, (x, y) in enumerate(zip(hf_rows[i].token_ids,
+                                                          vllm_rows[i].token_ids,
+                                                          strict=False))
+                        if x != y), min(len(hf_rows[i].token_ids), len(vllm_rows[i].token_ids)))
+                  for i in differing]
+    tokens = sum(len(g.token_ids) + g.finished for g in vllm_rows)
+    own_tokens = sum(len(o.outputs[0].token_ids) for o in own)
+    lines = [
+        f"## Gemma-3-270M (examples/gemma, V = {len(tokenizer)}): HF vs vLLM rows", "",
+        f"{n_questions} TruthfulQA questions x {n_seeds} seeds, coupled, T = 1, {length} new "
+        f"tokens, fp32, the run's formatting and keys. **Identical rows: {sum(same)} / "
+        f"{len(same)} ({100 * sum(same) / len(same):.1f} %)**"
+        + (f"; the {len(differing)} others first differ at step(s) {sorted(set(first_step))} "
+           f"(rows {differing[:10]})" if differing else "") + ".", "",
+        "| side | seconds | tokens | tok/s |", "|---|---:|---:|---:|",
+        f"| HF backend (batch {batch}) | {hf_s:.1f} | {tokens} | {tokens / hf_s:.1f} |",
+        f"| vLLM backend (coupled) | {vllm_s:.1f} | {tokens} | {tokens / vllm_s:.1f} |",
+        f"| vLLM's own sampling, same requests | {own_s:.1f} | {own_tokens} | "
+        f"{own_tokens / own_s:.1f} |", "",
+        f"coupled vs vLLM's own sampling: {(tokens / vllm_s) / (own_tokens / own_s):.2f}x; "
+        f"vLLM backend vs HF backend: {hf_s / vllm_s:.2f}x (one run each, not alternated).", ""]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
 def _markdown(step: list[dict], e2e: list[dict], quick: bool) -> str:
     import vllm
 
@@ -302,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     parser.add_argument("--out", default=None, help="write the markdown report here")
+    parser.add_argument("--gemma", metavar="MODEL_DIR", default=None,
+                        help="only the Gemma-3-270M check (examples/gemma/prepare.py makes the "
+                             "folder): identical rows HF vs vLLM and speed at V = 262k")
+    parser.add_argument("--gemma-questions", type=int, default=100)
     args = parser.parse_args(argv)
     try:
         import vllm  # noqa: F401
@@ -309,6 +395,12 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_vllm: vLLM is not installed here; run it with .venv-vllm/bin/python "
               "(make test builds .venv-vllm)", file=sys.stderr)
         return 0  # `make bench` runs every script with .venv: nothing to measure there
+    if args.gemma:
+        report = bench_gemma(Path(args.gemma), ROOT / "examples" / "gemma" / "truthful_qa_mc.jsonl",
+                             args.gemma_questions, 5)
+        if args.out:
+            Path(args.out).write_text(report)
+        return 0
     step = bench_sampling_step(args.quick)
     rounds = 2 if args.quick else 3
     e2e = []
