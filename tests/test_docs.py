@@ -142,10 +142,14 @@ def test_every_part_but_the_cli_has_an_api_page_and_its_identifiers_exist():
                 f"docs/api/{page}.md: {identifier} has no source file under {folder}"
 
 
-def test_snippets_included_by_the_docs_exist():
+def test_snippets_included_by_the_docs_exist_and_have_no_relative_links():
     for page in DOCS.rglob("*.md"):
         for included in re.findall(r'^--8<-- "([^"]+)"$', page.read_text(encoding="utf-8"), re.M):
             assert (ROOT / included).is_file(), f"{page}: includes missing {included}"
+            # Included text is rendered inside docs/, where a repository-relative link breaks.
+            links = re.findall(r"\]\(([^)]+)\)", (ROOT / included).read_text(encoding="utf-8"))
+            relative = [link for link in links if not link.startswith(("http://", "https://"))]
+            assert not relative, f"{included} (included by {page.name}) links {relative}"
 
 
 def test_readme_points_to_the_docs_not_to_files_outside_the_repository():
