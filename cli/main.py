@@ -129,6 +129,10 @@ def error_message(error: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "out", None) == "":  # `--out ""` would otherwise mean "no --out"
+        print(f"coupled {args.command}: error: argument --out: give a path, not an empty "
+              "string", file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -117,6 +118,15 @@ def _check_parent(out: Path, option: str) -> None:
                               "first; no command creates the folders above --out)")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputPathError(f"{option} {out}: folder {parent} is not writable")
+    # os.access says yes to root and knows nothing of read-only or special file systems:
+    # create (and remove) a temporary file where the output will be staged.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".coupled-probe-", dir=parent)
+    except OSError as error:
+        raise OutputPathError(f"{option} {out}: cannot create files in {parent} "
+                              f"({error.strerror or error})") from error
+    os.close(fd)
+    os.unlink(probe)
 
 
 # ----------------------------------------------------------------------------- one file

@@ -296,6 +296,22 @@ def test_bad_out_for_one_file_commands(workdir, command, out):
     run_refused([*command, "--out", out], folder, "--out", OUT_CASES.get(out, "--overwrite"))
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("command", [*ONE_FILE, *FOLDER])
+def test_out_where_no_file_can_be_created(workdir, command):
+    """/proc refuses new files even to root: the probe of the folder above --out says so
+    before any work, instead of an error about a temporary file."""
+    folder, _ = workdir
+    out = "/proc/coupled-out.csv" if command in ONE_FILE else "/proc/coupled-out"
+    run_refused([*command, "--out", out], folder, "--out", "cannot create files in /proc")
+
+
+@pytest.mark.parametrize("command", [*ONE_FILE, *FOLDER])
+def test_empty_out_is_not_no_out(workdir, command):
+    folder, _ = workdir
+    run_refused([*command, "--out", ""], folder, "--out")
+
+
 @pytest.mark.parametrize("command, out", [(c, o) for c in FOLDER for o in FOLDER_OUT])
 def test_bad_out_for_folder_commands(workdir, command, out):
     folder, _ = workdir
