@@ -29,8 +29,9 @@ Fisher information, times statsmodels' CRV1 factor ``G/(G-1) (N-1)/(N-K)`` (``G`
 (prompt, pair) rows, ``K`` parameters), referred to Student's t on
 :func:`coupled.analysis.pairwise.cluster_df` degrees of freedom (per score, and per score
 difference for the rank-sets) rather than statsmodels' ``G - 1``: with 30 prompts of 1 or 20
-seeds and 10 tied models, ``G - 1`` gave rank-sets covering 88.1-88.4 % and score intervals
-93.3-93.6 % pooled; ``cluster_df`` 93.7-94.0 % and 94.5 % (tests/test_bradley_terry.py). It is computed from the pair-total fit's residuals per (prompt, pair) rather than by
+seeds and 10 tied models, ``G - 1`` gave rank-sets covering 87.8-88.1 % and score intervals
+93.4-93.6 % pooled; ``cluster_df`` 94.3-94.7 % and 94.7-94.8 % (2000 replicates each,
+tests/test_bradley_terry.py). It is computed from the pair-total fit's residuals per (prompt, pair) rather than by
 refitting the per-(prompt, pair) rows with ``cov_type="cluster"``: identical numbers (tested),
 without a dense design of (prompts x pairs) rows by models.
 
