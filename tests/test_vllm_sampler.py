@@ -10,6 +10,9 @@ Engine interface runs the HF loop with the masks.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -23,6 +26,7 @@ from coupled.runner import decode, noise_torch  # noqa: E402
 from coupled.runner.engine import GREEDY, Sampling  # noqa: E402
 
 pytestmark = pytest.mark.runner
+QUESTIONS = Path(__file__).resolve().parents[1] / "examples" / "tiny" / "questions.jsonl"
 
 
 def _logits(data, rows: int, vocab: int, ties: bool) -> torch.Tensor:
@@ -120,3 +124,39 @@ def test_sampling_settings_are_checked():
     with pytest.raises(ValueError, match="temperature"):
         Sampling(-1.0)
     assert GREEDY.temperature == 0 and GREEDY.as_kwargs()["top_k"] is None
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    from coupled.runner.tiny import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("sampler-tiny") / "models", QUESTIONS)
+
+
+def _config(tiny: Path, out: Path, **over) -> dict:
+    return {"output_dir": str(out), "seeds": 4, "max_new_tokens": 3,
+            "task": {"name": "t", "type": "multiple_choice", "path": str(QUESTIONS), "limit": 6},
+            "models": [{"name": "a", "path": str(tiny / "tiny-A")},
+                       {"name": "b", "path": str(tiny / "tiny-B")}], **over}
+
+
+def test_run_config_top_k_reaches_the_sampler(tiny, tmp_path):
+    # top_k = 1 leaves only the argmax: every seed and mode of a prompt gives the greedy reply,
+    # while without it the seeds differ.
+    from coupled.runner import run
+    from coupled.tables import read_scores
+
+    masked = read_scores(run(_config(tiny, tmp_path / "k1", top_k=1), progress=False))
+    assert (masked.groupby(["model", "prompt_id"])["response"].nunique() == 1).all()
+    free = read_scores(run(_config(tiny, tmp_path / "free"), progress=False))
+    assert (free.groupby(["model", "prompt_id"])["response"].nunique() > 1).any()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None,
+                    reason="vLLM is installed in this environment")
+def test_vllm_backend_without_vllm_is_refused_before_anything_is_written(tiny, tmp_path):
+    from coupled.runner import run
+
+    with pytest.raises(ValueError, match="backend = 'vllm' needs vLLM"):
+        run(_config(tiny, tmp_path / "out", backend="vllm"), progress=False)
+    assert not (tmp_path / "out").exists()
