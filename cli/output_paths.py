@@ -118,6 +118,10 @@ def _check_parent(out: Path, option: str) -> None:
                               "first; no command creates the folders above --out)")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputPathError(f"{option} {out}: folder {parent} is not writable")
+
+
+def _probe_parent(out: Path, option: str) -> None:
+    parent = out.parent
     # os.access says yes to root and knows nothing of read-only or special file systems:
     # create (and remove) a temporary file where the output will be staged.
     try:
@@ -156,6 +160,7 @@ def check_output_file(out: str | os.PathLike, *, inputs: Iterable[str | os.PathL
         if not overwrite:
             raise OutputPathError(f"{option} {text}: file exists; pass --overwrite to replace "
                                   "it, or choose a new name")
+    _probe_parent(path, option)  # last: it writes (and removes) a file, never in an input
     return path
 
 
@@ -257,6 +262,7 @@ def check_output_folder(out: str | os.PathLike, *, producer: str,
                 f"{option} {text}: holds an earlier `coupled {producer}` output; use a new "
                 "folder" + (f" or {reuse_flag} to replace it" if reuse_flag else ""))
         earlier = True
+    _probe_parent(path, option)  # last: it writes (and removes) a file, never in an input
     return OutputFolder(path, producer, earlier)
 
 
