@@ -149,13 +149,15 @@ def column_plan(task_type: str, columns: Mapping[str, Any] | None) -> dict[str, 
     return {field: given.get(field, DEFAULT_COLUMNS[field]) for field in FIELDS[task_type]}
 
 
-def top_columns(plan: Mapping[str, Any]) -> list[str]:
-    """The file's top-level columns the plan reads (to be read as text)."""
-    out: list[str] = []
-    for spec in plan.values():
-        for name in ([spec] if isinstance(spec, str) else list(spec or ())):
-            out += [name, name.split(".")[0]]
-    return list(dict.fromkeys(out))
+def text_columns_for(plan: Mapping[str, Any], standard: Iterable[str]) -> list[str]:
+    """The columns a reader should hand over as text: the standard ones and those the plan
+    names, but not the parent of a dotted path (a nested column keeps its shape; the values
+    found inside it become text in :func:`mapped_fields`), nor the option columns."""
+    # option lists keep their shape (a list of texts, or a table to map a path into)
+    named = [n for field, spec in plan.items() if field not in ("choices", "labels")
+             for n in ([spec] if isinstance(spec, str) else list(spec or ()))]
+    parents = {n.split(".")[0] for n in named if "." in n}
+    return [c for c in dict.fromkeys([*standard, *named]) if c not in parents]
 
 
 def _nearest(name: str, columns: Sequence[str]) -> str:
@@ -167,12 +169,21 @@ def _nearest(name: str, columns: Sequence[str]) -> str:
 
 
 def _follow(cell: Any, parts: Sequence[str]) -> tuple[bool, Any]:
-    for part in parts:
+    """The value at a dotted path: a key of a mapping, an index of a list, or — for a list
+    of mappings (ARC's original ``question.choices`` list of ``{text, label}``) — that key of
+    each item."""
+    for number, part in enumerate(parts):
         if isinstance(cell, Mapping) and part in cell:
             cell = cell[part]
         elif isinstance(cell, list | tuple | np.ndarray) and part.isdigit() \
                 and int(part) < len(cell):
             cell = cell[int(part)]
+        elif isinstance(cell, list | tuple | np.ndarray) and len(cell) \
+                and all(isinstance(item, Mapping) for item in cell):
+            items = [_follow(item, parts[number:]) for item in cell]
+            if not all(found for found, _ in items):
+                return False, next(value for found, value in items if not found)
+            return True, [value for _, value in items]
         else:
             return False, cell
     return True, cell
@@ -221,6 +232,13 @@ def mapped_fields(frame: pd.DataFrame, task_type: str, columns: Mapping[str, Any
             parts = [_column(frame, field, name, source) for name in spec]
             out[OUTPUT_NAME[field]] = [[v for v in row if not _missing(v)]
                                        for row in zip(*parts, strict=True)]
+    for field, spec in plan.items():  # a nested column reached without a path into it
+        values = out.get(OUTPUT_NAME[field], ())
+        nested = next((v for v in values if isinstance(v, Mapping)), None)
+        if nested is not None:
+            raise DatasetError(f"{source}: [task.columns] {field} = {spec!r} holds tables (keys "
+                               f"{sorted(map(str, nested))}), not text: map a path inside it, "
+                               f"e.g. {field} = '{spec}.{sorted(map(str, nested))[0]}'")
     result = pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in out.items()},
                           index=range(len(frame)))
     text = [c for c in result.columns]

@@ -143,6 +143,11 @@ def run(config_or_path: str | os.PathLike | dict[str, Any] | RunConfig,
     _build_missing_tiny_models(config)
     # Every task's rows (few-shot examples included) are read before anything is written.
     prompts = {view.task.name: _load_task(view) for view in config.task_views()}
+    if any("subject" in p.columns for p in prompts.values()):
+        # One table holds every task's rows and its subject column has no gaps: a task without
+        # subjects is one subject, named after the task (as lm-eval groups a plain task).
+        prompts = {name: p if "subject" in p.columns else p.assign(subject=name)
+                   for name, p in prompts.items()}
     tokenizers = _load_tokenizers(config)  # refuses mismatched vocabularies before any write
     _check_backend(config)  # e.g. vLLM missing, or an option the backend refuses
     models = _model_records(config)
@@ -580,6 +585,8 @@ def _load_tokenizers(config: RunConfig) -> dict[str, Any]:
     for spec in specs:
         check_model_source(spec)
     tokenizers = {spec.name: load_tokenizer(spec) for spec in config.models}
+    for spec in config.models:  # chat_template = true with no template: refused before writing
+        tasks.uses_chat_template(tokenizers[spec.name], spec.chat_template)
     if "coupled" in config.modes and len(tokenizers) > 1:
         check_same_vocabulary(tokenizers)
     return tokenizers

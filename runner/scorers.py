@@ -6,8 +6,8 @@ so it is counted in ``parse_failed`` and never dropped.
 * ``choice`` — the option letter of a multiple-choice reply (:func:`coupled.runner.tasks.
   parse_choice`); a reply naming no option, or several, fails to parse.
 * ``exact_match`` — the normalised reply equals the normalised gold. Normalisation (SQuAD's
-  ``normalize_answer``, the usual one, plus Unicode NFKC): NFKC, lower case, punctuation
-  (Unicode category P*, and symbols S*) removed, the English articles ``a``/``an``/``the``
+  ``normalize_answer``, the usual one, plus Unicode NFKC): NFKC, case folded (``str.casefold``,
+  lower case for every script), punctuation (Unicode category P*, and symbols S*) removed, the English articles ``a``/``an``/``the``
   removed as words, runs of whitespace collapsed, ends stripped. Only a reply that is empty
   after normalisation fails to parse.
 * ``numeric`` — GSM8K-style: the *last* number in the reply (``-1,234.5``, ``$12``, ``3/4`` is
@@ -42,7 +42,7 @@ _NUMBER = re.compile(r"(?<![\w.])[-+−]?[$€£¥]?\s?(?:\d{1,3}(?:,\d{3})+|\d+
 
 def normalize_answer(text: str) -> str:
     """Exact match's normalisation (see the module docstring)."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    text = unicodedata.normalize("NFKC", text).casefold()
     text = "".join(" " if unicodedata.category(ch)[0] in "PS" else ch for ch in text)
     text = _ARTICLES.sub(" ", text)
     return _WHITESPACE.sub(" ", text).strip()
@@ -89,7 +89,7 @@ class Scorer:
         """What the manifest records about the scorer."""
         out: dict[str, object] = {"scorer": self.name}
         if self.name == "exact_match" or self.name == "regex":
-            out["normalisation"] = "NFKC, lower case, punctuation/symbols, articles, whitespace"
+            out["normalisation"] = "NFKC, casefold, punctuation/symbols, articles, whitespace"
         if self.name == "regex":
             out["regex"] = self.regex
         if self.name == "numeric":

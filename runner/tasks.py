@@ -44,7 +44,7 @@ def _read_mapped(path: Path, task_type: str, columns: dict | None, split: str | 
                                                                       pd.DataFrame, str]:
     """(the raw rows, the standard fields by the column map, the source's name)."""
     plan = task_sources.column_plan(task_type, columns)
-    text = [*_TASK_TEXT, *task_sources.top_columns(plan)]
+    text = task_sources.text_columns_for(plan, _TASK_TEXT)
     raw = task_sources.read_source(path, split=split, dataset_name=dataset_name,
                                    text_columns=text, what=what)
     source = str(path) + (f" (split {split!r})" if split else "")
