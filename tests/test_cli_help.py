@@ -84,3 +84,24 @@ def test_usage_errors_are_one_line_naming_the_option(argv, option, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and option in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command, message, expected", [
+    ("plan", "n_questions must be an integer of at least 2, got 0",
+     "--budget must be an integer of at least 2, got 0"),
+    ("plan", "acc.csv: components: zero variance in mode 'coupled'",
+     "acc.csv: the variance components it implies: zero variance in mode 'coupled'"),
+    ("analyze", "scores.csv: scores: by_subject needs a 'subject' column",
+     "scores.csv: scores: --by-subject needs a 'subject' column"),
+    ("plan", "model_b: model 'zz' has no coupled rows", "--models: model 'zz' has no coupled rows"),
+    ("analyze", "n_resamples must be >= 99", "--bootstrap must be >= 99"),
+    ("plan", "power must be in (alpha, 1), got 2", "--power must be in (alpha, 1), got 2"),
+    ("plan", "a powerful message", None),  # 'power' inside a word is not the parameter
+    ("rank", "scores: no rows", None),
+])
+def test_library_errors_are_told_with_the_users_option(command, message, expected):
+    from coupled.cli.options import user_words
+
+    with pytest.raises(ValueError) as raised, user_words(command):
+        raise ValueError(message)
+    assert str(raised.value) == (message if expected is None else expected)
