@@ -128,7 +128,13 @@ def error_message(error: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse would blame the top-level `coupled`; name the subcommand instead
+        command = " ".join(filter(None, ["coupled", getattr(args, "command", None),
+                                         getattr(args, "theory_command", None)]))
+        print(f"{command}: error: unrecognized arguments: {' '.join(extra)} (see {command} "
+              "--help)", file=sys.stderr)
+        return 2
     if getattr(args, "out", None) == "":  # `--out ""` would otherwise mean "no --out"
         print(f"coupled {args.command}: error: argument --out: give a path, not an empty "
               "string", file=sys.stderr)

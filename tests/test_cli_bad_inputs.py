@@ -265,6 +265,14 @@ def test_bad_option_values_name_the_option(workdir, data):
     (["simulate", "--out", "s", "--config", "missing.toml"], "missing.toml"),
     (["simulate", "--out", "s", "--config", "scores.csv"], "scores.csv"),
     (["run", "missing.toml"], "missing.toml"),
+    (["theory", "example", "--bogus"], "--bogus"),
+    (["analyze", "scores.csv", "extra.csv"], "extra.csv"),
+    (["import", "lm-eval", "missing", "--out", "x.parquet"], "missing"),
+    (["import", "inspect", "missing", "--out", "x.parquet"], "missing"),
+    (["import", "lm-eval", "scores.csv", "--out", "x.parquet"], "scores.csv"),
+    (["export", "lm-eval", "missing.csv", "--out", "ex"], "missing.csv"),
+    (["export", "lm-eval", "scores.csv", "--out", "scores.csv"], "--out"),
+    (["merge", "new-run", "missing-1", "missing-2"], "missing-1"),
     (["run", "scores.csv"], "scores.csv"),
 ])
 def test_bad_option_combinations(workdir, argv, needle):
