@@ -323,3 +323,40 @@ def test_a_table_that_is_neither_reports_the_comparisons_problem(tmp_path):
                  ).to_csv(bad_scores)
     with pytest.raises(ValueError, match="score"):
         load_comparisons(bad_scores)
+
+
+@given(st.integers(3, 60), st.floats(0.1, 10.0))
+def test_cluster_df_is_q_minus_1_for_equal_clusters_and_drops_when_one_dominates(q, scale):
+    """``cluster_df``: equal-size clusters with equal contributions give the full G - 1; one
+    prompt carrying nearly all of a statistic's variance gives about 1 (the variance estimate
+    then rests on one cluster); always within [1, G - 1]."""
+    from coupled.analysis.pairwise import cluster_df
+
+    present = np.ones((1, q), dtype=bool)
+    equal = np.full((1, q, 1), scale)
+    sizes = np.full((1, q), 3.0)
+    assert cluster_df(equal, present, sizes)[0, 0] == pytest.approx(q - 1)
+    dominated = np.full((1, q, 1), 1e-6 * scale)
+    dominated[0, 0, 0] = scale
+    df = cluster_df(dominated, present, sizes)[0, 0]
+    assert 1 <= df <= 2.5
+    # Kish alone ignores the contributions: unequal sizes only
+    assert cluster_df(dominated, present, sizes, moment=False)[0, 0] == pytest.approx(q - 1)
+    uneven = sizes.copy()
+    uneven[0, 0] = 20 * q
+    assert cluster_df(equal, present, uneven, moment=False)[0, 0] < 3
+
+
+def test_wilson_with_t_matches_statsmodels_at_the_matching_normal_level():
+    """The hand-written Wilson form with a t critical value equals statsmodels' Wilson interval
+    at the normal level that has the same quantile."""
+    from scipy import stats
+    from statsmodels.stats.proportion import proportion_confint
+
+    p, n, df = 0.3, 200.0, 12.0
+    se = np.sqrt(p * (1 - p) / n)
+    low, high = wilson_effective_ci(np.array([p]), np.array([se]), np.array([n]),
+                                    np.array([50.0]), df=df)
+    level = 2 * stats.norm.sf(stats.t.isf(0.025, df))
+    expected = proportion_confint(p * n, n, alpha=level, method="wilson")
+    assert (low[0], high[0]) == pytest.approx(expected, rel=1e-9)
