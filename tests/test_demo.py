@@ -124,3 +124,16 @@ def test_rerun_replaces_own_output_and_never_a_foreign_folder(demo_dir, tmp_path
     assert "not written by `coupled demo`" in capsys.readouterr().err
     assert [p.name for p in foreign.iterdir()] == ["REPORT.md"]
     assert (foreign / "REPORT.md").read_text() == "precious"
+
+
+def test_library_writes_only_into_a_new_or_empty_folder(tmp_path):
+    """From Python (no command, no marker), run_demo never replaces a non-empty folder."""
+    from coupled.paper_figures.demo import run_demo
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        run_demo(folder, quick=True, progress=False)
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
