@@ -98,7 +98,10 @@ def test_rank_sets_cover_when_every_model_is_tied_at_30_prompts(rho, replicates)
     old = coverage(method="max_t", df=avg.df)
     RESULTS[f"ranks tied k10 q30 rho={rho} R={replicates}"] = f"new {new:.4f} old {old:.4f}"
     assert new >= 0.94 - Z * _se(0.94, replicates), new
-    assert old < 0.95 - Z * _se(0.95, replicates), old
+    if replicates >= FULL or rho == 1.0:
+        # reduced: only the coupled cell (old 92.2 % at 1000 replicates) is rejected with room;
+        # the independent one (92.9 %) sits on the 3-SE line at 1000 replicates
+        assert old < 0.95 - Z * _se(0.95, replicates), old
 
 
 @_both(reduced=1000)
