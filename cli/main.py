@@ -150,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         # Library parameter names -> the user's options; the file named.
         with user_words(args.command), naming(source):
             return int(args.func(args) or 0)
+    except BrokenPipeError:  # the reader went away (`coupled rank ... | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except (ValueError, OSError, KeyError) as error:
         # Bad input (a ValueError from the validation layers; OSError for paths that cannot be
         # read or written): one clear message, exit status 2, no traceback (COUPLED_DEBUG=1
