@@ -23,7 +23,7 @@ $(VENV)/.core-installed: pyproject.toml constraints.txt | $(BIN)/python
 
 $(VENV)/.all-installed: pyproject.toml constraints.txt constraints-runner.txt | $(BIN)/python
 	$(PIP) install -c constraints.txt torch==2.13.0
-	$(PIP) install -c constraints.txt -c constraints-runner.txt -e '.[runner,scale,test,docs]'
+	$(PIP) install -c constraints.txt -c constraints-runner.txt -e '.[runner,scale,test,docs,serving]'
 	touch $@ $(VENV)/.core-installed
 
 demo: $(VENV)/.core-installed
