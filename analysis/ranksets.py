@@ -80,8 +80,10 @@ class RankSets:
 # ``method="auto"`` uses the max-|t| quantile only with at least this many degrees of freedom
 # per model; below it, Bonferroni. Why: the max-|t| quantile is computed from the *estimated*
 # correlation of the k(k-1)/2 differences, and estimated from few prompts per model it is
-# optimistic. Measured with every model tied (tests/test_pairwise_small_designs.py, the
-# independent graded generator): k = 10, 30 prompts, unbalanced pairs: max-|t| 91.2-92.1 %,
+# optimistic. Measured with every model tied (exploratory runs, 1000-3000 replicates of the
+# graded generator in tests/test_pairwise_generators.py, Kish's df; the k = 10, 30-prompt cell
+# is re-checked by tests/test_pairwise_small_designs.py): k = 10, 30 prompts, unbalanced
+# pairs: max-|t| 91.2-92.1 %,
 # Bonferroni 94.6-95.2 %; k = 6 or 10 at 60 prompts (df ~ 40): max-|t| 92.8-93.1 %,
 # Bonferroni 95.0-95.5 %; k = 4 at 30-100 prompts: max-|t| 94.5-95.1 %.
 AUTO_MAX_T_DF_PER_MODEL = 10.0
