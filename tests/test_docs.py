@@ -142,6 +142,15 @@ def test_every_part_but_the_cli_has_an_api_page_and_its_identifiers_exist():
                 f"docs/api/{page}.md: {identifier} has no source file under {folder}"
 
 
+def test_every_coupling_value_a_table_may_hold_is_documented():
+    from coupled.tables import COUPLINGS
+
+    page = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", page[page.index("### The `coupling`"):],
+                                re.M))
+    assert set(COUPLINGS) <= documented, f"undocumented coupling values {set(COUPLINGS) - documented}"
+
+
 def test_snippets_included_by_the_docs_exist_and_have_no_relative_links():
     for page in DOCS.rglob("*.md"):
         for included in re.findall(r'^--8<-- "([^"]+)"$', page.read_text(encoding="utf-8"), re.M):
