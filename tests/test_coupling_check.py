@@ -40,7 +40,7 @@ def test_divergence_is_the_common_prefix_length(pairs):
     differing = [(a, b) for a, b in pairs if a != b]
     assert row["identical"] == len(pairs) - len(differing)
     if differing:
-        prefixes = [next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        prefixes = [next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
                     for a, b in differing]
         assert row["first_divergence_mean"] == np.mean(prefixes)
     else:
