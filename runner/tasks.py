@@ -235,8 +235,17 @@ def load_task(task, *, fewshot_pool: bool = False) -> pd.DataFrame:
     if task.type == "multiple_choice":
         return load_multiple_choice(path, task.answer_kind, columns=columns, split=split,
                                     dataset_name=task.dataset_name, what=what)
-    return load_open_prompts(path, columns=columns, split=split,
+    rows = load_open_prompts(path, columns=columns, split=split,
                              dataset_name=task.dataset_name, task_type=task.type, what=what)
+    if task.type == "generate":  # a gold the scorer cannot compare with: the file's error
+        from coupled.runner.scorers import Scorer
+
+        scorer = Scorer(task.scorer, task.regex, task.tolerance)
+        problems = rows["answer"].map(scorer.check_gold)
+        if problems.notna().any():
+            raise _bad(Path(path), "answer", f"{problems.dropna().iloc[0]} (scorer = "
+                                            f"{task.scorer!r})", rows[problems.notna()])
+    return rows
 
 
 def fewshot_examples(task_name: str, prompts: pd.DataFrame, pool: pd.DataFrame, k: int,

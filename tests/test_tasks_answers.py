@@ -92,3 +92,28 @@ def test_identifiers_and_texts_are_read_as_written(tmp_path):
     loaded = tasks.load_multiple_choice(path)
     assert list(loaded["prompt_id"]) == ["001", "01"] and loaded["question"][0] == "NA"
     assert loaded["choices"][0] == ["None", "null"] and list(loaded["subject"]) == ["NA", "1"]
+
+
+# --- a row's own labels (ARC's choices.label with answerKey) ---------------------------------
+
+@given(n=st.integers(2, 6), gold=st.data(), numeric=st.booleans(),
+       shuffled=st.randoms(use_true_random=False))
+def test_the_rows_own_labels_map_the_answer_to_its_option(n, gold, numeric, shuffled):
+    labels = [str(i + 1) for i in range(n)] if numeric else list(LETTERS[:n])
+    shuffled.shuffle(labels)  # labels in any order: the answer's position in them decides
+    choices = [f"option {i}" for i in range(n)]
+    g = gold.draw(st.integers(0, n - 1))
+    assert tasks._gold_by_labels(labels[g], choices, labels) == LETTERS[g]
+    assert tasks._gold_by_labels("Z9", choices, labels).startswith("!")
+    assert tasks._gold_by_labels(labels[g], choices, labels[:-1]).startswith("!")
+
+
+def test_a_generate_gold_the_scorer_cannot_read_is_refused_naming_the_row(tmp_path):
+    from coupled.runner.config import TaskSpec
+
+    path = tmp_path / "gsm.jsonl"
+    path.write_text(json.dumps({"question": "q", "answer": "seventy-two"}) + "\n")
+    task = TaskSpec(name="g", type="generate", path=str(path), scorer="numeric",
+                    columns={"prompt": "question", "answer": "answer"})
+    with pytest.raises(ValueError, match=r"column 'answer': gold 'seventy-two' holds no number"):
+        tasks.load_task(task)
