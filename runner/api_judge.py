@@ -200,7 +200,12 @@ class ApiJudge:
             pool = ThreadPoolExecutor(max_workers=min(self.spec.concurrency, len(todo)),
                                       thread_name_prefix="coupled-judge")
             futures = [pool.submit(self._ask, *item) for item in todo]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            try:
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            except BaseException:  # Ctrl-C: the queued requests are not sent
+                self._failed.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
             failed = [f for f in done if f.exception() is not None]
             pool.shutdown(wait=True, cancel_futures=bool(failed))
             if failed:
