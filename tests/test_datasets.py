@@ -243,3 +243,16 @@ def test_fewshot_from_another_pool_skips_the_same_question_and_too_few_is_an_err
         tasks.fewshot_examples("t", frame, pool, 3, same_pool=False)
     block = tasks.fewshot_block(pool, [1])
     assert block == "question 1?\n\nA. x\nB. y\nC. z\nAnswer: B\n\n"
+
+
+def test_the_benchmarks_example_config_loads_every_task():
+    from coupled.runner.run import _load_task
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "tiny" / "benchmarks.toml"
+    config = load_config(example)
+    assert [t.name for t in config.tasks] == ["tiny-mc", "tiny-arithmetic"] and config.task is None
+    loaded = {view.task.name: _load_task(view) for view in config.task_views()}
+    assert len(loaded["tiny-mc"]) == 41 and loaded["tiny-mc"]["fewshot"].str.count(
+        "\nAnswer: ").eq(2).all()
+    assert list(loaded["tiny-arithmetic"]["answer"][:2]) == ["33", "11"]
+    assert config.models[1].chat_template is False
