@@ -65,10 +65,13 @@ CASES = [
     # the step count of every later token is checked too (dense noise: flat logits)
     ("long-T1", Sampling(1.0), 24, ("tiny-free",)),
     ("long-T0.7-top_k", Sampling(0.7, top_k=50), 24, ("tiny-free",)),
+    # an output layer wider than the tokenizer, whose extra columns would win: masked on both
+    ("padded-T1", Sampling(1.0), 8, ("tiny-padded",)),
     # the checkpoint whose generation_config.json sets a penalty and top-k: HF rows of tiny-A
     ("T1", Sampling(1.0), 6, ("tiny-A-penalty",)),
 ]
 N_PROMPTS, SEEDS, MODES = 10, (0, 1, 2), ("coupled", "independent")
+PADDING = 64  # tiny-padded's output layer: the tokenizer's 512 ids + 64 columns
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +83,17 @@ def models(tmp_path_factory) -> Path:
         torch.manual_seed(11)
         free = LlamaForCausalLM(AutoConfig.from_pretrained(folder / "tiny-A"))
     free.save_pretrained(folder / "tiny-free")
-    load_tokenizer(ModelSpec(name="t", path=str(folder / "tiny-A"))).save_pretrained(
-        folder / "tiny-free")
+    tokenizer = load_tokenizer(ModelSpec(name="t", path=str(folder / "tiny-A")))
+    tokenizer.save_pretrained(folder / "tiny-free")
+    config = AutoConfig.from_pretrained(folder / "tiny-A")
+    config.vocab_size = len(tokenizer) + PADDING
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(12)
+        padded = LlamaForCausalLM(config)
+    with torch.no_grad():  # the padding columns get the largest logits
+        padded.lm_head.weight[len(tokenizer):] *= 30
+    padded.save_pretrained(folder / "tiny-padded")
+    tokenizer.save_pretrained(folder / "tiny-padded")
     shutil.copytree(folder / "tiny-A", folder / "tiny-A-penalty")
     generation = json.loads((folder / "tiny-A" / "generation_config.json").read_text())
     generation.update(repetition_penalty=1.3, top_k=7)
@@ -290,6 +302,21 @@ def test_the_cases_exercise_early_ends_long_rows_and_the_masks(hf_side):
     assert rows[("long-T0.7-top_k", "tiny-free")] != long
     # the two modes differ (independent noise) while seeds differ within a mode
     assert len({tuple(ids) for ids, _ in long}) > len(long) // 2
+    padded = rows[("padded-T1", "tiny-padded")]
+    assert all(t < 512 for ids, _ in padded for t in ids) and sum(map(len, (i for i, _ in
+                                                                            padded))) > 0
+
+
+def test_the_padding_columns_would_win_without_the_vocabulary_mask(models):
+    from coupled.runner.models import load_model
+
+    spec = ModelSpec(name="p", path=str(models / "tiny-padded"))
+    tokenizer, model = load_tokenizer(spec), load_model(spec)
+    ids = _prompt_ids(tokenizer)[0]
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0, -1]
+    assert logits.shape[-1] == len(tokenizer) + PADDING
+    assert logits.argmax() >= len(tokenizer)  # so a missing mask would show in the rows
 
 
 def test_identical_copy_control_holds_on_vllm(vllm_side):
