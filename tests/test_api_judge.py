@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -309,6 +311,67 @@ def test_config_takes_exactly_one_judge_source_and_keeps_api_keys_apart(tiny, tm
     with pytest.raises(ConfigError, match="NAME of an environment variable") as error:
         load_config({**base, "judge": {**base["judge"], "api_key_env": SECRET}})
     assert SECRET not in str(error.value)
+
+
+_entries = st.lists(st.fixed_dictionaries({
+    "prompt_id": st.text(min_size=1, max_size=6), "seed": st.integers(0, 2**63 - 1),
+    "response": st.text(max_size=20)}), min_size=1, max_size=6)
+
+
+@given(entries=_entries, cut=st.floats(0, 1))
+def test_the_journal_keeps_every_whole_line_and_cuts_a_torn_one(tmp_path_factory, entries, cut):
+    """Generated verdicts (any text, including newlines and non-ASCII) cut at any byte: the
+    reopened journal holds exactly the lines written whole, and appends after the cut parse."""
+    path = tmp_path_factory.mktemp("journal") / api_judge.JOURNAL
+    journal = api_judge.Journal(path)
+    records = []
+    for i, entry in enumerate(entries):
+        key = ["t", entry["prompt_id"], entry["seed"], "coupled", "a", f"b{i}"]
+        records.append({"version": api_judge.JOURNAL_VERSION, "key": key, "request": str(i),
+                        "response": entry["response"]})
+        journal.append(records[-1])
+    data = path.read_bytes()
+    assert data.count(b"\n") == len(records)  # one line per verdict, whatever its text
+    size = int(cut * len(data))
+    path.write_bytes(data[:size])
+    whole = data[:size].count(b"\n")
+    reopened = api_judge.Journal(path)
+    assert list(reopened.entries.values()) == records[:whole]
+    assert path.read_bytes() == data[:data[:size].rfind(b"\n") + 1]  # the torn tail is cut
+    for record in records[whole:]:
+        reopened.append(record)
+    assert list(api_judge.Journal(path).entries.values()) == records
+    assert all(reopened.get(tuple(r["key"]), r["request"]) == r for r in records)
+    assert reopened.get(tuple(records[0]["key"]), "another request") is None
+
+
+def test_a_journal_line_changed_by_hand_is_one_error_naming_the_line(tmp_path):
+    path = tmp_path / api_judge.JOURNAL
+    journal = api_judge.Journal(path)
+    journal.append({"version": api_judge.JOURNAL_VERSION, "key": ["t", "p", 0, "coupled", "a",
+                                                                   "b"], "request": "x"})
+    path.write_text(path.read_text() + "{not json}\n" + path.read_text())
+    with pytest.raises(api_judge.JudgeAPIError, match=r"verdicts.jsonl, line 2: not a verdict"):
+        api_judge.Journal(path)
+
+
+def _with_key_env(name: str) -> dict:
+    return {"output_dir": "/tmp/never", "task": {"name": "o", "type": "open",
+                                                 "path": "/tmp/never.jsonl"},
+            "models": [{"name": "a", "path": "org/model"}],
+            "judge": {"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": name}}
+
+
+@given(key=st.text(min_size=1, max_size=40).map(lambda text: "sk-" + text))
+def test_a_key_pasted_as_api_key_env_is_refused_without_being_echoed(key):
+    with pytest.raises(ConfigError, match="NAME of an environment variable") as error:
+        load_config(_with_key_env(key))
+    assert key not in str(error.value) and "sk-" not in str(error.value)
+
+
+@given(name=st.from_regex(r"[A-Z_][A-Z0-9_]{0,30}", fullmatch=True))
+def test_any_environment_variable_name_is_accepted(name):
+    assert load_config(_with_key_env(name)).judge.api_key_env == name
 
 
 @pytest.mark.timeout(60)
