@@ -119,25 +119,26 @@ def _table(tok) -> ce.TokenBytes:
 
 
 class BedStepper(ce.Stepper):
-    """A test-bed model as a runner model: logits = log next_token_law(ids)."""
+    """A test-bed model as a runner model: logits = log next_token_law(ids), read off the
+    model's trie by node (``next_token_law(ids)`` is ``probs[node_of(ids)]``; vectorised)."""
 
     def __init__(self, model) -> None:
         self.model = model
 
     def _logits(self) -> torch.Tensor:
         with np.errstate(divide="ignore"):
-            return torch.tensor(np.log(np.stack([self.model.next_token_law(ids)
-                                                 for ids in self.ids])))
+            return torch.from_numpy(np.log(self.model.probs[self.nodes]))
 
     def prefill(self, prompt_ids, prompt_of_row):
-        self.ids = [[] for _ in prompt_of_row]
+        self.nodes = np.zeros(len(prompt_of_row), dtype=np.int64)
+        assert np.array_equal(self.model.probs[0], self.model.next_token_law([]))
         return self._logits()
 
     def advance(self, tokens, keep):
         if keep is not None:
-            self.ids = [self.ids[i] for i in keep.tolist()]
-        for ids, token in zip(self.ids, tokens.tolist(), strict=True):
-            ids.append(token)
+            self.nodes = self.nodes[keep.numpy()]
+        self.nodes = self.model.child[self.nodes, tokens.numpy()]
+        assert (self.nodes >= 0).all(), "the sampler chose an id of probability 0"
         return self._logits()
 
 
@@ -201,7 +202,7 @@ def _chi2_pvalue(texts, law: dict) -> float:
 N_CHI2 = 20_000
 
 
-@pytest.mark.parametrize("tokenizer", ["marker", "eow"])
+@pytest.mark.parametrize("tokenizer", TOKENIZERS)
 def test_text_key_sampler_has_the_exact_text_law(bed, tokenizer):
     a, toks, models = bed
     rows = crosstok.crosstok_rows(N_CHI2, seed=7)
@@ -220,6 +221,22 @@ def test_a_key_without_the_counter_fails_the_text_law_test(bed, monkeypatch):
     assert _chi2_pvalue(texts, a.text_law) < CHI2_BROKEN
 
 
+def _unmerged_race(log_probs, positions, first, tables):
+    # deliberately wrong: ids with the same bytes race separately on the same noise
+    groups = tables.group.index_select(0, first.long())
+    bits = nt.candidate_bits(positions[:, None], tables.group_hash[groups])
+    return (log_probs + nt.gumbel_of_bits(bits)).argmax(dim=-1)
+
+
+def test_a_race_without_merging_equal_bytes_fails_the_text_law_test(bed, monkeypatch):
+    # "eow" has two ids ("a" and "a</w>") adding the same bytes at one position
+    a, toks, models = bed
+    rows = crosstok.crosstok_rows(N_CHI2, seed=7)
+    monkeypatch.setattr(ce, "merged_race", _unmerged_race)
+    texts = bed_text_rows(models["eow"], toks["eow"], rows)
+    assert _chi2_pvalue(texts, a.text_law) < CHI2_BROKEN
+
+
 def test_two_tokenizations_of_one_text_model_agree_as_the_test_bed_predicts():
     # replies of at most 4 bytes, where the pair dynamic programme gives P(same text) exactly
     a, _ = theory.standard_text_models(max_length=4)
@@ -232,7 +249,7 @@ def test_two_tokenizations_of_one_text_model_agree_as_the_test_bed_predicts():
     exact = theory.token_coupled_moments(models["bpe"], models["spm"], "text",
                                          lambda t: t.count(b"a")).p_same
     assert abs(got - exact) < 4 * np.sqrt(exact * (1 - exact) / n_rows)  # 4 Monte-Carlo SE
-    byte = {n: [r.text for r in bed_byte_rows(models[n], toks[n], rows[:400])]
+    byte = {n: [r.text for r in bed_byte_rows(models[n], toks[n], rows[:200])]
             for n in ("bpe", "spm", "marker")}
     assert byte["bpe"] == byte["spm"] == byte["marker"]  # 100 % under the bytes key
 
@@ -294,7 +311,7 @@ def two_tokenizers(tmp_path_factory) -> Path:
 
 
 def _cross_config(root: Path, out: Path, noise_key: str, **over) -> dict:
-    config = {"output_dir": str(out), "seeds": 600, "max_new_tokens": 3, "batch_size": 300,
+    config = {"output_dir": str(out), "seeds": 500, "max_new_tokens": 3, "batch_size": 300,
               "prompts_per_chunk": 1, "modes": ["coupled"], "top_k": 3,
               "noise_key": noise_key,
               "task": {"name": "tiny-mc", "type": "multiple_choice", "path": str(QUESTIONS),
@@ -376,7 +393,7 @@ def test_different_tokenizers_couple_and_keep_their_exact_reply_laws(two_tokeniz
     scores, manifest = cross_runs[key]
     coupling = {"text": "gumbel_text", "bytes": "gumbel_bytes"}[key]
     assert manifest["coupling"] == coupling and manifest["row_spec"]["noise_key"] == key
-    assert (scores["coupling"] == coupling).all() and len(scores) == 2 * 600
+    assert (scores["coupling"] == coupling).all() and len(scores) == 2 * 500
     sampling = Sampling(1.0, top_k=3)
     for name in ("bpe", "spm"):
         rows = scores[scores["model"] == name]
@@ -397,3 +414,32 @@ def test_text_and_bytes_keys_refuse_what_they_cannot_run(two_tokenizers, tmp_pat
     with pytest.raises(ValueError, match="different tokenizer vocabularies"):
         run(_cross_config(two_tokenizers, tmp_path / "out", "token"), progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_broken_key_fails_the_exact_reply_law_test_on_a_real_model(two_tokenizers,
+                                                                    monkeypatch):
+    # the same noise at every step of a reply (position ignores offset and counter): a real
+    # model's replies then repeat their candidates too often, and the test must see it
+    from coupled.runner.config import ModelSpec
+    from coupled.runner.models import load_tokenizer
+    from coupled.runner.noise_torch import row_keys
+
+    spec = ModelSpec(name="spm", path=str(two_tokenizers / "spm-model"))
+    tokenizer = load_tokenizer(spec)
+    engine = ce.TextKeyEngine(spec, tokenizer)
+    prompt = runner_run._encode(tokenizer, ["Question: which letter? Answer:"])[0]
+    n = 2_000
+    keys = row_keys("t", ["q"] * n, list(range(n)))
+    sampling = Sampling(1.0, top_k=3)
+    law = _exact_reply_law(two_tokenizers / "spm-model", "Question: which letter? Answer:",
+                           sampling, 3)
+
+    def replies() -> list[str]:
+        gens = engine.generate_rows([prompt], [0] * n, keys, sampling=sampling,
+                                    max_new_tokens=3)
+        return [tokenizer.decode(list(g.token_ids), skip_special_tokens=True) for g in gens]
+
+    assert _chi2_pvalue(replies(), law) > CHI2_PASS
+    monkeypatch.setattr(ce, "position_keys", lambda r, offset, counter: nt.text_position_keys(
+        r, 0, 0))
+    assert _chi2_pvalue(replies(), law) < CHI2_BROKEN
