@@ -357,7 +357,9 @@ def cross_runs(two_tokenizers, tmp_path_factory) -> dict[str, pd.DataFrame]:
     out = {}
     for key in ("text", "bytes"):
         folder = tmp_path_factory.mktemp(key) / "out"
-        run(_cross_config(two_tokenizers, folder, key), progress=False)
+        # under text, independent rows too: each model's own stream, the same law
+        modes = ["coupled", "independent"] if key == "text" else ["coupled"]
+        run(_cross_config(two_tokenizers, folder, key, modes=modes), progress=False)
         out[key] = (read_scores(folder), json.loads((folder / "manifest.json").read_text()))
     return out
 
@@ -393,14 +395,21 @@ def test_different_tokenizers_couple_and_keep_their_exact_reply_laws(two_tokeniz
     scores, manifest = cross_runs[key]
     coupling = {"text": "gumbel_text", "bytes": "gumbel_bytes"}[key]
     assert manifest["coupling"] == coupling and manifest["row_spec"]["noise_key"] == key
-    assert (scores["coupling"] == coupling).all() and len(scores) == 2 * 500
+    modes = ["coupled", "independent"] if key == "text" else ["coupled"]
+    assert (scores["coupling"] == coupling).all() and len(scores) == 2 * 500 * len(modes)
     sampling = Sampling(1.0, top_k=3)
     for name in ("bpe", "spm"):
-        rows = scores[scores["model"] == name]
-        law = _exact_reply_law(two_tokenizers / f"{name}-model", rows["prompt_text"].iloc[0],
+        mine = scores[scores["model"] == name]
+        law = _exact_reply_law(two_tokenizers / f"{name}-model", mine["prompt_text"].iloc[0],
                                sampling, 3)
         assert len(law) > 5
-        assert _chi2_pvalue(list(rows["response"]), law) > CHI2_PASS, name
+        for mode in modes:
+            rows = mine[mine["mode"] == mode].sort_values("seed")
+            assert _chi2_pvalue(list(rows["response"]), law) > CHI2_PASS, (name, mode)
+        if key == "text":  # the independent stream is another noise, not a copy
+            by_mode = mine.pivot_table(index="seed", columns="mode", values="response",
+                                       aggfunc="first")
+            assert (by_mode["coupled"] != by_mode["independent"]).mean() > 0.3
 
 
 def test_text_and_bytes_keys_refuse_what_they_cannot_run(two_tokenizers, tmp_path):
