@@ -256,3 +256,69 @@ def test_the_benchmarks_example_config_loads_every_task():
         "\nAnswer: ").eq(2).all()
     assert list(loaded["tiny-arithmetic"]["answer"][:2]) == ["33", "11"]
     assert config.models[1].chat_template is False
+
+
+# --- generated layouts: any nesting, any column names, values read back as written -------------
+
+_NAME = st.text(st.characters(categories=["Lu", "Ll"], include_characters="_"), min_size=1,
+                max_size=6)
+_TEXT = st.one_of(st.sampled_from(["001", "1", "NA", "None", "null", "1.50", "true", " x "]),
+                  st.text(st.characters(categories=["L", "N", "Zs"]), min_size=1, max_size=8))
+
+
+@st.composite
+def _layout(draw):
+    # Each field lives at a path of 1-3 distinct names (one top-level column per field).
+    fields = ("id", "question", "choices", "answer")
+    tops = draw(st.lists(_NAME, min_size=4, max_size=4, unique=True))
+    paths = {f: [tops[i]] + draw(st.lists(_NAME, max_size=2)) for i, f in enumerate(fields)}
+    n = draw(st.integers(1, 4))
+    rows, expected = [], []
+    for r in range(n):
+        choices = draw(st.lists(_TEXT, min_size=2, max_size=5, unique_by=str.strip)
+                       .filter(lambda c: all(x.strip() for x in c)))
+        gold = draw(st.integers(0, len(choices) - 1))
+        values = {"id": f"{draw(_TEXT)}#{r}", "question": draw(_TEXT), "choices": choices,
+                  "answer": str(gold)}
+        row: dict = {}
+        for field, path in paths.items():
+            cell = row
+            for part in path[:-1]:
+                cell = cell.setdefault(part, {})
+            cell[path[-1]] = values[field]
+        rows.append(row)
+        expected.append((values["id"], values["question"], choices, tasks.LETTERS[gold]))
+    columns = {f: ".".join(p) for f, p in paths.items()}
+    return rows, columns, expected
+
+
+@given(_layout(), st.sampled_from(["jsonl", "parquet"]))
+def test_any_nested_layout_reads_back_exactly_as_written(tmp_path_factory, case, suffix):
+    rows, columns, expected = case
+    path = tmp_path_factory.mktemp("layout") / f"t.{suffix}"
+    if suffix == "jsonl":
+        _jsonl(path, rows)
+    else:
+        pd.DataFrame(rows).to_parquet(path)
+    loaded = tasks.load_multiple_choice(path, "index", columns=columns)
+    got = [(r.prompt_id, r.question, list(r.choices), r.answer)
+           for r in loaded.itertuples(index=False)]
+    assert got == expected
+
+
+def test_fewshot_from_another_file_with_the_same_column_map(tmp_path):
+    from coupled.runner.config import TaskSpec
+    from coupled.runner.run import _load_task
+
+    _jsonl(tmp_path / "test.jsonl", HELLASWAG_ROWS)
+    train = [{**r, "ind": r["ind"] + 1000, "ctx": "train: " + r["ctx"]} for r in HELLASWAG_ROWS]
+    _jsonl(tmp_path / "train.jsonl", train)
+    task = TaskSpec(name="hs", type="multiple_choice", path=str(tmp_path / "test.jsonl"),
+                    answer_kind="index", columns=HELLASWAG_COLUMNS, fewshot=2,
+                    fewshot_path=str(tmp_path / "train.jsonl"), limit=2)
+    config = load_config({"output_dir": str(tmp_path / "out"), "task": task.as_dict(),
+                          "models": [{"name": "a", "path": str(tmp_path)}]})
+    loaded = _load_task(config)
+    assert len(loaded) == 2
+    for shot in loaded["fewshot"]:
+        assert shot.count("train: ") == 2 and shot.count("\nAnswer: ") == 2
