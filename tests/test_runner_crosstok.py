@@ -452,3 +452,25 @@ def test_a_broken_key_fails_the_exact_reply_law_test_on_a_real_model(two_tokeniz
     monkeypatch.setattr(ce, "position_keys", lambda r, offset, counter: nt.text_position_keys(
         r, 0, 0))
     assert _chi2_pvalue(replies(), law) < CHI2_BROKEN
+
+
+@pytest.mark.parametrize(("key", "masks"), [("text", {"top_p": 0.4}),
+                                            ("bytes", {"min_p": 0.3, "top_p": 0.95})])
+def test_top_p_and_min_p_keep_the_reply_law_exact(two_tokenizers, key, masks):
+    # the masks of the HF path define the law at each prefix; both keys sample it exactly
+    from coupled.runner.config import ModelSpec
+    from coupled.runner.models import load_tokenizer
+    from coupled.runner.noise_torch import row_keys
+
+    spec = ModelSpec(name="bpe", path=str(two_tokenizers / "bpe-model"))
+    tokenizer = load_tokenizer(spec)
+    engine = (ce.TextKeyEngine if key == "text" else ce.ByteKeyEngine)(spec, tokenizer)
+    text = "Question: which letter? Answer:"
+    n, sampling = 1_500, Sampling(1.0, **masks)
+    gens = engine.generate_rows([runner_run._encode(tokenizer, [text])[0]], [0] * n,
+                                row_keys("t", ["q"] * n, list(range(n))), sampling=sampling,
+                                max_new_tokens=2)
+    replies = [tokenizer.decode(list(g.token_ids), skip_special_tokens=True) for g in gens]
+    law = _exact_reply_law(two_tokenizers / "bpe-model", text, sampling, 2)
+    assert len(law) > 5
+    assert _chi2_pvalue(replies, law) > CHI2_PASS
