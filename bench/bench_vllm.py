@@ -215,8 +215,9 @@ def bench_end_to_end(path: Path, label: str, n_prompts: int, n_seeds: int, max_n
     entropy = _mean_entropy(path, prompts)
     engine = VLLMEngine(spec, tokenizer, processor=_passthrough_processor())
     hf = HFEngine(spec, tokenizer) if with_hf else None
-    plain = [SamplingParams(temperature=1.0, seed=i, max_tokens=max_new_tokens, detokenize=False,
-                            stop_token_ids=engine.end_token_ids) for i in range(len(of_row))]
+    # unseeded: vLLM 0.32's CPU runner fails on per-request seeds with chunked prefill
+    plain = [SamplingParams(temperature=1.0, max_tokens=max_new_tokens, detokenize=False,
+                            stop_token_ids=engine.end_token_ids) for _ in of_row]
     requests = [TokensPrompt(prompt_token_ids=prompts[p]) for p in of_row]
     times = {"coupled": [], "vllm_own": [], "hf": []}
     tokens = {}
@@ -302,8 +303,9 @@ def bench_gemma(path: Path, questions: Path, n_questions: int, n_seeds: int) -> 
     vllm_rows = engine.generate_rows(prompts, of_row, keys, sampling=sampling,
                                      max_new_tokens=length)
     vllm_s = time.perf_counter() - started
-    plain = [SamplingParams(temperature=1.0, seed=i, max_tokens=length, detokenize=False,
-                            stop_token_ids=engine.end_token_ids) for i in range(len(of_row))]
+    # unseeded: vLLM 0.32's CPU runner fails on per-request seeds with chunked prefill
+    plain = [SamplingParams(temperature=1.0, max_tokens=length, detokenize=False,
+                            stop_token_ids=engine.end_token_ids) for _ in of_row]
     started = time.perf_counter()
     own = engine.llm.generate([TokensPrompt(prompt_token_ids=prompts[p]) for p in of_row], plain,
                               use_tqdm=False)
