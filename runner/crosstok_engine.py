@@ -218,9 +218,14 @@ class TextKeyTables:
 
     @classmethod
     def of(cls, table: TokenBytes, device: torch.device | str = "cpu") -> TextKeyTables:
-        entries = list(table.token_bytes) + list(table.first_bytes)
-        group, group_hash, pick_hash = noise_keys.vocabulary_key_table(entries)
         v = table.vocab_size
+        if table.dummy_prefix:
+            entries = list(table.token_bytes) + list(table.first_bytes)
+            group, group_hash, pick_hash = noise_keys.vocabulary_key_table(entries)
+        else:  # both rows are the same table: hash the vocabulary once
+            entries = list(table.token_bytes) * 2
+            group, group_hash, pick_hash = noise_keys.vocabulary_key_table(entries[:v])
+            group, pick_hash = group * 2, pick_hash * 2
 
         def signed(values: Sequence[int]) -> torch.Tensor:
             return keys.as_int64(np.array(values, dtype=np.uint64), device)
