@@ -252,26 +252,51 @@ def fewshot_examples(task_name: str, prompts: pd.DataFrame, pool: pd.DataFrame, 
                      same_pool: bool) -> list[list[int]]:
     """For each prompt, the ``k`` pool rows shown before it, fixed by the prompt's key.
 
-    The order is a hash of (task, prompt id, example id), so it depends on neither the file
-    order, the model, the seed nor the mode, and a longer ``limit`` leaves earlier prompts'
-    examples unchanged. Never the question itself: from the task's own rows the same prompt id
-    is left out; from any pool a row with the same question (or prompt) text is too.
+    The choice is a function of (task, prompt id) and the pool's content, through the project's
+    blake2b ``text_hash`` (no RNG whose stream could change between library versions): it
+    depends on neither the file order, the model, the seed nor the mode, and a longer ``limit``
+    leaves earlier prompts' examples unchanged. Pools of up to :data:`_EXACT_POOL` rows rank every
+    candidate by a hash of (task, prompt id, example id); larger ones probe positions of the
+    pool sorted by id with hashes of (task, prompt id, j), j = 0, 1, ... — O(k) per prompt,
+    where ranking all would be quadratic (MMLU's 14k questions). Never the question itself:
+    from the task's own rows the same prompt id is left out; from any pool a row with the same
+    question (or prompt) text is too.
     """
     if k == 0:
         return [[] for _ in range(len(prompts))]
     field = "question" if "question" in prompts.columns else "prompt"
     pool_ids, pool_texts = list(pool["prompt_id"]), list(pool[field])
+    order = sorted(range(len(pool)), key=pool_ids.__getitem__)  # by id, not file order
+    by_text: dict[str, set[int]] = {}
+    for i, ptext in enumerate(pool_texts):
+        by_text.setdefault(ptext.strip(), set()).add(i)
+    position = {pid: i for i, pid in enumerate(pool_ids)}
     chosen = []
     for prompt_id, text in zip(prompts["prompt_id"], prompts[field], strict=True):
-        candidates = [i for i, (pid, ptext) in enumerate(zip(pool_ids, pool_texts, strict=True))
-                      if not (same_pool and pid == prompt_id) and ptext.strip() != text.strip()]
-        if len(candidates) < k:
+        excluded = set(by_text.get(text.strip(), ()))
+        if same_pool and prompt_id in position:
+            excluded.add(position[prompt_id])
+        if len(pool) - len(excluded) < k:
             raise ValueError(f"task {task_name!r}: fewshot = {k} but prompt {prompt_id!r} has "
-                             f"only {len(candidates)} other example(s) to draw from")
-        candidates.sort(key=lambda i: (text_hash("\x1f".join(
-            ("fewshot", task_name, prompt_id, pool_ids[i]))), pool_ids[i]))
-        chosen.append(candidates[:k])
+                             f"only {len(pool) - len(excluded)} other example(s) to draw from")
+        key = "\x1f".join(("fewshot", task_name, prompt_id))
+        if len(pool) <= _EXACT_POOL:
+            candidates = [i for i in range(len(pool)) if i not in excluded]
+            candidates.sort(key=lambda i: (text_hash(f"{key}\x1f{pool_ids[i]}"), pool_ids[i]))
+            chosen.append(candidates[:k])
+            continue
+        picked: list[int] = []
+        probe = 0
+        while len(picked) < k:  # ends: at least k rows are not excluded
+            i = order[text_hash(f"{key}\x1f#{probe}") % len(pool)]
+            probe += 1
+            if i not in excluded and i not in picked:
+                picked.append(i)
+        chosen.append(picked)
     return chosen
+
+
+_EXACT_POOL = 256
 
 
 def fewshot_block(pool: pd.DataFrame, rows: list[int]) -> str:

@@ -322,3 +322,21 @@ def test_fewshot_from_another_file_with_the_same_column_map(tmp_path):
     assert len(loaded) == 2
     for shot in loaded["fewshot"]:
         assert shot.count("train: ") == 2 and shot.count("\nAnswer: ") == 2
+
+
+def test_fewshot_from_a_large_pool_is_fixed_spread_and_never_the_question():
+    n = 3000  # above the exact-ranking size: the O(k) probing path
+    frame = _mc_frame(n)
+    chosen = tasks.fewshot_examples("mmlu", frame, frame, 5, same_pool=True)
+    assert all(len(set(rows)) == 5 and i not in rows for i, rows in enumerate(chosen))
+    order = list(range(n))
+    random.Random(1).shuffle(order)
+    shuffled = frame.iloc[order].reset_index(drop=True)
+    again = tasks.fewshot_examples("mmlu", shuffled, shuffled, 5, same_pool=True)
+    ids = [[frame["prompt_id"][j] for j in rows] for rows in chosen]
+    assert {shuffled["prompt_id"][i]: [shuffled["prompt_id"][j] for j in rows]
+            for i, rows in enumerate(again)} == dict(zip(frame["prompt_id"], ids, strict=True))
+    # the examples spread over the pool: 15000 draws leave a row undrawn with probability about
+    # e^-5, so ~20 of 3000 (SE ~4.5); more than 300 undrawn would be 60 SE off
+    counts = pd.Series([j for rows in ids for j in rows]).value_counts()
+    assert len(counts) > 0.9 * n
