@@ -159,7 +159,11 @@ def design_status(table: pd.DataFrame, manifest: Mapping[str, Any] | None = None
     named = manifest_models(manifest)
     frame = table.loc[:, ["task", *_CELL]].copy()
     if kind == "comparisons":
-        frame["unit"] = table["model_a"].astype(str) + " vs " + table["model_b"].astype(str)
+        # One spelling per unordered pair (validated tables already have model_a < model_b;
+        # an unvalidated ('b', 'a') row is the same pair as the design's 'a vs b').
+        first = table[["model_a", "model_b"]].astype(str).min(axis=1)
+        second = table[["model_a", "model_b"]].astype(str).max(axis=1)
+        frame["unit"] = first + " vs " + second
     else:
         frame["unit"] = table["model"].astype(str)
 

@@ -225,3 +225,15 @@ def test_design_status_counts_exactly_what_each_model_lacks_versus_the_union(pre
         assert set(entry.missing_prompts) == {p for p, _, _ in union} - own_prompts
         assert {(p, s, m) for p, s, m, _ in entry.examples} <= expected[x]
     assert status.complete == (not found)
+
+
+def test_design_status_spells_a_pair_one_way_whatever_the_row_order():
+    import pandas as pd
+
+    from coupled.tables.design import design_status
+
+    table = pd.DataFrame({"task": ["t", "t"], "prompt_id": ["1", "2"], "seed": [0, 0],
+                          "mode": ["coupled"] * 2, "coupling": ["gumbel"] * 2,
+                          "model_a": ["b", "a"], "model_b": ["a", "b"], "outcome": ["a", "b"]})
+    status = design_status(table)
+    assert status.complete and [u for u in status.units] == ["a vs b"]
