@@ -46,7 +46,7 @@ from coupled.analysis._clustered import (
     question_moments,
 )
 from coupled.analysis.intervals import PairedInterval, paired_score_interval
-from coupled.tables import MODES, read_scores
+from coupled.tables import MODES, read_scores, require_shared_noise
 
 
 # ----------------------------------------------------------------------------- data access
@@ -55,6 +55,9 @@ def _select(scores: pd.DataFrame, mode: str, coupling: str | None) -> tuple[pd.D
         raise ValueError(f"mode must be 'coupled' or 'independent', got {mode!r}")
     rows = scores[scores["mode"] == mode]
     if rows.empty:
+        if mode == "coupled":  # imported results without shared noise: say so first
+            require_shared_noise(scores, "this comparison of coupled and independent rows",
+                                 "scores")
         raise ValueError(f"scores: no rows with mode {mode!r} (modes present: "
                          f"{sorted(scores['mode'].unique())})")
     couplings = sorted(rows["coupling"].unique())

@@ -36,6 +36,7 @@ from coupled.tables import (
     TableError,
     read_comparisons,
     read_scores,
+    require_shared_noise,
 )
 
 __all__ = [
@@ -782,6 +783,8 @@ def compare_modes(comparisons: pd.DataFrame | str | os.PathLike, model: str | No
                 "z": test.z[0, side], "pvalue": test.pvalue[0, side], "df": test.df[0],
                 "n_coupled": coupled.n_total[0], "n_independent": independent.n_total[0]}))
     if not frames:
+        require_shared_noise(data, "comparing coupled and independent win-rates",
+                             "comparisons")
         raise ValueError("comparisons: column 'mode' must hold both 'coupled' and 'independent' "
                          "rows (for the same coupling) to compare the modes")
     out = pd.concat(frames, ignore_index=True)

@@ -1,0 +1,44 @@
+"""Rows imported from runs without shared noise (coupling "none") get every analysis that is
+valid for them and a clear refusal from those that need shared noise."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coupled.analysis import (
+    compare_modes,
+    compare_modes_bradley_terry,
+    derive_comparisons,
+    mean_difference,
+    model_scores,
+    rank_sets,
+    variance_reduction,
+)
+
+
+@pytest.fixture
+def imported() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    rows = [{"task": "t", "prompt_id": f"q{q}", "seed": s, "mode": "independent",
+             "coupling": "none", "model": m, "score": float(rng.random() < p)}
+            for q in range(30) for s in range(3) for m, p in (("a", 0.7), ("b", 0.5), ("c", 0.4))]
+    return pd.DataFrame(rows)
+
+
+def test_valid_analyses_run_on_rows_without_shared_noise(imported):
+    means = model_scores(imported)
+    assert set(means["coupling"]) == {"none"} and (means["ci_low"] < means["ci_high"]).all()
+    result = mean_difference(imported, "a", "b", mode="independent", coupling="none")
+    assert result.ci_low < result.estimate < result.ci_high
+    ranks = rank_sets(derive_comparisons(imported))
+    assert set(ranks["model"]) == {"a", "b", "c"}
+
+
+def test_analyses_that_need_shared_noise_refuse_it_by_name(imported):
+    with pytest.raises(ValueError, match="needs rows generated with shared noise"):
+        variance_reduction(imported, "a", "b")
+    comparisons = derive_comparisons(imported)
+    with pytest.raises(ValueError, match="needs rows generated with shared noise"):
+        compare_modes(comparisons)
+    with pytest.raises(ValueError, match="needs rows generated with shared noise"):
+        compare_modes_bradley_terry(comparisons)
