@@ -23,8 +23,12 @@ DEFAULT_SEEDS = "1,2,5,10"
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the `coupled` parser."""
     analyze = subparsers.add_parser(
-        "analyze", help="benchmark report: paired differences, tests, variance reduction",
-        description="For every pair of models and mode in a scores table: the mean score "
+        "analyze", help="benchmark report: per-model accuracy, paired differences, tests, "
+                        "variance reduction",
+        description="First each model's mean score (accuracy) with a question-clustered CI "
+                    "per mode, and the coupling check (identical replies, first divergence "
+                    "step, coupled vs independent) when the table has replies; a single-model "
+                    "table stops there. Then, for every pair of models and mode: the mean score "
                     "difference (mean over questions) with a question-clustered CI and a "
                     "design-respecting test, within-question variances and covariance, and the "
                     "coupled/independent variance ratio and sample saving with bootstrap CIs "
@@ -35,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     analyze.add_argument("--alpha", type=probability, default=0.05, help="1 - confidence level")
     analyze.add_argument("--models", nargs="+", help="only these models (default: all)")
     analyze.add_argument("--by-subject", action="store_true",
-                         help="add one row per subject (needs a 'subject' column)")
+                         help="add one row per subject (needs a 'subject' column); with "
+                              "--error-curve, one curve fit per subject too")
     analyze.add_argument("--bootstrap", type=int_at_least(99), default=1999, metavar="B",
                          help="bootstrap resamples for the variance-ratio CI (default 1999)")
     analyze.add_argument("--seed", type=int_at_least(0), default=0, help="bootstrap seed")
@@ -46,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="also fit error-vs-n curves (Fig. 2c) subsampling rows or "
                               "questions, and report how many fewer samples coupled needs "
                               "(needs coupled and independent rows)")
+    analyze.add_argument("--without-replacement", action="store_true",
+                         help="--error-curve: subsample without replacement, as the paper's "
+                              "Fig. 2c (the error is 0 at the full pool; finite-population "
+                              "law c*sqrt(1/n - 1/N)); default: with replacement")
     _add_output_options(analyze)
     analyze.set_defaults(func=_analyze)
 
@@ -158,17 +167,41 @@ def _analyze(args: argparse.Namespace) -> int:
 
     if args.bootstrap < 99:
         raise ValueError(f"--bootstrap: need at least 99 resamples, got {args.bootstrap}")
+    if args.without_replacement and not args.error_curve:
+        raise ValueError("--without-replacement is a sampling scheme of --error-curve; add "
+                         "--error-curve row or --error-curve question")
     if args.out:
         _out_file(args)  # before any work: a bad --out costs nothing
     scores = read_scores(args.path)  # read once: the report and the error curves share it
-    distinct_models(args.models, at_least=2)
+    distinct_models(args.models)
+    if args.by_subject and "subject" not in scores.columns:
+        raise ValueError(f"--by-subject: {args.path} has no 'subject' column")
     status = design_of(scores, args.path, models=args.models)
     check_design(status, allow_incomplete=args.allow_incomplete, source=args.path)
+    level = f"{100 * (1 - args.alpha):g}% CI"
+    # The numbers users look for first: each model's accuracy, and whether coupling works.
+    accuracy = _model_scores(scores, args)
+    screen = incomplete_banner(status)  # what is missing, before any number
+    screen += (f"Mean score per model ({level}, clustered by question; each question weighs "
+               "the same)\n" + _accuracy_table(accuracy, args.by_subject))
+    payload = {"design": design_json(status), "model_scores": _records(accuracy)}
+    check_lines = _coupling_check(scores, args, payload)
+    if check_lines:
+        screen += ("\n\nCoupling check (coupled replies should agree far more often than "
+                   "independent ones)\n" + "\n".join(f"  {line}" for line in check_lines))
+    models = sorted(scores["model"].unique()) if args.models is None else args.models
+    if len(models) < 2:
+        if args.error_curve:
+            raise ValueError(f"--error-curve: {args.path} holds one model ({models[0]}); an "
+                             "error curve is of a difference between two models")
+        screen += (f"\n\nOne model ({models[0]}): no pair to compare, so no paired "
+                   "differences or variance reduction.")
+        payload.update(differences=[], variance_reduction=[], alpha=args.alpha)
+        return _emit(payload, screen, args)
     report = compare_models(scores, alpha=args.alpha, models=args.models,
                             by_subject=args.by_subject, n_resamples=args.bootstrap,
                             seed=args.seed, **_incomplete_option(compare_models, args))
     diffs, reduction = report.differences, report.variance_reduction
-    level = f"{100 * (1 - args.alpha):g}% CI"
     rows = []
     for r in diffs.to_dict(orient="records"):
         rows.append(([r["subject"]] if args.by_subject else []) + [
@@ -179,8 +212,7 @@ def _analyze(args: argparse.Namespace) -> int:
     head = (["subject"] if args.by_subject else []) + [
         "pair", "mode", "coupling", "difference", level, "p-value", "test", "questions", "rows",
         "var(diff|q)", "cov(q)", "note"]
-    screen = incomplete_banner(status)  # what is missing, before any number
-    screen += "Mean score differences (mean over questions; SE clustered by question)\n"
+    screen += "\n\nMean score differences (mean over questions; SE clustered by question)\n"
     screen += _table(rows, head)
     if len(reduction):
         rows = []
@@ -197,21 +229,92 @@ def _analyze(args: argparse.Namespace) -> int:
             f"ratio [{level}]", "sample saving", "note"]
         screen += ("\n\nVariance of one row's difference, coupled vs independent "
                    "(bootstrap over questions)\n" + _table(rows, head))
-    payload = {"design": design_json(status), "differences": _records(diffs),
-               "variance_reduction": _records(reduction), "alpha": args.alpha}
+        screen += _negative_saving_line(reduction, level)
+    payload.update(differences=_records(diffs), variance_reduction=_records(reduction),
+                   alpha=args.alpha)
     if args.error_curve:
-        savings = _error_curve_savings(scores, diffs, args)
+        savings, curves = _error_curve_savings(scores, diffs, args)
         payload["sample_saving"] = savings
-        rows = [[f"{r['model_a']} − {r['model_b']}", r["coupling"], r["unit"],
-                 f"{100 * r['saving']:.1f}%",
-                 f"{100 * r['theoretical_saving']:.1f}% [{100 * r['theoretical_ci_low']:.1f}, "
-                 f"{100 * r['theoretical_ci_high']:.1f}]", _fmt(r["error"]),
-                 f"{r['n_coupled']:.0f}", f"{r['n_independent']:.0f}"] for r in savings]
-        screen += ("\n\nSamples needed for the same error (fit E|error| = c/sqrt(n) to "
-                   "subsampling curves)\n" + _table(rows, [
+        payload["error_curves"] = _records(curves)
+        rows = [([r["subject"]] if args.by_subject else []) + [
+            f"{r['model_a']} − {r['model_b']}", r["coupling"], r["unit"],
+            _percent(r["saving"]),
+            f"{_percent(r['theoretical_saving'])} [{_percent(r['theoretical_ci_low'], '')}, "
+            f"{_percent(r['theoretical_ci_high'], '')}]", _fmt(r["error"]),
+            _count(r["n_coupled"]), _count(r["n_independent"]), r["note"]] for r in savings]
+        scheme = ("without replacement, E|error| = c·sqrt(1/n − 1/N)"
+                  if args.without_replacement else "with replacement, E|error| = c/sqrt(n)")
+        screen += (f"\n\nSamples needed for the same error (subsampling {scheme}, fit to "
+                   "the curves)\n" + _table(rows, (["subject"] if args.by_subject else []) + [
                        "pair", "coupling", "unit", "saving (curves)", "1 − Var ratio",
-                       "at error", "n coupled", "n independent"]))
+                       "at error", "n coupled", "n independent", "note"]))
     return _emit(payload, screen, args)
+
+
+def _percent(x, unit: str = "%") -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{100 * x:.1f}{unit}"
+
+
+def _count(x) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:.0f}"
+
+
+def _model_scores(scores, args: argparse.Namespace):
+    """``model_scores`` of the whole table (subject ``(all)`` with ``--by-subject``) and of
+    each subject."""
+    import pandas as pd
+
+    from coupled.analysis import model_scores
+
+    overall = model_scores(scores, alpha=args.alpha, models=args.models)
+    if not args.by_subject:
+        return overall
+    parts = [overall.assign(subject="(all)")]
+    for subject, part in scores.groupby("subject", sort=True):
+        models = None if args.models is None else [m for m in args.models
+                                                    if m in set(part["model"])]
+        if models == []:
+            continue
+        parts.append(model_scores(part, alpha=args.alpha, models=models)
+                     .assign(subject=str(subject)))
+    frame = pd.concat(parts, ignore_index=True)
+    return frame[["subject", *overall.columns]]
+
+
+def _accuracy_table(accuracy, by_subject: bool) -> str:
+    rows = [([r["subject"]] if by_subject else []) + [
+        r["model"], r["mode"], r["coupling"], _fmt(r["mean"]),
+        f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", str(r["n_questions"]), str(r["n_rows"])]
+        for r in accuracy.to_dict(orient="records")]
+    head = (["subject"] if by_subject else []) + [
+        "model", "mode", "coupling", "mean score", "CI", "questions", "rows"]
+    return _table(rows, head)
+
+
+def _coupling_check(scores, args: argparse.Namespace, payload: dict) -> list[str]:
+    """The coupling check's lines (and its rows into ``payload``) when the table has
+    replies; nothing otherwise."""
+    from coupled.analysis import coupling_check, coupling_check_lines
+
+    if "response" not in scores.columns:
+        return []
+    rows = scores if args.models is None else scores[scores["model"].isin(args.models)]
+    check = coupling_check(rows)
+    payload["coupling_check"] = _records(check)
+    return coupling_check_lines(check)
+
+
+def _negative_saving_line(reduction, level: str) -> str:
+    """One line, only when a saving is negative: what it means and when it is noise."""
+    negative = reduction[reduction["saving"] < 0]
+    if negative.empty:
+        return ""
+    noise = bool((negative["saving_ci_high"] >= 0).all())
+    return ("\nnegative saving: coupled differences varied more than independent ones "
+            "(ratio > 1), so coupling needs more rows for that pair; "
+            + (f"every such {level} includes 0, so this is within noise."
+               if noise else "its CI excludes 0: under coupling one model tends to be right where "
+               "the other is wrong (their scores are anti-correlated)."))
 
 
 def _incomplete_option(function, args: argparse.Namespace) -> dict:
@@ -225,25 +328,46 @@ def _incomplete_option(function, args: argparse.Namespace) -> dict:
     return {}
 
 
-def _error_curve_savings(scores, diffs, args: argparse.Namespace) -> list[dict]:
-    from dataclasses import asdict
+def _error_curve_savings(scores, diffs, args: argparse.Namespace):
+    """Error curves and the implied saving for every pair with both modes: on the whole table
+    and, with ``--by-subject``, on each subject's rows (a subject too small for a fit gets a
+    row with its reason in ``note``; the whole table's failure is an error)."""
+    from dataclasses import asdict, fields
 
-    from coupled.analysis.errorcurve import error_curves
+    import pandas as pd
 
-    if "subject" in diffs.columns:
-        diffs = diffs[diffs["subject"] == "(all)"]
-    n_modes = diffs.groupby(["model_a", "model_b", "coupling"])["mode"].nunique()
-    pairs = [key for key, count in n_modes.items() if count == 2]
-    if not pairs:
+    from coupled.analysis.errorcurve import SampleSaving, error_curves
+
+    if "subject" not in diffs.columns:
+        diffs = diffs.assign(subject="(all)")
+    n_modes = diffs.groupby(["subject", "model_a", "model_b", "coupling"])["mode"].nunique()
+    cells = [key for key, count in n_modes.items() if count == 2]
+    if not any(subject == "(all)" for subject, *_ in cells):
         raise ValueError("--error-curve: no pair of models has both coupled and independent "
                          "rows")
-    savings = []
-    for model_a, model_b, coupling in pairs:
-        _, saving = error_curves(scores, model_a, model_b, unit=args.error_curve,
-                                 coupling=coupling, alpha=args.alpha, seed=args.seed)
-        savings.append({"model_a": model_a, "model_b": model_b, "coupling": coupling,
-                        **asdict(saving)})
-    return savings
+    by_subject = dict(tuple(scores.groupby("subject", sort=True))) if args.by_subject else {}
+    savings, curves = [], []
+    for subject, model_a, model_b, coupling in cells:
+        rows = scores if subject == "(all)" else by_subject[subject]
+        where = {"subject": subject} if args.by_subject else {}
+        try:
+            frame, saving = error_curves(rows, model_a, model_b, unit=args.error_curve,
+                                         coupling=coupling, alpha=args.alpha, seed=args.seed,
+                                         replace=not args.without_replacement)
+        except ValueError as error:
+            if subject == "(all)":
+                raise
+            empty = {f.name: float("nan") for f in fields(SampleSaving)}
+            savings.append({**where, "model_a": model_a, "model_b": model_b,
+                            "coupling": coupling, **empty, "unit": args.error_curve,
+                            "note": f"no fit: {error}"})
+            continue
+        savings.append({**where, "model_a": model_a, "model_b": model_b, "coupling": coupling,
+                        **asdict(saving), "note": ""})
+        curves.append(frame.assign(**where, model_a=model_a, model_b=model_b,
+                                   coupling=coupling,
+                                   replace=not args.without_replacement))
+    return _json_rows(savings), pd.concat(curves, ignore_index=True)
 
 
 # ----------------------------------------------------------------------------- plan
