@@ -81,12 +81,13 @@ def _print_first_numbers(out) -> None:
     out = Path(out)
     if (out / "scores").is_dir():
         table = read_scores(out)
-        means = model_scores(table)
-        print("mean score ± 95 % CI (question-clustered), per mode:")
-        for row in means.itertuples(index=False):
-            print(f"  {row.model:>20} {row.mode:>11}: {row.mean:.3f} "
-                  f"[{row.ci_low:.3f}, {row.ci_high:.3f}]  ({row.n_questions} questions, "
-                  f"{row.n_rows} rows)")
+        for task, part in table.groupby("task", sort=True):
+            means = model_scores(part)
+            print(f"mean score ± 95 % CI (question-clustered), task {task!r}, per mode:")
+            for row in means.itertuples(index=False):
+                print(f"  {row.model:>20} {row.mode:>11}: {row.mean:.3f} "
+                      f"[{row.ci_low:.3f}, {row.ci_high:.3f}]  ({row.n_questions} questions, "
+                      f"{row.n_rows} rows)")
     elif (out / "generations").is_dir():
         table = read_generations(out)
     else:

@@ -382,7 +382,7 @@ def test_cli_run_ends_with_mean_scores_and_the_coupling_check(tiny, tmp_path, ca
     (tmp_path / "run.toml").write_text(toml + "\n")
     assert main(["run", str(tmp_path / "run.toml"), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "mean score ± 95 % CI" in out and "tiny-A" in out
+    assert "mean score ± 95 % CI (question-clustered), task 't'" in out and "tiny-A" in out
     assert "copy vs tiny-A: 100.0 % identical replies coupled" in out
     scores = read_scores(tmp_path / "o")
     assert all(len(ids) == n for ids, n in zip(scores["token_ids"], scores["n_tokens"],
