@@ -131,14 +131,20 @@ class BedStepper(ce.Stepper):
 
     def prefill(self, prompt_ids, prompt_of_row):
         self.nodes = np.zeros(len(prompt_of_row), dtype=np.int64)
-        assert np.array_equal(self.model.probs[0], self.model.next_token_law([]))
+        self.first_ids = []  # the first live row's ids: next_token_law(ids) is checked on it
         return self._logits()
 
     def advance(self, tokens, keep):
         if keep is not None:
+            if keep[0] != 0:
+                self.first_ids = None
             self.nodes = self.nodes[keep.numpy()]
         self.nodes = self.model.child[self.nodes, tokens.numpy()]
         assert (self.nodes >= 0).all(), "the sampler chose an id of probability 0"
+        if self.first_ids is not None:
+            self.first_ids.append(int(tokens[0]))
+            assert np.array_equal(self.model.probs[self.nodes[0]],
+                                  self.model.next_token_law(self.first_ids))
         return self._logits()
 
 
@@ -474,3 +480,11 @@ def test_top_p_and_min_p_keep_the_reply_law_exact(two_tokenizers, key, masks):
     law = _exact_reply_law(two_tokenizers / "bpe-model", text, sampling, 2)
     assert len(law) > 5
     assert _chi2_pvalue(replies, law) > CHI2_PASS
+
+
+def test_resume_refuses_another_noise_key(two_tokenizers, tmp_path):
+    out = tmp_path / "out"
+    run(_cross_config(two_tokenizers, out, "text", seeds=2), progress=False)
+    with pytest.raises(ValueError, match="'gumbel_text' -> 'gumbel_bytes'"):
+        run(_cross_config(two_tokenizers, out, "bytes", seeds=2), resume=True, progress=False)
+    assert set(read_scores(out)["coupling"]) == {"gumbel_text"}
