@@ -151,12 +151,14 @@ def model_file_hashes(path: str) -> dict[str, str]:
     files = (f for f in folder.rglob("*")
              if f.is_file() and not any(p.startswith(".") for p in f.relative_to(folder).parts))
     for file in sorted(files):
-        digest = hashlib.sha256()
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        hashes[file.relative_to(folder).as_posix()] = digest.hexdigest()
+        hashes[file.relative_to(folder).as_posix()] = file_sha256(file)
     return hashes
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of one file, read in blocks (``hashlib.file_digest``)."""
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def hub_revision(path: str) -> str | None:

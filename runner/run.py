@@ -347,13 +347,9 @@ def _judge_record(config: RunConfig) -> dict[str, Any] | None:
 
 
 def _file_hash(path: Path) -> str:
-    import hashlib
+    from coupled.runner.models import file_sha256
 
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def _prompts_hash(prompts: pd.DataFrame, start: int, stop: int) -> str:
@@ -596,6 +592,11 @@ def _load_tokenizers(config: RunConfig) -> dict[str, Any]:
     # noise_key "text" / "bytes" key the noise by bytes, not ids: different tokenizers couple
     if "coupled" in config.modes and len(tokenizers) > 1 and config.noise_key == "token":
         check_same_vocabulary(tokenizers)
+    if config.noise_key != "token":  # each vocabulary's bytes must be readable: refused here
+        from coupled.runner.crosstok_engine import check_token_bytes
+
+        for name, tokenizer in tokenizers.items():
+            check_token_bytes(tokenizer, name)
     return tokenizers
 
 
