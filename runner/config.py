@@ -38,6 +38,7 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -61,6 +62,14 @@ ANSWER_KINDS = ("text", "label", "index")
 # cpu, cuda, cuda:N, mps or auto; anything else ("potato") is refused when the config is read.
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
+def _known_device(value: str) -> str:
+    if not _DEVICE.match(value):
+        raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+    return value
+
+
+# A device name, checked the same way in every table that has one.
+Device = Annotated[str, AfterValidator(_known_device)]
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 Name = Annotated[str, Field(min_length=1)]
@@ -100,7 +109,7 @@ class ModelSpec(_Strict):
         "float32", description="weights' dtype (default: the top-level `dtype`)")
     quantization: Literal["8bit", "4bit"] | None = Field(
         None, description="bitsandbytes 8-bit or 4-bit loading of the same weights")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps "
+    device: Device = Field("auto", description="auto | cpu | cuda | cuda:N | mps "
                                             "(default: the top-level `device`)")
     trust_remote_code: bool = Field(
         False, description="run code named by the checkpoint's config (default: the "
@@ -116,13 +125,6 @@ class ModelSpec(_Strict):
         None, description="true: render prompts with the tokenizer's chat template (an error "
                           "if it has none); false: plain text prompts; unset: the template "
                           "when the tokenizer has one")
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
-        return value
 
     @model_validator(mode="after")
     def _local_path_absolute(self, info: ValidationInfo) -> ModelSpec:
@@ -288,7 +290,7 @@ class JudgeSpec(_Strict):
         "float32", description="judge model: as in [[models]]")
     quantization: Literal["8bit", "4bit"] | None = Field(
         None, description="judge model: as in [[models]]")
-    device: str = Field("auto", description="judge model: as in [[models]]")
+    device: Device = Field("auto", description="judge model: as in [[models]]")
     trust_remote_code: bool = Field(False, description="judge model: as in [[models]]")
 
     @field_validator("comparisons")
@@ -300,11 +302,6 @@ class JudgeSpec(_Strict):
     @classmethod
     def _local_path_absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
         return None if value is None else _model_path(value, _base(info))
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        return ModelSpec._known_device(value)
 
     @field_validator("api_key_env")
     @classmethod
@@ -393,7 +390,7 @@ class RunConfig(_Strict):
         "tokenizer), 'text' (byte offset of the reply and the candidate's bytes) or 'bytes' "
         "(exact byte-level sampling; needs top_k, top_p or min_p): 'text' and 'bytes' couple "
         "models whose tokenizers differ (hf backend; docs/cross-tokenizer.md)")
-    device: str = Field("auto", description="default device of every model")
+    device: Device = Field("auto", description="default device of every model")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "float32", description="default dtype of every model")
     trust_remote_code: bool = Field(False, description="default for every model")
@@ -445,11 +442,6 @@ class RunConfig(_Strict):
         if repeated:
             raise ValueError(f"must be distinct, {repeated[0]!r} is repeated")
         return value
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        return ModelSpec._known_device(value)
 
     @field_validator("output_dir")
     @classmethod
