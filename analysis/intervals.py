@@ -28,11 +28,13 @@ showed no difference is not credited with no variance — the failure behind 56 
 ``Q - 1`` degrees of freedom (the small-sample cluster correction). Where differences are
 common the interval is the clustered t interval up to the score test's skew correction.
 
-Chosen on the coverage grid of ``tests/test_coverage_grid.py`` against the same construction
-without the variance-model guard (under-covers at 82-88 % in unbalanced 1-or-20-seed designs)
-and the old clustered t (``bench/analysis_benchmark.md`` records old and new per cell). The
-price is width, and over-coverage (up to 100 %) in the smallest unbalanced designs, where the
-guard binds; a bootstrap-t over questions was not tried (it collapses on all-zero data too).
+Chosen on the coverage grid of ``tests/test_coverage_grid.py`` (probes of 12-70 cells)
+against the same construction without the guard (under-covers at 82-88 % in unbalanced
+1-or-20-seed designs), with half a pseudo-row (88-92 % there), with the count capped at the
+number of rows (over-covers balanced designs) and the old clustered t
+(``bench/analysis_benchmark.md`` records old and new for all 450 cells). The price is width,
+and over-coverage (up to 100 %) in the smallest and unbalanced designs, where the guard binds;
+a bootstrap-t over questions was not tried (it collapses on all-zero data too).
 
 Everything is vectorised over leading replicate axes (Monte-Carlo tests run thousands of
 benchmarks in one call).
