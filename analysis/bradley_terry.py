@@ -67,13 +67,13 @@ from coupled.analysis.pairwise import (
     models_from_pairs,
     pair_counts,
     pair_indices,
+    refuse_mode_comparison,
     significance_stars,
     t_quantile,
     two_sided_pvalue,
     z_statistic,
 )
 from coupled.analysis.ranksets import difference_df, rank_sets_from_estimates
-from coupled.tables import require_shared_noise
 
 __all__ = ["BradleyTerryFit", "BradleyTerrySeparationError", "bradley_terry",
            "bradley_terry_from_counts", "bradley_terry_scores", "compare_modes_bradley_terry",
@@ -400,10 +400,7 @@ def compare_modes_bradley_terry(comparisons: pd.DataFrame | str | os.PathLike,
             "pvalue": two_sided_pvalue(z, df), "df": df,
             "se_coupled": fits["coupled"].se, "se_independent": fits["independent"].se}))
     if not frames:
-        require_shared_noise(data, "comparing coupled and independent Bradley-Terry scores",
-                             "comparisons")
-        raise ValueError("comparisons: column 'mode' must hold both 'coupled' and 'independent' "
-                         "rows (for the same coupling) to compare the modes")
+        refuse_mode_comparison(data, "comparing coupled and independent Bradley-Terry scores")
     out = pd.concat(frames, ignore_index=True)
     out["pvalue_adjusted"] = np.nan
     for _, index in out.groupby("coupling").groups.items():

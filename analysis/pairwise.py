@@ -742,6 +742,13 @@ def average_win_rates(comparisons: pd.DataFrame | str | os.PathLike, alpha: floa
     return pd.concat(frames, ignore_index=True)
 
 
+def refuse_mode_comparison(data: pd.DataFrame, what: str) -> None:
+    """The error when no coupling has both modes: rows without shared noise are named first."""
+    require_shared_noise(data, what, "comparisons")
+    raise ValueError("comparisons: column 'mode' must hold both 'coupled' and 'independent' "
+                     "rows (for the same coupling) to compare the modes")
+
+
 def compare_modes(comparisons: pd.DataFrame | str | os.PathLike, model: str | None = None,
                   correction: Correction = "holm", alpha: float = 0.05,
                   models: list[str] | None = None) -> pd.DataFrame:
@@ -783,10 +790,7 @@ def compare_modes(comparisons: pd.DataFrame | str | os.PathLike, model: str | No
                 "z": test.z[0, side], "pvalue": test.pvalue[0, side], "df": test.df[0],
                 "n_coupled": coupled.n_total[0], "n_independent": independent.n_total[0]}))
     if not frames:
-        require_shared_noise(data, "comparing coupled and independent win-rates",
-                             "comparisons")
-        raise ValueError("comparisons: column 'mode' must hold both 'coupled' and 'independent' "
-                         "rows (for the same coupling) to compare the modes")
+        refuse_mode_comparison(data, "comparing coupled and independent win-rates")
     out = pd.concat(frames, ignore_index=True)
     if model is not None:
         out = out[out["model"] == model]
