@@ -52,7 +52,7 @@ from coupled.runner.engine import Sampling
 from coupled.tables import noise_keys
 
 __all__ = ["ByteKeyEngine", "ByteReply", "TextKeyEngine", "TextKeyTables", "TokenBytes",
-           "TokenBytesError", "byte_level_reply", "generate_byte_rows", "generate_text_rows",
+           "TokenBytesError", "byte_level_reply", "check_token_bytes", "generate_byte_rows", "generate_text_rows",
            "open_crosstok_engine", "sampling_log_probs", "token_bytes_of"]
 
 
@@ -129,31 +129,40 @@ def _decoder_scheme(decoder: dict | None) -> tuple[str, bool]:
     return "plain", False
 
 
-def token_bytes_of(tokenizer, end_token_ids: Sequence[int], *, check: bool = True
-                   ) -> TokenBytes:
+def token_bytes_of(tokenizer, end_token_ids: Sequence[int]) -> TokenBytes:
     """The :class:`TokenBytes` of a Hugging Face (fast) tokenizer, checked against its decode.
 
     Special tokens add no bytes; the ``end_token_ids`` are the end tokens; non-special added
     tokens add their content's UTF-8; every other piece is read with the scheme of the
-    tokenizer's decoder (byte-level BPE, SentencePiece / Metaspace, or plain).
+    tokenizer's decoder (byte-level BPE, SentencePiece / Metaspace, or plain). The table is
+    built and checked once per tokenizer object (``check_token_bytes``; the run does it before
+    writing anything, the engine reuses it).
     """
+    base = check_token_bytes(tokenizer)
+    ends = {int(i) for i in end_token_ids}
+    return TokenBytes(tuple(None if i in ends else b for i, b in enumerate(base.token_bytes)),
+                      base.dummy_prefix)
+
+
+def check_token_bytes(tokenizer, model_name: str | None = None) -> TokenBytes:
+    """Read every id's bytes (end tokens as zero-length specials) and check them against the
+    tokenizer's own decode; :class:`TokenBytesError` names the model if they disagree."""
+    cached = getattr(tokenizer, "_coupled_token_bytes", None)
+    if cached is not None:
+        return cached
+    name = model_name or getattr(tokenizer, "name_or_path", "?")
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    name = getattr(tokenizer, "name_or_path", "?")
     if backend is None:
-        raise TokenBytesError(f"tokenizer {name!r}: the text and bytes noise keys need a fast "
+        raise TokenBytesError(f"model {name!r}: the text and bytes noise keys need a fast "
                               "(tokenizers-backed) tokenizer to read each token's bytes")
     scheme, dummy = _decoder_scheme(json.loads(backend.to_str()).get("decoder"))
-    size = len(tokenizer)
-    pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     added = dict(getattr(tokenizer, "added_tokens_decoder", {}) or {})
     special = set(tokenizer.all_special_ids) | {i for i, t in added.items()
                                                  if getattr(t, "special", False)}
-    ends = {int(i) for i in end_token_ids}
-    out: list[bytes | None] = []
+    out: list[bytes] = []
     for i, piece in enumerate(pieces):
-        if i in ends:
-            out.append(None)
-        elif i in special or piece is None:
+        if i in special or piece is None:
             out.append(b"")
         elif i in added:
             out.append(str(added[i].content).encode("utf-8"))
@@ -161,10 +170,10 @@ def token_bytes_of(tokenizer, end_token_ids: Sequence[int], *, check: bool = Tru
             try:
                 out.append(noise_keys.canonical_token_bytes(piece, scheme))
             except ValueError as error:
-                raise TokenBytesError(f"tokenizer {name!r}: id {i}: {error}") from None
+                raise TokenBytesError(f"model {name!r}: token id {i}: {error}") from None
     table = TokenBytes(tuple(out), dummy)
-    if check:
-        _check_against_decode(tokenizer, table, name)
+    _check_against_decode(tokenizer, table, name)
+    tokenizer._coupled_token_bytes = table
     return table
 
 
@@ -191,7 +200,7 @@ def _check_against_decode(tokenizer, table: TokenBytes, name: str, n_random: int
                                   clean_up_tokenization_spaces=False)
         if text != theirs:
             raise TokenBytesError(
-                f"tokenizer {name!r}: its tokens' bytes cannot be read for the text / bytes "
+                f"model {name!r}: its tokens' bytes cannot be read for the text / bytes "
                 f"noise keys: ids {list(ids)[:12]} decode to {theirs!r}, the pieces' canonical "
                 f"bytes give {text!r}")
 

@@ -385,7 +385,10 @@ def test_tokenizers_differ_and_their_bytes_are_read_as_they_decode(two_tokenizer
             spm(text, add_special_tokens=False)["input_ids"]) == text.encode()
 
 
-def test_a_decoder_the_pieces_cannot_reproduce_is_refused(two_tokenizers):
+def test_a_decoder_the_pieces_cannot_reproduce_is_refused_before_anything_is_written(
+        two_tokenizers, tmp_path):
+    import shutil
+
     from tokenizers import decoders
     from transformers import AutoTokenizer
 
@@ -393,6 +396,13 @@ def test_a_decoder_the_pieces_cannot_reproduce_is_refused(two_tokenizers):
     bpe.backend_tokenizer.decoder = decoders.WordPiece()  # joins pieces with spaces
     with pytest.raises(ce.TokenBytesError, match="cannot be read"):
         ce.token_bytes_of(bpe, [bpe.eos_token_id])
+    shutil.copytree(two_tokenizers / "bpe-model", tmp_path / "odd")
+    bpe.save_pretrained(tmp_path / "odd")
+    config = _cross_config(two_tokenizers, tmp_path / "out", "text")
+    config["models"][0]["path"] = str(tmp_path / "odd")
+    with pytest.raises(ValueError, match="model 'bpe': its tokens' bytes cannot be read"):
+        run(config, progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("key", ["text", "bytes"])
