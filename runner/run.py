@@ -597,11 +597,6 @@ def _load_tokenizers(config: RunConfig) -> dict[str, Any]:
 
         for name, tokenizer in tokenizers.items():
             check_token_bytes(tokenizer, name)
-    if config.noise_key != "token":  # each vocabulary's bytes must be readable: refused here
-        from coupled.runner.crosstok_engine import check_token_bytes
-
-        for name, tokenizer in tokenizers.items():
-            check_token_bytes(tokenizer, name)
     return tokenizers
 
 
