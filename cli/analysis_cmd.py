@@ -560,4 +560,29 @@ def _plan_win_rate(args: argparse.Namespace, seeds: tuple[int, ...]) -> int:
     screen = (f"Separating average win-rates of {kwargs['model']} and {kwargs['opponent']}: "
               f"power {args.power}, alpha {args.alpha}\n" + _table(rows, head))
     payload = {"plans": _json_rows(plans)}
+    note = _negative_win_rate_saving(plans)
+    if note:
+        screen += f"\n{note}"
+        payload["saving_note"] = note
     return _emit(payload, screen, args)
+
+
+def _negative_win_rate_saving(plans: list[dict]) -> str:
+    """One line, only when a saving is negative: which of the two factors of the questions
+    needed, ``(sd / effect)^2``, makes coupled need more."""
+    negative = [p for p in plans if math.isfinite(p["saving"]) and p["saving"] < 0]
+    if not negative:
+        return ""
+    plan = min(negative, key=lambda p: p["saving"])
+    reasons = []
+    if abs(plan["effect_coupled"]) < abs(plan["effect_independent"]):
+        reasons.append(f"the coupled separation is smaller ({_fmt(plan['effect_coupled'])} vs "
+                       f"{_fmt(plan['effect_independent'])}: coupling makes identical replies, "
+                       "which tie, so both win-rates shrink)")
+    if plan["sd_coupled"] > plan["sd_independent"]:
+        reasons.append(f"its per-question SD is larger ({_fmt(plan['sd_coupled'])} vs "
+                       f"{_fmt(plan['sd_independent'])})")
+    return (f"negative saving ({100 * plan['saving']:.0f}% at {plan['n_seeds']} seed(s)): "
+            "coupled needs more questions for this pair, because "
+            + " and ".join(reasons or ["of rounding"])
+            + "; questions needed scale as (SD / separation)^2 in each mode.")

@@ -88,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {args.path} holds scores only; comparisons were derived from them "
               "(a if score_a > score_b, b if less, tie if equal).")
     print(format_table(table, args.alpha))
+    from coupled.paper_figures.report import order_change_line
+
+    explanation = order_change_line(table)  # only when the modes order the models differently
+    if explanation:
+        print(explanation)
     return 0
 
 

@@ -1,6 +1,8 @@
 """Figure 3 of the paper: one model's win-rate against every other model, coupled vs
 independent side by side, with 95 % CIs and Holm-corrected significance stars of the
-two-tailed z-test comparing the two modes.
+two-tailed z-test comparing the two modes. Each bar is labelled with its tie rate (when the
+frame has ``tie_rate``): coupled win-rates are lower because coupling makes identical replies,
+and identical replies tie.
 
 ``plot_win_rates`` draws a tidy frame; ``coupled.paper_figures.figures.fig3_frames`` builds it
 from ``coupled.analysis.pairwise`` (no statistic is computed here).
@@ -18,13 +20,16 @@ from coupled.paper_figures.style import MODE_COLORS, MODE_LABELS
 
 WIN_RATE_COLUMNS = ("opponent", "mode", "win_rate", "ci_low", "ci_high")
 STAR_COLUMNS = ("opponent", "stars")
+TIE_REASON = ("coupling makes identical replies, and identical replies tie: coupled win-rates "
+              "are lower for that reason")
 
 
 def plot_win_rates(model: str, win_rates: pd.DataFrame, stars: pd.DataFrame,
                    comparisons_derived: bool = False, note: str = "") -> plt.Figure:
     """Grouped bars: for each opponent, ``model``'s win-rate in each mode with its CI.
 
-    ``win_rates``: columns ``opponent, mode, win_rate, ci_low, ci_high``;
+    ``win_rates``: columns ``opponent, mode, win_rate, ci_low, ci_high`` and optionally
+    ``tie_rate`` (then printed in each bar, and its reason under the title);
     ``stars``: columns ``opponent, stars`` ('' when not significant).
     """
     for name, frame, columns in (("win_rates", win_rates, WIN_RATE_COLUMNS),
@@ -50,6 +55,12 @@ def plot_win_rates(model: str, win_rates: pd.DataFrame, stars: pd.DataFrame,
                label=MODE_LABELS[mode], yerr=errors, capsize=3,
                error_kw={"elinewidth": 1, "ecolor": "black"})
         tops = np.fmax(tops, np.nan_to_num(rows["ci_high"].to_numpy(dtype=float)))
+        if "tie_rate" in rows.columns:
+            for position, tie in zip(x + offset, rows["tie_rate"].to_numpy(dtype=float),
+                                     strict=True):
+                if np.isfinite(tie):
+                    ax.text(position, 0.01, f"ties\n{tie:.0%}", ha="center", va="bottom",
+                            fontsize=7)
     star_of = dict(zip(stars["opponent"], stars["stars"], strict=True))
     for i, opponent in enumerate(opponents):
         if star_of.get(opponent):
@@ -64,6 +75,8 @@ def plot_win_rates(model: str, win_rates: pd.DataFrame, stars: pd.DataFrame,
     lines = [f"Win-rate of {model} against every other model"]
     if comparisons_derived:
         lines.append("(comparisons derived from scores: no judged comparisons in this run)")
+    if "tie_rate" in win_rates.columns:
+        lines.append(f"Ties in each bar: {TIE_REASON}")
     if note:
         lines.append(note)
     width_chars = int(fig.get_size_inches()[0] * 11)

@@ -205,7 +205,8 @@ def fig2_caption(analysis: PairAnalysis, unit: str) -> str:
 def fig3_frames(comparisons: pd.DataFrame, model: str, alpha: float = 0.05,
                 matrix: pd.DataFrame | None = None
                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
-    """(win-rates of ``model`` per opponent and mode, stars per opponent, the z-test rows).
+    """(win-rates and tie rates of ``model`` per opponent and mode, stars per opponent, the
+    z-test rows).
 
     ``matrix``: ``win_rate_matrix(comparisons, alpha=alpha)`` if already computed."""
     from coupled.analysis.pairwise import compare_modes, win_rate_matrix
@@ -214,7 +215,7 @@ def fig3_frames(comparisons: pd.DataFrame, model: str, alpha: float = 0.05,
         matrix = win_rate_matrix(comparisons, alpha=alpha)
     mine = matrix[matrix["model"] == model]
     win_rates = mine.rename(columns={"win_ci_low": "ci_low", "win_ci_high": "ci_high"})[
-        ["opponent", "mode", "win_rate", "ci_low", "ci_high"]]
+        ["opponent", "mode", "win_rate", "ci_low", "ci_high", "tie_rate"]]
     if set(comparisons["mode"]) >= {"coupled", "independent"}:
         tests = compare_modes(comparisons, model=model, correction="holm", alpha=alpha)
         stars = tests[["opponent", "stars"]]
@@ -225,7 +226,8 @@ def fig3_frames(comparisons: pd.DataFrame, model: str, alpha: float = 0.05,
 
 def _fig3_caption(model: str, derived: bool, tested: bool) -> str:
     text = (f"Fig. 3: win-rate of {model} against every other model under coupled and "
-            f"independent generation, with 95 % confidence intervals clustered by prompt.")
+            f"independent generation, with 95 % confidence intervals clustered by prompt; "
+            f"each bar is labelled with the share of comparisons tied ({fig3.TIE_REASON}).")
     if tested:
         text += (" Stars: two-tailed z-test of equal win-rates in the two modes (paired by "
                  "prompt), Holm-adjusted across opponents: * p < 0.05, ** < 0.01, "

@@ -24,6 +24,7 @@ class RankingChange:
     order_independent: list[str]
     rank_sets_coupled: dict[str, str]
     rank_sets_independent: dict[str, str]
+    order_explanation: str = ""  # order_change_line: is a different order significant?
 
     @property
     def order_differs(self) -> bool:
@@ -33,6 +34,51 @@ class RankingChange:
     def rank_sets_differ(self) -> list[str]:
         return [m for m in self.order_coupled
                 if self.rank_sets_coupled[m] != self.rank_sets_independent.get(m)]
+
+
+def _overlap(ranks: pd.DataFrame, a: str, b: str) -> bool:
+    low, high = ranks.loc[a, "rank_low"], ranks.loc[a, "rank_high"]
+    return not (high < ranks.loc[b, "rank_low"] or ranks.loc[b, "rank_high"] < low)
+
+
+def order_change_line(ranks: pd.DataFrame) -> str:
+    """One line, only when the point-estimate order of the models differs between the coupled
+    and independent rankings (of one coupling): whether every swapped pair lies inside
+    overlapping rank-sets in both modes (then the swap is not significant) or not.
+
+    ``ranks``: ``rank_sets`` (or ``bradley_terry``) frame; rows without ranks are ignored."""
+    score = "bt_score" if "bt_score" in ranks.columns else "win_rate"
+    ranked = ranks.dropna(subset=["rank_low", "rank_high", score])
+    lines = []
+    for coupling, block in ranked.groupby("coupling", sort=True):
+        modes = {mode: part.set_index("model") for mode, part in block.groupby("mode")}
+        if not {"coupled", "independent"} <= set(modes):
+            continue
+        common = sorted(set(modes["coupled"].index) & set(modes["independent"].index))
+        orders = {m: sorted(common, key=lambda x, m=m: (-modes[m].loc[x, score], x))
+                  for m in ("coupled", "independent")}
+        if orders["coupled"] == orders["independent"]:
+            continue
+        position = {m: {x: i for i, x in enumerate(order)} for m, order in orders.items()}
+        swapped = [(a, b) for i, a in enumerate(common) for b in common[i + 1:]
+                   if (position["coupled"][a] < position["coupled"][b])
+                   != (position["independent"][a] < position["independent"][b])]
+        separated = [(a, b) for a, b in swapped
+                     if not all(_overlap(modes[m], a, b) for m in modes if m in orders)]
+        where = f" ({coupling})" if ranked["coupling"].nunique() > 1 else ""
+        text = (f"The point-estimate order differs between modes{where} (coupled "
+                f"{' > '.join(orders['coupled'])}; independent "
+                f"{' > '.join(orders['independent'])}), ")
+        if not separated:
+            text += ("but only inside overlapping rank-sets: there the order is not "
+                     "significant, so this is no evidence that the ranking differs.")
+        else:
+            listed = ", ".join(f"{a}/{b}" for a, b in separated)
+            text += (f"and {listed} swap with disjoint rank-sets in at least one mode, a "
+                     "significant order there (the modes' win-rates are different quantities: "
+                     "coupling turns wins into ties).")
+        lines.append(text)
+    return "\n".join(lines)
 
 
 def ranking_change(table: RankingTable) -> RankingChange | None:
@@ -46,7 +92,8 @@ def ranking_change(table: RankingTable) -> RankingChange | None:
         return list(table.ranks.loc[table.ranks["mode"] == mode, "model"])
 
     return RankingChange(order("coupled"), order("independent"),
-                         table.rank_set_labels("coupled"), table.rank_set_labels("independent"))
+                         table.rank_set_labels("coupled"), table.rank_set_labels("independent"),
+                         order_change_line(table.ranks))
 
 
 def ranking_sentence(change: RankingChange | None) -> str:
@@ -54,9 +101,10 @@ def ranking_sentence(change: RankingChange | None) -> str:
         return "Only one mode was ranked, so the modes cannot be compared."
     parts = []
     if change.order_differs:
-        parts.append("The order of the average win-rates differs between the modes: "
-                     f"coupled {' > '.join(change.order_coupled)}; independent "
-                     f"{' > '.join(change.order_independent)}.")
+        parts.append(change.order_explanation or (
+            "The order of the average win-rates differs between the modes: "
+            f"coupled {' > '.join(change.order_coupled)}; independent "
+            f"{' > '.join(change.order_independent)}."))
     else:
         parts.append("Both modes order the models the same way by average win-rate "
                      f"({' > '.join(change.order_coupled)}).")

@@ -1,4 +1,5 @@
-"""Table 1 of the paper: average win-rate ± CI and rank-set of every model, for both modes.
+"""Table 1 of the paper: average win-rate ± CI, tie rate and rank-set of every model, for
+both modes (the tie rate, ``rank_sets``' ``tie_rate``, says why coupled win-rates are lower).
 
 Every number comes from ``coupled.analysis.ranksets.rank_sets``; this module only lays the
 result out (Markdown, LaTeX via pandas ``to_latex`` — needs jinja2, no LaTeX install — and CSV).
@@ -16,6 +17,7 @@ import pandas as pd
 
 from coupled.analysis.ranksets import REQUIRED_COLUMNS as RANK_COLUMNS
 from coupled.analysis.ranksets import rank_set_label, win_rate_label
+from coupled.paper_figures.fig3 import TIE_REASON
 from coupled.paper_figures.output import write_texts
 from coupled.paper_figures.style import MODE_LABELS
 
@@ -58,6 +60,7 @@ def ranking_table(comparisons_or_scores: pd.DataFrame, alpha: float = 0.05) -> R
             (MODE_LABELS[mode], "Avg. win-rate"): [
                 win_rate_label(w, lo, hi) for w, lo, hi
                 in zip(block["win_rate"], block["ci_low"], block["ci_high"], strict=True)],
+            (MODE_LABELS[mode], "Tie rate"): [f"{t:.4f}" for t in block["tie_rate"]],
             (MODE_LABELS[mode], "_order"): block["win_rate"].to_numpy(),
         }, index=block.index))
     wide = pd.concat(blocks, axis=1)
@@ -74,7 +77,8 @@ def ranking_table(comparisons_or_scores: pd.DataFrame, alpha: float = 0.05) -> R
     caption = (f"Average win-rate of each model against all others with {level:.0%} confidence "
                f"intervals, and its rank-set (simultaneous {level:.0%} confidence; rank 1 is "
                f"the best), under {' and '.join(MODE_LABELS[m].lower() for m in modes)} "
-               f"generation.")
+               f"generation. Tie rate: mean over opponents of the share of comparisons "
+               f"tied; {TIE_REASON}.")
     for mode, models in absent.items():
         if models:
             caption += (f" \u2014: {', '.join(models)} not compared under {mode} "

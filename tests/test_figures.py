@@ -84,6 +84,8 @@ def test_table_csv_is_rank_sets_output(figure_set, run_tables):
     pd.testing.assert_frame_equal(written[table1.RANK_COLUMNS].reset_index(drop=True),
                                   expected[list(table1.RANK_COLUMNS)].reset_index(drop=True),
                                   check_dtype=False, rtol=1e-12, atol=0)
+    # the tie rate beside the win-rate, as rank_sets computed it
+    np.testing.assert_allclose(written["tie_rate"], expected["tie_rate"], rtol=1e-12)
 
 
 def test_markdown_and_latex_show_the_rank_sets(figure_set, run_tables):
@@ -93,6 +95,9 @@ def test_markdown_and_latex_show_the_rank_sets(figure_set, run_tables):
     latex = (figure_set.out_dir / "table1_ranking.tex").read_text()
     for row in ranks.itertuples():
         assert f"{row.win_rate:.4f}" in markdown and f"{row.win_rate:.4f}" in latex
+        assert f"{row.tie_rate:.4f}" in markdown and f"{row.tie_rate:.4f}" in latex
+    assert "Tie rate" in markdown and "Tie rate" in latex
+    assert "identical replies tie" in markdown and "identical replies tie" in latex
     # The best coupled model gets rank-set label from rank_low/rank_high, not recomputed.
     best = ranks[ranks["mode"] == "coupled"].iloc[0]
     line = next(line for line in markdown.splitlines() if line.startswith(f"| {best.model} "))
@@ -110,6 +115,7 @@ def test_fig3_model_defaults_to_best_coupled_and_uses_pairwise_analysis(figure_s
     np.testing.assert_array_equal(win_rates["win_rate"].to_numpy(), mine["win_rate"].to_numpy())
     np.testing.assert_array_equal(win_rates["ci_high"].to_numpy(),
                                   mine["win_ci_high"].to_numpy())
+    np.testing.assert_array_equal(win_rates["tie_rate"].to_numpy(), mine["tie_rate"].to_numpy())
     expected = compare_modes(comparisons, model="large", correction="holm")
     assert list(stars["stars"]) == list(expected["stars"])
     assert len(tests) == len(MODELS) - 1
