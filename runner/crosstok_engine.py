@@ -513,13 +513,16 @@ class _HFLaw:
     prompt + ids (no KV cache), cached per (prompt, ids); ``calls`` counts the passes."""
 
     def __init__(self, model, prompt_ids: Sequence[Sequence[int]], sampling: Sampling,
-                 vocab_size: int) -> None:
+                 vocab_size: int, cache: dict | None = None) -> None:
         self.model, self.prompts, self.sampling = model, [list(p) for p in prompt_ids], sampling
-        self.vocab_size, self.cache, self.calls = vocab_size, {}, 0
+        self.vocab_size, self.calls = vocab_size, 0
+        # (prompt ids, reply ids) -> law; an engine passes its own so that the rows of one
+        # prompt share their laws across batches
+        self.cache = {} if cache is None else cache
 
     @torch.inference_mode()
     def __call__(self, prompt: int, ids: tuple[int, ...]) -> np.ndarray:
-        key = (prompt, ids)
+        key = (tuple(self.prompts[prompt]), ids)
         law = self.cache.get(key)
         if law is None:
             tokens = torch.as_tensor([self.prompts[prompt] + list(ids)], dtype=torch.long,
@@ -588,7 +591,13 @@ class ByteKeyEngine(_CrossTokenizerEngine):
                       max_new_tokens: int) -> list[Generation]:
         if sampling.temperature == 0:
             return self._greedy(prompt_ids, prompt_of_row, row_keys, sampling, max_new_tokens)
-        law = _HFLaw(self.model, prompt_ids, sampling, self.vocab_size)
+        # laws are kept for the prompts of this call and the previous one (a prompt's seeds may
+        # straddle two batches); the sampling settings are the run's, the same every call
+        prompts = {tuple(p) for p in prompt_ids}
+        self._laws = {k: v for k, v in getattr(self, "_laws", {}).items()
+                      if k[0] in prompts or k[0] in getattr(self, "_last_prompts", set())}
+        self._last_prompts = prompts
+        law = _HFLaw(self.model, prompt_ids, sampling, self.vocab_size, self._laws)
         out = generate_byte_rows(law, self.table, prompt_of_row, row_keys,
                                  max_new_tokens=max_new_tokens)
         self.model_calls += law.calls
