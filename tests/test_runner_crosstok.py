@@ -498,3 +498,35 @@ def test_resume_refuses_another_noise_key(two_tokenizers, tmp_path):
     with pytest.raises(ValueError, match="'gumbel_text' -> 'gumbel_bytes'"):
         run(_cross_config(two_tokenizers, out, "bytes", seeds=2), resume=True, progress=False)
     assert set(read_scores(out)["coupling"]) == {"gumbel_text"}
+
+
+# --- full-size versions (pytest -m slow) ----------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tokenizer", TOKENIZERS)
+def test_full_size_text_key_text_law(bed, tokenizer):
+    a, toks, models = bed
+    rows = crosstok.crosstok_rows(200_000, seed=17)
+    assert _chi2_pvalue(bed_text_rows(models[tokenizer], toks[tokenizer], rows),
+                        a.text_law) > CHI2_PASS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["text", "bytes"])
+@pytest.mark.parametrize("name", ["bpe", "spm"])
+def test_full_size_reply_law_on_real_models(two_tokenizers, key, name):
+    from coupled.runner.config import ModelSpec
+    from coupled.runner.models import load_tokenizer
+    from coupled.runner.noise_torch import row_keys
+
+    spec = ModelSpec(name=name, path=str(two_tokenizers / f"{name}-model"))
+    tokenizer = load_tokenizer(spec)
+    engine = (ce.TextKeyEngine if key == "text" else ce.ByteKeyEngine)(spec, tokenizer)
+    text, n, sampling = "Question: which letter? Answer:", 6_000, Sampling(1.0, top_k=4)
+    gens = engine.generate_rows([runner_run._encode(tokenizer, [text])[0]], [0] * n,
+                                row_keys("t", ["q"] * n, list(range(n))), sampling=sampling,
+                                max_new_tokens=3)
+    replies = [tokenizer.decode(list(g.token_ids), skip_special_tokens=True) for g in gens]
+    law = _exact_reply_law(two_tokenizers / f"{name}-model", text, sampling, 3)
+    assert _chi2_pvalue(replies, law) > CHI2_PASS
