@@ -198,9 +198,14 @@ def _analyze(args: argparse.Namespace) -> int:
                    "differences or variance reduction.")
         payload.update(differences=[], variance_reduction=[], alpha=args.alpha)
         return _emit(payload, screen, args)
-    report = compare_models(scores, alpha=args.alpha, models=args.models,
-                            by_subject=args.by_subject, n_resamples=args.bootstrap,
-                            seed=args.seed, **_incomplete_option(compare_models, args))
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # said in the output, not as warnings
+        warnings.simplefilter("always")
+        report = compare_models(scores, alpha=args.alpha, models=args.models,
+                                by_subject=args.by_subject, n_resamples=args.bootstrap,
+                                seed=args.seed, **_incomplete_option(compare_models, args))
+    notes = list(dict.fromkeys(str(w.message) for w in caught))
     diffs, reduction = report.differences, report.variance_reduction
     rows = []
     for r in diffs.to_dict(orient="records"):
@@ -230,8 +235,9 @@ def _analyze(args: argparse.Namespace) -> int:
         screen += ("\n\nVariance of one row's difference, coupled vs independent "
                    "(bootstrap over questions)\n" + _table(rows, head))
         screen += _negative_saving_line(reduction, level)
+    screen += "".join(f"\nnote: {note}" for note in notes)
     payload.update(differences=_records(diffs), variance_reduction=_records(reduction),
-                   alpha=args.alpha)
+                   alpha=args.alpha, notes=notes)
     if args.error_curve:
         savings, curves = _error_curve_savings(scores, diffs, args)
         payload["sample_saving"] = savings

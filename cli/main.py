@@ -34,6 +34,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "merge": ("coupled merge runs/tiny runs/part0 runs/part1",),
     "analyze": ("coupled analyze runs/sim",
                 "coupled analyze runs/sim --error-curve question --json --out report.json",
+                "coupled analyze runs/sim --by-subject --error-curve row --without-replacement",
                 "coupled analyze runs/tiny --allow-incomplete  # while the run is running"),
     "plan": ("coupled plan --accuracies per_question.csv --effect 0.02",
              "coupled plan --pilot runs/sim --models large small --budget 400",

@@ -92,7 +92,8 @@ def ranking_table(comparisons_or_scores: pd.DataFrame, alpha: float = 0.05) -> R
 def to_markdown(table: RankingTable) -> str:
     flat = table.wide.copy()
     flat.columns = [f"{mode} {what}".strip() for mode, what in flat.columns]
-    return f"{flat.to_markdown()}\n\n{table.caption}\n"
+    # numbers stay as Table 1 prints them (tabulate would re-format '0.4250' as 0.425)
+    return f"{flat.to_markdown(disable_numparse=True)}\n\n{table.caption}\n"
 
 
 def to_latex(table: RankingTable) -> str:

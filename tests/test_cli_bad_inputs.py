@@ -109,6 +109,7 @@ NOT_FOR = {
     "plan": DESIGN_ONLY | {"bad-outcome", "manifest-list", "manifest-corrupt"},
     "plan-win-rate": DESIGN_ONLY | {"single-model", "manifest-list", "manifest-corrupt"},
     "figures": DESIGN_ONLY,
+    "analyze": {"single-model"},  # valid (issue 13): per-model accuracy, no pair to compare
     "rank": {"no-task"},  # rank derives comparisons per key; checked below for the rest
 }
 TABLE_NAMES = ["no-task", "no-prompt_id", "no-seed", "no-mode", "no-model", "no-score",
@@ -234,7 +235,8 @@ def test_bad_option_values_name_the_option(workdir, data):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["analyze", "scores.csv", "--models", "a"], "--models"),
+    (["analyze", "scores.csv", "--models", "a", "--error-curve", "row"], "--error-curve"),
+    (["analyze", "scores.csv", "--without-replacement"], "--without-replacement"),
     (["analyze", "scores.csv", "--models", "a", "a"], "--models"),
     (["analyze", "scores.csv", "--models", "a", "zz"], "zz"),
     (["plan", "--pilot", "scores.csv", "--models", "a", "a"], "--models"),

@@ -160,10 +160,18 @@ def test_error_curves_per_subject(files, capsys):
     # per-subject accuracy too
     assert {r["subject"] for r in printed["model_scores"]} == {"(all)", "algebra", "biology",
                                                               "tiny"}
-    assert main(["analyze", str(files / "scores.parquet"), "--by-subject", "--error-curve",
-                 "question", "--bootstrap", "199"]) == 0
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["analyze", str(files / "scores.parquet"), "--by-subject",
+                     "--error-curve", "question", "--bootstrap", "199"]) == 0
     screen = capsys.readouterr().out
     assert "biology" in screen.split("Samples needed")[1]
+    # the subject too small for a variance ratio is said in the output, not as a warning
+    assert "note: subject 'tiny', m_a vs m_b: variance ratio not estimated" in screen
+    assert not [w for w in caught if issubclass(w.category, UserWarning)]
+    assert any("tiny" in note for note in printed["notes"])
 
 
 def test_error_curves_without_replacement(files, capsys):

@@ -369,7 +369,7 @@ def test_model_in_one_mode_only_is_drawn_with_a_note(run_tables, tmp_path, capsy
                  "--no-progress"]) == 0, capsys.readouterr().err
     markdown = (out / "table1_ranking.md").read_text()
     small = next(line for line in markdown.splitlines() if line.startswith("| small"))
-    assert small.count("\u2014") == 2  # rank and win-rate under independent generation
+    assert small.count("\u2014") == 3  # rank, win-rate and tie rate under independent
     assert "small not compared under independent generation" in markdown
     assert "---" in (out / "table1_ranking.tex").read_text()
     assert (out / "fig2_large_vs_small.png").is_file()
