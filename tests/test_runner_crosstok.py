@@ -500,6 +500,32 @@ def test_resume_refuses_another_noise_key(two_tokenizers, tmp_path):
     assert set(read_scores(out)["coupling"]) == {"gumbel_text"}
 
 
+@pytest.mark.parametrize("key", ["text", "bytes"])
+def test_batching_and_row_order_do_not_change_rows(two_tokenizers, key):
+    # two prompts of different lengths (left padding), decoded together or in reversed chunks
+    from coupled.runner.config import ModelSpec
+    from coupled.runner.models import load_tokenizer
+    from coupled.runner.noise_torch import row_keys
+
+    spec = ModelSpec(name="spm", path=str(two_tokenizers / "spm-model"))
+    tokenizer = load_tokenizer(spec)
+    engine = (ce.TextKeyEngine if key == "text" else ce.ByteKeyEngine)(spec, tokenizer)
+    prompts = runner_run._encode(tokenizer, ["Answer:", "Question: which letter is it? Answer:"])
+    n, sampling = 120, Sampling(1.0, top_k=5)
+    of_row = [r % 2 for r in range(n)]
+    keys = row_keys("t", [f"q{p}" for p in of_row], list(range(n)))
+    together = engine.generate_rows(prompts, of_row, keys, sampling=sampling, max_new_tokens=4)
+    parts = {}
+    for start in reversed(range(0, n, 25)):
+        rows = list(range(start, min(start + 25, n)))[::-1]
+        used = sorted({of_row[r] for r in rows})
+        gens = engine.generate_rows([prompts[p] for p in used],
+                                    [used.index(of_row[r]) for r in rows], keys[rows],
+                                    sampling=sampling, max_new_tokens=4)
+        parts.update(zip(rows, gens, strict=True))
+    assert [parts[r] for r in range(n)] == together
+
+
 # --- full-size versions (pytest -m slow) ----------------------------------------------------
 
 
