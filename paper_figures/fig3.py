@@ -55,28 +55,31 @@ def plot_win_rates(model: str, win_rates: pd.DataFrame, stars: pd.DataFrame,
                label=MODE_LABELS[mode], yerr=errors, capsize=3,
                error_kw={"elinewidth": 1, "ecolor": "black"})
         tops = np.fmax(tops, np.nan_to_num(rows["ci_high"].to_numpy(dtype=float)))
-        if "tie_rate" in rows.columns:
-            for position, tie in zip(x + offset, rows["tie_rate"].to_numpy(dtype=float),
-                                     strict=True):
+        if "tie_rate" in rows.columns:  # above each bar's interval, clear of the error bar
+            for position, tie, top in zip(x + offset, rows["tie_rate"].to_numpy(dtype=float),
+                                          np.nan_to_num(rows["ci_high"].to_numpy(dtype=float)),
+                                          strict=True):
                 if np.isfinite(tie):
-                    ax.text(position, 0.01, f"ties\n{tie:.0%}", ha="center", va="bottom",
-                            fontsize=7)
+                    ax.text(position, top + 0.01, f"ties\n{tie:.0%}", ha="center",
+                            va="bottom", fontsize=7)
     star_of = dict(zip(stars["opponent"], stars["stars"], strict=True))
+    labelled = "tie_rate" in win_rates.columns
+    star_gap = 0.11 if labelled else 0.01  # above the tie labels when there are any
     for i, opponent in enumerate(opponents):
         if star_of.get(opponent):
-            ax.text(x[i], tops[i] + 0.01, star_of[opponent], ha="center", va="bottom",
+            ax.text(x[i], tops[i] + star_gap, star_of[opponent], ha="center", va="bottom",
                     fontsize=10)
     ax.set_xticks(x, opponents, rotation=20 if len(opponents) > 4 else 0, ha="center")
     ax.set_ylabel(f"Win-rate of {model}")
     ax.set_xlabel("Opponent")
     # Head-room above the tallest interval for the stars and the legend.
-    ax.set_ylim(0, min(1.1, float(np.max(tops, initial=0.5)) + 0.15))
+    ax.set_ylim(0, min(1.1 + star_gap, float(np.max(tops, initial=0.5)) + 0.15 + star_gap))
     ax.legend(fontsize=8, loc="upper left", ncol=len(modes))
     lines = [f"Win-rate of {model} against every other model"]
     if comparisons_derived:
         lines.append("(comparisons derived from scores: no judged comparisons in this run)")
-    if "tie_rate" in win_rates.columns:
-        lines.append(f"Ties in each bar: {TIE_REASON}")
+    if labelled:
+        lines.append(f"Tie rate above each bar: {TIE_REASON}")
     if note:
         lines.append(note)
     width_chars = int(fig.get_size_inches()[0] * 11)
