@@ -509,28 +509,49 @@ def generate_byte_rows(next_token_law: Callable[[int, tuple[int, ...]], np.ndarr
 
 
 class _HFLaw:
-    """``next_token_law(prompt, ids)`` of a Hugging Face model: one forward pass of
-    prompt + ids (no KV cache), cached per (prompt, ids); ``calls`` counts the passes."""
+    """``next_token_law(prompt, ids)`` of a Hugging Face model, cached per (prompt, ids);
+    ``calls`` counts the forward passes. Each prompt is prefilled once (its KV cache kept);
+    the law after reply ids ``ids`` is one forward pass of ``ids`` on a copy of that cache."""
 
     def __init__(self, model, prompt_ids: Sequence[Sequence[int]], sampling: Sampling,
                  vocab_size: int, cache: dict | None = None) -> None:
         self.model, self.prompts, self.sampling = model, [list(p) for p in prompt_ids], sampling
         self.vocab_size, self.calls = vocab_size, 0
-        # (prompt ids, reply ids) -> law; an engine passes its own so that the rows of one
-        # prompt share their laws across batches
+        # (prompt ids, reply ids) -> law, and (prompt ids, None) -> the prompt's KV cache; an
+        # engine passes its own so that the rows of one prompt share them across batches
         self.cache = {} if cache is None else cache
+
+    def _law(self, logits: torch.Tensor) -> np.ndarray:
+        self.calls += 1
+        return sampling_log_probs(logits, self.sampling, self.vocab_size).exp()[0].cpu().numpy()
 
     @torch.inference_mode()
     def __call__(self, prompt: int, ids: tuple[int, ...]) -> np.ndarray:
-        key = (tuple(self.prompts[prompt]), ids)
-        law = self.cache.get(key)
-        if law is None:
-            tokens = torch.as_tensor([self.prompts[prompt] + list(ids)], dtype=torch.long,
-                                     device=self.model.device)
-            logits = self.model(input_ids=tokens, logits_to_keep=1).logits[:, -1, :]
-            law = sampling_log_probs(logits, self.sampling, self.vocab_size).exp()[0]
-            law = self.cache[key] = law.cpu().numpy()
-            self.calls += 1
+        import copy
+
+        from transformers import DynamicCache
+
+        from coupled.runner.decode import _cache_argument
+
+        text = tuple(self.prompts[prompt])
+        law = self.cache.get((text, ids))
+        if law is not None:
+            return law
+        device, argument = self.model.device, _cache_argument(self.model)
+        prefill = self.cache.get((text, None))
+        if prefill is None:
+            kv = DynamicCache()
+            out = self.model(input_ids=torch.as_tensor([text], dtype=torch.long, device=device),
+                             use_cache=True, logits_to_keep=1, **{argument: kv})
+            prefill = self.cache[(text, None)] = kv
+            self.cache[(text, ())] = self._law(out.logits[:, -1, :])
+            if not ids:
+                return self.cache[(text, ())]
+        positions = torch.arange(len(text), len(text) + len(ids), device=device)[None, :]
+        out = self.model(input_ids=torch.as_tensor([ids], dtype=torch.long, device=device),
+                         position_ids=positions, use_cache=True, logits_to_keep=1,
+                         **{argument: copy.deepcopy(prefill)})
+        law = self.cache[(text, ids)] = self._law(out.logits[:, -1, :])
         return law
 
 

@@ -500,6 +500,24 @@ def test_resume_refuses_another_noise_key(two_tokenizers, tmp_path):
     assert set(read_scores(out)["coupling"]) == {"gumbel_text"}
 
 
+def test_the_byte_paths_cached_laws_are_the_models_laws(two_tokenizers):
+    # a prompt's KV cache reused for every reply prefix gives the law of a full forward pass
+    from coupled.runner.config import ModelSpec
+    from coupled.runner.models import load_model, load_tokenizer
+
+    spec = ModelSpec(name="spm", path=str(two_tokenizers / "spm-model"))
+    tokenizer, model = load_tokenizer(spec), load_model(spec)
+    prompt = runner_run._encode(tokenizer, ["Question: which letter? Answer:"])[0]
+    sampling = Sampling(0.7)
+    law = ce._HFLaw(model, [prompt], sampling, len(tokenizer))
+    for ids in [(), (5,), (5, 9, 30), (), (5, 9)]:
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([prompt + list(ids)])).logits[:, -1, :]
+        full = ce.sampling_log_probs(logits, sampling, len(tokenizer)).exp()[0].numpy()
+        np.testing.assert_allclose(law(0, ids), full, rtol=1e-5, atol=1e-9)
+    assert law.calls == 4  # one pass per distinct prefix (the prompt's is its prefill)
+
+
 @pytest.mark.parametrize("key", ["text", "bytes"])
 def test_batching_and_row_order_do_not_change_rows(two_tokenizers, key):
     # two prompts of different lengths (left padding), decoded together or in reversed chunks
