@@ -196,7 +196,7 @@ def _analyze(args: argparse.Namespace) -> int:
                              "error curve is of a difference between two models")
         screen += (f"\n\nOne model ({models[0]}): no pair to compare, so no paired "
                    "differences or variance reduction.")
-        payload.update(differences=[], variance_reduction=[], alpha=args.alpha)
+        payload.update(differences=[], variance_reduction=[], alpha=args.alpha, notes=[])
         return _emit(payload, screen, args)
     import warnings
 

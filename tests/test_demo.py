@@ -83,6 +83,12 @@ def test_table1_redraws_from_the_demo_data(demo_dir):
     written = pd.read_csv(demo_dir / "table1_ranking.csv")
     pd.testing.assert_frame_equal(again[RANK_COLUMNS].reset_index(drop=True),
                                   written[RANK_COLUMNS], check_dtype=False, rtol=1e-12)
+    # tie rates beside the win-rates: coupled ties more (identical replies tie)
+    pd.testing.assert_series_equal(again["tie_rate"].reset_index(drop=True),
+                                   written["tie_rate"], check_dtype=False, rtol=1e-12)
+    ties = written.groupby("mode")["tie_rate"].mean()
+    assert ties["coupled"] > ties["independent"]
+    assert "Tie rate" in (demo_dir / "table1_ranking.md").read_text()
 
 
 def test_demo_refuses_a_file_as_output(tmp_path, capsys):
