@@ -21,9 +21,9 @@ law exact:
           2024), raced with noise keyed by (row, byte offset, byte); two tokenizations of one
           text model give the same text on every row. This is a port of the reference
           ``coupled.simulate.crosstok.byte_level_reply`` (the runner imports only
-          ``coupled.tables``), tested equal to it row by row. Cost: one forward pass of
-          prompt + prefix per distinct covering token prefix (cached across the rows of one
-          prompt), which is why the config requires a truncating mask (top-k / top-p / min-p):
+          ``coupled.tables``), tested equal to it row by row. Cost: one prefill per prompt,
+          then one forward pass of the reply prefix on a copy of its KV cache per distinct
+          covering token prefix (shared by the rows of one prompt), which is why the config requires a truncating mask (top-k / top-p / min-p):
           under the full softmax every tokenization of the reply has positive probability.
 
 What a token adds to the reply comes from decoding the cumulative ids (:class:`TokenBytes`):
