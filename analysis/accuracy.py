@@ -71,6 +71,9 @@ def score_interval(scores: np.ndarray, mask: np.ndarray | None = None,
     offset, scale = 0.0, 1.0
     if low_score < 0.0 or high_score > 1.0:  # rescale to [0, 1] before any square
         offset, scale = low_score, high_score - low_score
+        if scale == 0.0:  # one value outside [0, 1]: the smallest range holding it and [0, 1]
+            offset = min(low_score, 0.0)
+            scale = max(high_score, 1.0) - offset
         if not np.isfinite(scale):
             raise ValueError(f"scores: range [{low_score:g}, {high_score:g}] overflows a float; "
                              "rescale the scores")

@@ -42,3 +42,13 @@ def test_analyses_that_need_shared_noise_refuse_it_by_name(imported):
         compare_modes(comparisons)
     with pytest.raises(ValueError, match="needs rows generated with shared noise"):
         compare_modes_bradley_terry(comparisons)
+
+
+def test_a_constant_score_outside_zero_one_gets_a_finite_non_degenerate_interval():
+    for value in (5.0, -2.0, 1e6):
+        table = pd.DataFrame({"task": "t", "prompt_id": [str(i) for i in range(10)], "seed": 0,
+                              "mode": "coupled", "coupling": "gumbel", "model": "a",
+                              "score": value})
+        row = model_scores(table).iloc[0]
+        assert row["mean"] == value and np.isfinite([row["ci_low"], row["ci_high"]]).all()
+        assert row["ci_low"] <= value <= row["ci_high"] and row["ci_high"] > row["ci_low"]
