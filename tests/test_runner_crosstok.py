@@ -443,8 +443,9 @@ def test_text_and_bytes_keys_refuse_what_they_cannot_run(two_tokenizers, tmp_pat
 
 def test_a_broken_key_fails_the_exact_reply_law_test_on_a_real_model(two_tokenizers,
                                                                     monkeypatch):
-    # the same noise at every step of a reply (position ignores offset and counter): a real
-    # model's replies then repeat their candidates too often, and the test must see it
+    # a key that forgets the row: every row draws the same noise, so the replies are one
+    # reply repeated (the subtle broken keys, without the counter or without merging, are
+    # caught on the test bed above, where the vocabulary makes them matter by construction)
     from coupled.runner.config import ModelSpec
     from coupled.runner.models import load_tokenizer
     from coupled.runner.noise_torch import row_keys
@@ -466,7 +467,7 @@ def test_a_broken_key_fails_the_exact_reply_law_test_on_a_real_model(two_tokeniz
 
     assert _chi2_pvalue(replies(), law) > CHI2_PASS
     monkeypatch.setattr(ce, "position_keys", lambda r, offset, counter: nt.text_position_keys(
-        r, 0, 0))
+        torch.zeros_like(r), offset, counter))
     assert _chi2_pvalue(replies(), law) < CHI2_BROKEN
 
 
