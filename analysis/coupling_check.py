@@ -7,9 +7,11 @@ this table whether coupling is on: identical-reply rates far above the independe
 100 % for an identical copy of a model) mean it is; equal rates mean it is not.
 
 Rows are paired by ``(task, prompt_id, seed, coupling)`` within a mode. ``first_divergence`` is
-the first generation step at which the two replies' token ids differ (the length of their
-common prefix, in tokens), over the rows whose replies differ; it needs the runner's
-``token_ids`` column and is missing (NaN) without it.
+where the two replies first differ, over the rows whose replies differ: in generation steps (the
+length of the common prefix of their token ids, from the runner's ``token_ids`` column) when the
+rows' noise is keyed by token id, and in bytes of the reply text when it is keyed by text or
+bytes (``coupling`` ``gumbel_text`` / ``gumbel_bytes``: the models' token ids are then not
+comparable) or when there are no token ids. ``divergence_unit`` says which.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import pandas as pd
 
 _PAIRING = ["task", "prompt_id", "seed", "coupling"]
 COLUMNS = ("model_a", "model_b", "mode", "n_rows", "identical", "identical_rate",
-           "first_divergence_median", "first_divergence_mean")
+           "first_divergence_median", "first_divergence_mean", "divergence_unit")
+# Couplings whose noise is keyed by position in the text: token ids of two models differ in kind.
+_TEXT_KEYED = ("gumbel_text", "gumbel_bytes")
 
 
 def _common_prefix(a, b) -> int:
@@ -42,7 +46,7 @@ def coupling_check(table: pd.DataFrame) -> pd.DataFrame:
     """
     if "response" not in table.columns or table.empty:
         return pd.DataFrame(columns=list(COLUMNS))
-    has_tokens = "token_ids" in table.columns
+    by_tokens = "token_ids" in table.columns and not table["coupling"].isin(_TEXT_KEYED).any()
     rows = []
     for mode, part in table.groupby("mode", sort=True):
         by_model = {m: g.set_index(_PAIRING) for m, g in part.groupby("model", sort=True)}
@@ -55,11 +59,15 @@ def coupling_check(table: pd.DataFrame) -> pd.DataFrame:
             reply_b = b.loc[shared, "response"].astype(str).to_numpy()
             same = reply_a == reply_b
             divergence = np.array([], dtype=float)
-            if has_tokens and (~same).any():
-                tokens_a = a.loc[shared, "token_ids"].to_numpy()[~same]
-                tokens_b = b.loc[shared, "token_ids"].to_numpy()[~same]
+            if (~same).any():
+                if by_tokens:
+                    units_a = a.loc[shared, "token_ids"].to_numpy()[~same]
+                    units_b = b.loc[shared, "token_ids"].to_numpy()[~same]
+                else:
+                    units_a = [r.encode("utf-8") for r in reply_a[~same]]
+                    units_b = [r.encode("utf-8") for r in reply_b[~same]]
                 divergence = np.array([_common_prefix(x, y)
-                                       for x, y in zip(tokens_a, tokens_b, strict=True)],
+                                       for x, y in zip(units_a, units_b, strict=True)],
                                       dtype=float)
             rows.append({
                 "model_a": model_a, "model_b": model_b, "mode": mode, "n_rows": len(shared),
@@ -67,6 +75,7 @@ def coupling_check(table: pd.DataFrame) -> pd.DataFrame:
                 "first_divergence_median": float(np.median(divergence)) if divergence.size
                 else np.nan,
                 "first_divergence_mean": float(divergence.mean()) if divergence.size else np.nan,
+                "divergence_unit": "step" if by_tokens else "byte",
             })
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
@@ -81,7 +90,8 @@ def coupling_check_lines(check: pd.DataFrame) -> list[str]:
         for row in part.sort_values("mode").itertuples(index=False):
             text = f"{100 * row.identical_rate:.1f} % identical replies {row.mode}"
             if not np.isnan(row.first_divergence_median):
-                text += f" (differing rows diverge at step {row.first_divergence_median:g})"
+                text += (f" (differing rows diverge at {row.divergence_unit} "
+                         f"{row.first_divergence_median:g})")
             parts.append(text)
         lines.append(f"{model_a} vs {model_b}: " + "; ".join(parts))
     return lines

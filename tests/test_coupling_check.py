@@ -49,3 +49,13 @@ def test_divergence_is_the_common_prefix_length(pairs):
 
 def test_no_response_column_gives_an_empty_check():
     assert coupling_check(pd.DataFrame({"mode": ["coupled"], "model": ["a"]})).empty
+
+
+def test_text_keyed_couplings_measure_divergence_in_bytes_of_the_reply():
+    table = pd.DataFrame(
+        _rows("coupled", "a", ["hello", "héllo"], [[1, 2], [3]])
+        + _rows("coupled", "b", ["help", "hello"], [[9], [9, 9]]))
+    table["coupling"] = "gumbel_text"
+    row = coupling_check(table).iloc[0]
+    # "hello"/"help" share 3 bytes; "héllo"/"hello" share 1 (é is two bytes in UTF-8)
+    assert row["divergence_unit"] == "byte" and row["first_divergence_mean"] == 2.0
