@@ -451,6 +451,18 @@ def _variance_reduction(scores: pd.DataFrame, model_a: str, model_b: str, *,
         independent = "measured" if has_independent else "from_coupled"
     coupled_m = question_moments(a, b, mask)
     independent_m = None
+    seeds_per_question = mask.sum(axis=-1)
+    if independent == "from_coupled" and seeds_per_question.min() != seeds_per_question.max():
+        # Measured on the coverage grid (bench/analysis_benchmark.md, "Variance ratio under
+        # unbalanced seeds: open"): from coupled rows alone the independent variance needs the
+        # within-question covariance, which questions run once do not show; when seed counts
+        # depend on the question no estimator is unbiased. Say so rather than stay silent.
+        warnings.warn(
+            f"{model_a} vs {model_b}: the independent variance comes from coupled rows, and "
+            f"questions have unequal seed counts ({int(seeds_per_question.min())}–"
+            f"{int(seeds_per_question.max())}); the variance ratio assumes the seed count does "
+            f"not depend on the question (it can be biased by 25 % otherwise) — add an "
+            f"independent run for a measured ratio", stacklevel=3)
     if independent == "measured":
         ia, ib, imask, iq = paired_arrays(scores, model_a, model_b, "independent", coupling)
         keys = list(QUESTION)

@@ -52,3 +52,17 @@ def test_a_constant_score_outside_zero_one_gets_a_finite_non_degenerate_interval
         row = model_scores(table).iloc[0]
         assert row["mean"] == value and np.isfinite([row["ci_low"], row["ci_high"]]).all()
         assert row["ci_low"] <= value <= row["ci_high"] and row["ci_high"] > row["ci_low"]
+
+
+def test_a_ratio_from_coupled_rows_with_unequal_seed_counts_says_what_it_assumes():
+    rng = np.random.default_rng(7)
+    rows = []
+    for q in range(30):
+        for s in range(1 if q % 3 else 20):  # unequal seed counts
+            shared = rng.random()
+            for model, p in (("a", 0.8), ("b", 0.7)):
+                rows.append({"task": "t", "prompt_id": str(q), "seed": s, "mode": "coupled",
+                             "coupling": "gumbel", "model": model, "score": float(shared < p)})
+    table = pd.DataFrame(rows)
+    with pytest.warns(UserWarning, match="assumes the seed count does not depend"):
+        variance_reduction(table, "a", "b")
