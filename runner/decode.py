@@ -114,13 +114,14 @@ def _gumbel_max_in(dtype: torch.dtype) -> float:
 
 def _mask_outside_nucleus(scaled: torch.Tensor, top_p: float) -> torch.Tensor:
     # The smallest set of most likely tokens whose mass reaches top_p (the top token always
-    # stays). Same rule as transformers' TopPLogitsWarper, written on the descending order.
-    # stable: tied logits keep their token order, so the nucleus of a row never depends on
-    # the rest of the batch or on the sort's internal choices.
-    sorted_logits, order = scaled.sort(dim=-1, descending=True, stable=True)
-    probabilities = sorted_logits.softmax(dim=-1)
-    mass_before = probabilities.cumsum(dim=-1).sub_(probabilities)
-    drop_sorted = mass_before >= top_p
+    # stays): transformers' TopPLogitsWarper rule, computed the same way (ascending order,
+    # drop while the cumulative mass is <= 1 - top_p), so even exact ties and boundary cases
+    # round alike. stable: tied logits keep their token order (the later id counts as the more
+    # likely, as in transformers), so a row's nucleus never depends on the rest of the batch.
+    sorted_logits, order = scaled.sort(dim=-1, descending=False, stable=True)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    drop_sorted = cumulative <= (1 - top_p)
+    drop_sorted[..., -1] = False
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return scaled.masked_fill(drop, float("-inf"))
 

@@ -160,3 +160,14 @@ def test_vllm_backend_without_vllm_is_refused_before_anything_is_written(tiny, t
     with pytest.raises(ValueError, match="backend = 'vllm' needs vLLM"):
         run(_config(tiny, tmp_path / "out", backend="vllm"), progress=False)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("top_p", [0.25, 0.5, 0.75, 0.9])
+@pytest.mark.parametrize("vocab", [2, 4, 8])
+def test_top_p_on_exact_ties_equals_transformers(top_p, vocab):
+    # All-equal logits: a tie at every position and a nucleus boundary at k / vocab exactly
+    # (hypothesis found 2 x 4 zeros at top_p = 0.5 on a fresh clone).
+    scaled = torch.zeros((3, vocab))
+    scaled[2, ::2] = 1.0  # and a row with two tied levels
+    ours = decode.mask_outside_sampling_set(scaled, top_p=top_p)
+    assert torch.equal(ours, _transformers_masks(scaled, top_p, None, None))
