@@ -36,7 +36,6 @@ law, but it would stop equal texts from sharing noise).
 
 from __future__ import annotations
 
-import gc
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ import torch
 
 from coupled.runner import noise_text_torch as keys
 from coupled.runner.decode import Generation, mask_outside_sampling_set
-from coupled.runner.engine import Sampling
+from coupled.runner.engine import HFEngine, Sampling
 from coupled.tables import noise_keys
 
 __all__ = ["ByteKeyEngine", "ByteReply", "TextKeyEngine", "TextKeyTables", "TokenBytes",
@@ -558,33 +557,18 @@ class _HFLaw:
 # --- the engines ----------------------------------------------------------------------------
 
 
-class _CrossTokenizerEngine:
-    backend = "hf"
+class _CrossTokenizerEngine(HFEngine):
+    """The HF engine's model loading, greedy loop (a judge at temperature 0 uses no noise) and
+    clean-up, plus each token's canonical bytes for the text- and byte-keyed samplers."""
 
     def __init__(self, spec, tokenizer) -> None:
-        from coupled.runner.models import end_token_ids, load_model
-
-        self.model = load_model(spec)
-        self.end_token_ids = end_token_ids(self.model, tokenizer)
-        self.pad_token_id = tokenizer.pad_token_id
-        self.vocab_size = len(tokenizer)
+        super().__init__(spec, tokenizer)
         self.table = token_bytes_of(tokenizer, self.end_token_ids)
         self.model_calls = 0  # forward passes (the cost the docs quote)
 
     def _greedy(self, prompt_ids, prompt_of_row, row_keys, sampling, max_new_tokens):
-        # temperature 0 uses no noise at all (a local judge): the HF path's greedy loop
-        from coupled.runner import decode
-
-        return decode.generate_rows(
-            self.model, prompt_ids, prompt_of_row, row_keys, max_new_tokens=max_new_tokens,
-            end_token_ids=self.end_token_ids, pad_token_id=self.pad_token_id,
-            vocab_size=self.vocab_size, **sampling.as_kwargs())
-
-    def close(self) -> None:
-        self.model = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        return HFEngine.generate_rows(self, prompt_ids, prompt_of_row, row_keys,
+                                      sampling=sampling, max_new_tokens=max_new_tokens)
 
 
 class TextKeyEngine(_CrossTokenizerEngine):
