@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+from coupled.cli.import_cmd import add_from_option, read_input
 from coupled.cli.options import (
     check_present,
     distinct_models,
@@ -36,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "no independent rows).")
     analyze.add_argument("path", metavar="FILE_OR_DIR",
                          help="scores file (parquet/CSV), shard folder or output directory")
+    add_from_option(analyze)
     analyze.add_argument("--alpha", type=probability, default=0.05, help="1 - confidence level")
     analyze.add_argument("--models", nargs="+", help="only these models (default: all)")
     analyze.add_argument("--by-subject", action="store_true",
@@ -172,7 +174,8 @@ def _analyze(args: argparse.Namespace) -> int:
                          "--error-curve row or --error-curve question")
     if args.out:
         _out_file(args)  # before any work: a bad --out costs nothing
-    scores = read_scores(args.path)  # read once: the report and the error curves share it
+    # read once: the report and the error curves share it
+    scores = read_scores(read_input(args.path, args.input_format, args.import_scorer))
     distinct_models(args.models)
     if args.by_subject and "subject" not in scores.columns:
         raise ValueError(f"--by-subject: {args.path} has no 'subject' column")

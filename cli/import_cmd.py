@@ -182,3 +182,45 @@ def _write(tables, args: argparse.Namespace, out) -> int:
     print("mode 'independent', coupling 'none' (no shared noise): `coupled analyze` and "
           "`coupled rank` apply; variance reduction needs a coupled run.", file=sys.stderr)
     return 0
+
+
+# --- other tools' logs read directly by analyze / rank (`--from lm-eval|inspect`) -------------
+
+FORMATS = ("table", "lm-eval", "inspect")
+
+
+def add_from_option(parser: argparse.ArgumentParser) -> None:
+    """``--from``: what FILE_OR_DIR is — a coupled table (default), lm-eval samples files, or
+    inspect_ai logs (read with the importers' defaults; `coupled import` offers their
+    options)."""
+    parser.add_argument("--from", dest="input_format", choices=FORMATS, default="table",
+                        help="what FILE_OR_DIR is: a coupled table or run (default), an "
+                             "lm-eval --log_samples output (samples_*.jsonl / its folder; "
+                             "replies re-scored by exact match) or inspect_ai .eval log(s); "
+                             "use `coupled import` for its other options")
+    parser.add_argument("--import-scorer", metavar="NAME",
+                        help="with --from: inspect_ai, which of the log's scorers (when it has "
+                             "several); lm-eval, exact_match (default) or letter")
+
+
+def read_input(path: str, input_format: str, scorer: str | None = None):
+    """``path`` as given (a coupled table) or the scores table read from another tool's log."""
+    if input_format == "table":
+        if scorer is not None:
+            raise ValueError("--import-scorer goes with --from lm-eval or --from inspect")
+        return path
+    import pandas as pd
+
+    from coupled.tables import validate
+    from coupled.tables.imports import fill_subject, read_inspect_log, read_lm_eval_samples
+
+    if input_format == "lm-eval":
+        if scorer not in (None, "exact_match", "letter"):
+            raise ValueError(f"--import-scorer {scorer!r}: with --from lm-eval use exact_match "
+                             f"or letter (`coupled import lm-eval` has regex and more)")
+        chosen = _letter_scorer(None) if scorer == "letter" else "exact_match"
+        table = read_lm_eval_samples(path, scorer=chosen)
+    else:
+        table = read_inspect_log(path, scorer=scorer)
+    return validate(fill_subject(pd.DataFrame(table)), "scores", path)
+

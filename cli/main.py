@@ -41,6 +41,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
              "coupled plan --win-rate --prompt-probs probs.csv --seeds 1,5"),
     "rank": ("coupled rank runs/sim",
              "coupled rank runs/sim --score bt --method bonferroni",
+             "coupled rank lm_eval_out/ --from lm-eval",
              "coupled rank runs/sim --alpha 0.1 --out ranks.csv --overwrite"),
     "figures": ("coupled figures --from runs/sim --out runs/sim/figures",
                 "coupled figures --simulated --out figures --pairs large:small"),

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from coupled.cli.import_cmd import add_from_option, read_input
 from coupled.cli.options import int_at_least, probability
 
 
@@ -22,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("path", metavar="FILE_OR_DIR",
                         help="comparisons (or scores) table: parquet/CSV file, shard folder or "
                              "output directory")
+    add_from_option(parser)
     parser.add_argument("--alpha", type=probability, default=0.05,
                         help="simultaneous error rate of the rank-sets (default 0.05)")
     parser.add_argument("--score", choices=("win-rate", "bt"), default="win-rate",
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                              suffixes=_WRITERS) if args.out else None)
     # The design is checked first: an unfinished run, or a model or pair lacking rows, is
     # refused (or, with --allow-incomplete, said at the top and in a 'note' per row).
-    data, _ = load_comparisons(args.path)
+    data, _ = load_comparisons(read_input(args.path, args.input_format, args.import_scorer))
     status = design_of(data, args.path)
     check_design(status, allow_incomplete=args.allow_incomplete, source=args.path)
     models = sorted(set(data["model_a"]) | set(data["model_b"]) | set(status.absent))
