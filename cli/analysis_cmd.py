@@ -167,8 +167,6 @@ def _analyze(args: argparse.Namespace) -> int:
     from coupled.cli.design import check_design, design_json, design_of, incomplete_banner
     from coupled.tables import read_scores
 
-    if args.bootstrap < 99:
-        raise ValueError(f"--bootstrap: need at least 99 resamples, got {args.bootstrap}")
     if args.without_replacement and not args.error_curve:
         raise ValueError("--without-replacement is a sampling scheme of --error-curve; add "
                          "--error-curve row or --error-curve question")
