@@ -156,11 +156,7 @@ def read_lm_eval_samples(path: str | os.PathLike, *, scorer: str | Scorer = "exa
             continue
         results = _results_beside(file)
         name = model or _lm_eval_model(results, file)
-        if (task, name) in seen:
-            raise TableError(str(file), None,
-                             f"task {task!r} of model {name!r} is also in {seen[task, name]}; "
-                             "import one run per model and task")
-        seen[task, name] = file
+        _claim_run(seen, task, name, file, "run")
         config = (results or {}).get("configs", {}).get(task, {})
         rows = list(_lm_eval_rows(file, task, name, config, score_reply, scorer_name,
                                   choice_metric))
@@ -169,6 +165,21 @@ def read_lm_eval_samples(path: str | os.PathLike, *, scorer: str | Scorer = "exa
         frames.append(pd.DataFrame(rows))
     if not frames:
         raise TableError(str(root), None, f"no samples file of the tasks {tasks}")
+    return _scores_of_runs(frames, root)
+
+
+def _claim_run(seen: dict[tuple[str, str], Path], task: str, model: str, file: Path,
+               unit: str) -> None:
+    """Record that ``file`` holds ``task`` of ``model``; a second file with both is an error
+    (both readers: two runs of one model and task would give each key twice)."""
+    if (task, model) in seen:
+        raise TableError(str(file), None, f"task {task!r} of model {model!r} is also in "
+                         f"{seen[task, model]}; import one {unit} per model and task")
+    seen[task, model] = file
+
+
+def _scores_of_runs(frames: list[pd.DataFrame], root: Path) -> pd.DataFrame:
+    """The one validated scores table of every imported run (both readers end here)."""
     return validate(fill_subject(pd.concat(frames, ignore_index=True)), "scores", str(root))
 
 
@@ -453,13 +464,9 @@ def read_inspect_log(path: str | os.PathLike, *, scorer: str | None = None,
     for file in files:
         header, samples = _inspect_log(file)
         rows = _inspect_rows(file, header, samples, scorer, score_key, allow_incomplete)
-        key = (rows[0]["task"], rows[0]["model"])
-        if key in seen:
-            raise TableError(str(file), None, f"task {key[0]!r} of model {key[1]!r} is also in "
-                             f"{seen[key]}; import one log per model and task")
-        seen[key] = file
+        _claim_run(seen, rows[0]["task"], rows[0]["model"], file, "log")
         frames.append(pd.DataFrame(rows))
-    return validate(fill_subject(pd.concat(frames, ignore_index=True)), "scores", str(root))
+    return _scores_of_runs(frames, root)
 
 
 def _inspect_log(file: Path) -> tuple[dict, list[tuple[str, dict]]]:

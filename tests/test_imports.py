@@ -111,6 +111,20 @@ def test_lm_eval_exact_match_and_model_override(tmp_path):
     assert set(table["model"]) == {"mine"} and set(table["scorer"]) == {"exact_match"}
 
 
+def test_one_run_per_model_and_task_in_both_readers(tmp_path):
+    # Two copies of one run would give every key twice: each reader names both files.
+    for copy in ("first", "second"):
+        shutil.copytree(LM_EVAL / "tiny-A", tmp_path / "lm" / copy)
+        (tmp_path / "ins" / copy).mkdir(parents=True)
+        shutil.copy(_eval_logs()[0], tmp_path / "ins" / copy)
+    for read, folder, unit in ((read_lm_eval_samples, "lm", "run"),
+                               (lambda p: read_inspect_log(p, scorer="pattern"), "ins", "log")):
+        with pytest.raises(TableError, match=re.escape(str(tmp_path / folder / "second")) +
+                           r".*is also in " + re.escape(str(tmp_path / folder / "first")) +
+                           f".*one {unit} per model and task"):
+            read(tmp_path / folder)
+
+
 def _synthetic_samples(docs: list[tuple[str, list[str]]], filters: int) -> str:
     lines = []
     for name in [f"f{i}" for i in range(filters)]:
