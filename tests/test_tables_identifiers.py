@@ -133,24 +133,16 @@ def test_json_null_or_absent_identifier_is_an_error(tmp_path, null):
         tables.read_scores(path)
 
 
-def test_bad_json_names_the_file_and_line(tmp_path):
-    path = tmp_path / "scores.jsonl"
-    path.write_text('{"model": "A"}\n{"model": \n')
-    with pytest.raises(TableError, match=r"scores\.jsonl: line 2: invalid JSON"):
-        tables.read_records(path)
-    path.write_text('{"model": "A"}\n[1, 2]\n')
-    with pytest.raises(TableError, match="line 2: expected a JSON object"):
-        tables.read_records(path)
-    other = tmp_path / "scores.json"
-    other.write_text('{"model": ["A"]}')
-    with pytest.raises(TableError, match="array of objects"):
-        tables.read_records(other)
-
-
-def test_duplicated_csv_header_is_an_error(tmp_path):
-    path = tmp_path / "x.csv"
-    path.write_text("model,model\nA,B\n")
-    with pytest.raises(TableError, match=r"duplicated column name\(s\) \['model'\]"):
+@pytest.mark.parametrize("name, content, message", [
+    ("scores.jsonl", '{"model": "A"}\n{"model": \n', r"scores\.jsonl: line 2: invalid JSON"),
+    ("scores.jsonl", '{"model": "A"}\n[1, 2]\n', "line 2: expected a JSON object"),
+    ("scores.json", '{"model": ["A"]}', "array of objects"),
+    ("x.csv", "model,model\nA,B\n", r"duplicated column name\(s\) \['model'\]"),
+])
+def test_malformed_file_names_the_file_and_the_problem(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(TableError, match=message):
         tables.read_records(path)
 
 
