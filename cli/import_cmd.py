@@ -209,18 +209,14 @@ def read_input(path: str, input_format: str, scorer: str | None = None):
         if scorer is not None:
             raise ValueError("--import-scorer goes with --from lm-eval or --from inspect")
         return path
-    import pandas as pd
-
-    from coupled.tables import validate
-    from coupled.tables.imports import fill_subject, read_inspect_log, read_lm_eval_samples
+    # The importers return a validated scores table, subjects filled: nothing to redo here.
+    from coupled.tables.imports import read_inspect_log, read_lm_eval_samples
 
     if input_format == "lm-eval":
         if scorer not in (None, "exact_match", "letter"):
             raise ValueError(f"--import-scorer {scorer!r}: with --from lm-eval use exact_match "
                              f"or letter (`coupled import lm-eval` has regex and more)")
         chosen = _letter_scorer(None) if scorer == "letter" else "exact_match"
-        table = read_lm_eval_samples(path, scorer=chosen)
-    else:
-        table = read_inspect_log(path, scorer=scorer)
-    return validate(fill_subject(pd.DataFrame(table)), "scores", path)
+        return read_lm_eval_samples(path, scorer=chosen)
+    return read_inspect_log(path, scorer=scorer)
 
