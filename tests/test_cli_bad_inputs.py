@@ -6,7 +6,6 @@ and no file created or changed anywhere in the working folder."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import itertools
 import json
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -142,19 +142,6 @@ def workdir(tmp_path_factory):
             "probs-big": {"0": [0.7, 0.2], "1": [1.5, 0.3]}}.items():
         pd.DataFrame(frame).to_csv(folder / f"{name}.csv", index=False)
     return folder, tables
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    out = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if path.is_symlink():
-            out[rel] = "-> " + os.readlink(path)
-        elif path.is_file():
-            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            out[rel] = "<dir>"
-    return out
 
 
 def run_refused(argv: list[str], folder: Path, *needles: str) -> str:

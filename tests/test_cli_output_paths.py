@@ -5,7 +5,6 @@ is one clear error, exit 2, with nothing created or changed."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import snapshot
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,20 +27,6 @@ def _scores(n: int = 12, seeds: int = 2) -> pd.DataFrame:
             for q in range(n) for s in range(seeds) for mode in ("coupled", "independent")
             for m, p in (("a", 0.7), ("b", 0.4))]
     return pd.DataFrame(rows)
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file below ``folder`` (links as their target's text) and its content hash."""
-    out = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if path.is_symlink():
-            out[rel] = "-> " + os.readlink(path)
-        elif path.is_file():
-            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            out[rel] = "<dir>"
-    return out
 
 
 @pytest.fixture()
