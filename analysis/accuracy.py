@@ -15,10 +15,10 @@ capped by a per-question variance model (each question's rows have variance at m
 credited with no variance), and the worst case, one row per question, where nothing varies.
 One binary seed per question: the plain Wilson interval on ``Q`` rows with the normal
 quantile; otherwise Student's t on ``Q - 1`` degrees of freedom. Calibrated on the coverage
-grid of ``tests/test_coverage_grid.py``. Wilson's formula is written out (statsmodels'
-``proportion_confint`` takes one alpha, and the critical value here varies with each
-replicate's number of questions); the effective count and its cap are written here because no
-library has them.
+grid of ``tests/test_coverage_grid.py``. Wilson's formula is
+:func:`coupled.analysis.intervals.wilson_interval` (the critical value here varies with each
+replicate's number of questions, which statsmodels' ``proportion_confint`` does not take); the
+effective count and its cap are written here because no library has them.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from coupled.analysis._clustered import QUESTION, pad_by_question
+from coupled.analysis.intervals import wilson_interval
 from coupled.tables import read_scores
 
 COLUMNS = ("model", "mode", "coupling", "n_questions", "n_rows", "mean", "ci_low", "ci_high")
@@ -45,14 +46,6 @@ class ScoreInterval:
     ci_high: np.ndarray | float
     n_questions: np.ndarray | int
     n_effective: np.ndarray | float
-
-
-def wilson(p: np.ndarray, n: np.ndarray, critical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a proportion ``p`` on ``n`` (possibly non-integer) trials."""
-    z2 = critical**2
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = critical * np.sqrt(p * (1 - p) / n + z2 / (4 * n**2)) / (1 + z2 / n)
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
 def score_interval(scores: np.ndarray, mask: np.ndarray | None = None,
@@ -105,7 +98,7 @@ def score_interval(scores: np.ndarray, mask: np.ndarray | None = None,
     with np.errstate(invalid="ignore"):
         critical = np.where(one_seed | (q < 2), stats.norm.isf(alpha / 2),
                             stats.t.isf(alpha / 2, np.maximum(q - 1, 1)))
-    low, high = wilson(mean, n_eff, critical)
+    low, high = wilson_interval(mean, n_eff, critical)
     low, high = np.minimum(low, mean), np.maximum(high, mean)
     result = ScoreInterval(mean=mean * scale + offset, se=se * scale, ci_low=low * scale + offset,
                            ci_high=high * scale + offset, n_questions=q, n_effective=n_eff)

@@ -50,6 +50,17 @@ from scipy import stats
 _BISECTIONS = 64  # halvings of [-1, 1]: below float resolution
 
 
+def wilson_interval(p: np.ndarray, n: np.ndarray,
+                    critical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for a proportion ``p`` on ``n`` (possibly effective, non-integer)
+    trials, clipped to [0, 1]. Written out because statsmodels' ``proportion_confint`` takes one
+    scalar alpha, while callers here pass a critical value per replicate or per rate."""
+    z2 = critical**2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = critical * np.sqrt(p * (1 - p) / n + z2 / (4 * n**2)) / (1 + z2 / n)
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
 def tango_statistic(delta: np.ndarray, plus: np.ndarray, minus: np.ndarray,
                     n: np.ndarray) -> np.ndarray:
     """Tango's score statistic for ``p10 - p01 = delta`` from rates ``plus = b/n``,

@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from coupled.analysis.intervals import wilson_interval
 from coupled.tables import (
     SCORE_KEY,
     TableError,
@@ -440,12 +441,9 @@ def wilson_effective_ci(estimate: np.ndarray, se: np.ndarray, n_total: np.ndarra
     level = np.broadcast_to(level, np.broadcast_shapes(np.shape(level), estimate.shape))
     z = stats.norm.isf(level / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        # Wilson's score interval written out because proportion_confint takes one scalar alpha
-        # and each rate here has its own degrees of freedom (statsmodels' formula; tests check they agree).
-        denominator = 1 + z**2 / n_eff
-        centre = (estimate + z**2 / (2 * n_eff)) / denominator
-        half = z * np.sqrt(spread / n_eff + z**2 / (4 * n_eff**2)) / denominator
-    low, high = centre - half, centre + half
+        # each rate has its own degrees of freedom, hence its own z (tests check the Wilson
+        # bounds agree with statsmodels' proportion_confint where z is shared)
+        low, high = wilson_interval(estimate, n_eff, z)
     successes, failures = estimate * n_eff, (1 - estimate) * n_eff
     few = np.where(n_eff <= 50, 2.0, 3.0) + 1e-9        # x* = 3 must not fail on 3.0000000001
     with np.errstate(divide="ignore", invalid="ignore"):
