@@ -36,12 +36,12 @@ import numpy as np
 
 from coupled.simulate import noise
 from coupled.simulate.noise import splitmix64
+from coupled.simulate.samplers import MODES, check_choice
 from coupled.tables import noise_keys
 from coupled.theory.tokenized import ByteView, TokenizedModel
 
 CROSSTOK_COUPLINGS = ("token", "union", "text", "bytes")
 BROKEN_COUPLINGS = ("text_no_counter", "text_unmerged")
-MODES = ("coupled", "independent")
 
 _UNION = np.uint64(noise_keys.UNION_DOMAIN)
 _TEXT = np.uint64(noise_keys.TEXT_DOMAIN)
@@ -149,9 +149,7 @@ def sample_replies(model: TokenizedModel, rows: np.ndarray, coupling: str) -> Te
     rows = np.asarray(rows, dtype=np.uint64)
     if coupling == "bytes":
         return _sample_bytes(model, rows)
-    if coupling not in CROSSTOK_COUPLINGS + BROKEN_COUPLINGS:
-        allowed = list(CROSSTOK_COUPLINGS + BROKEN_COUPLINGS)
-        raise ValueError(f"coupling must be one of {allowed}, got {coupling!r}")
+    check_choice("coupling", coupling, CROSSTOK_COUPLINGS + BROKEN_COUPLINGS)
     tables = _key_tables(model)
     end = model.tokenizer.end_id
     vocab = model.tokenizer.vocab_size
@@ -314,15 +312,14 @@ def crosstok_rows(n_rows: int, *, seed: int = 0, mode: str = "coupled", model: s
                   task: str = "crosstok") -> np.ndarray:
     """Row keys for ``n_rows`` prompts ``"0" .. "n-1"`` of ``task`` at ``seed`` (DESIGN §2);
     in independent mode each model (by name) gets its own stream."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+    check_choice("mode", mode, MODES)
     stream = noise.stream_key(mode, model)
     prompts = [str(i) for i in range(n_rows)]
     return noise.row_keys(task, prompts, [seed] * n_rows, stream)
 
 
 def sample_coupled_replies(models: Sequence[TokenizedModel], n_rows: int, coupling: str, *,
-                seed: int = 0, mode: str = "coupled") -> list[TextSample]:
+                           seed: int = 0, mode: str = "coupled") -> list[TextSample]:
     """Replies of every model on the same ``n_rows`` rows (shared noise in coupled mode)."""
     out = []
     for m in models:
