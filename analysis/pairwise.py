@@ -80,7 +80,11 @@ def derive_comparisons(scores: pd.DataFrame | str | os.PathLike) -> pd.DataFrame
     """Comparisons implied by scores (DESIGN §2): for every pair of models sharing a
     ``(task, prompt_id, seed, mode, coupling)`` key, ``a`` if ``score_a > score_b``, ``b`` if less,
     ``tie`` if equal; flagged ``derived = True``. Vectorised over keys (one pass per model pair)."""
-    scores = read_scores(scores)
+    return _derive_from_validated(read_scores(scores))
+
+
+def _derive_from_validated(scores: pd.DataFrame) -> pd.DataFrame:
+    """:func:`derive_comparisons` of a scores table ``read_scores`` has already validated."""
     group_key = list(SCORE_KEY[:-1])
     group, group_index = _factorize_rows(scores, group_key)
     models = np.array(sorted(scores["model"].unique()), dtype=object)
@@ -130,7 +134,7 @@ def load_comparisons(source: pd.DataFrame | str | os.PathLike,
         if "holds no scores" in error.problem or "missing required column" in error.problem:
             raise original from None     # neither table: report the comparisons problem
         raise
-    return _restrict(derive_comparisons(scores), models), True
+    return _restrict(_derive_from_validated(scores), models), True
 
 
 def _with_flag(comparisons: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
