@@ -205,7 +205,10 @@ def _analyze(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         report = compare_models(scores, alpha=args.alpha, models=args.models,
                                 by_subject=args.by_subject, n_resamples=args.bootstrap,
-                                seed=args.seed, **_incomplete_option(compare_models, args))
+                                seed=args.seed,
+                                # --allow-incomplete: compare on the shared questions (the
+                                # banner and the JSON 'design' say which are missing)
+                                missing_questions="drop" if args.allow_incomplete else "error")
     notes = list(dict.fromkeys(str(w.message) for w in caught))
     diffs, reduction = report.differences, report.variance_reduction
     rows = []
@@ -322,17 +325,6 @@ def _negative_saving_line(reduction, level: str) -> str:
             + (f"every such {level} includes 0, so this is within noise."
                if noise else "its CI excludes 0: under coupling one model tends to be right where "
                "the other is wrong (their scores are anti-correlated)."))
-
-
-def _incomplete_option(function, args: argparse.Namespace) -> dict:
-    """``--allow-incomplete`` in the analysis' words: compare on the shared questions (the
-    banner and the JSON 'design' say which are missing). Passed only where the analysis takes
-    the parameter (``missing_questions``, newer coupled.analysis)."""
-    import inspect
-
-    if args.allow_incomplete and "missing_questions" in inspect.signature(function).parameters:
-        return {"missing_questions": "drop"}
-    return {}
 
 
 def _error_curve_savings(scores, diffs, args: argparse.Namespace):
