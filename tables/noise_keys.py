@@ -23,10 +23,15 @@ def splitmix64_int(x: int) -> int:
     return x ^ (x >> 31)
 
 
+def _blake2b_8(data: bytes, person: bytes = b"") -> int:
+    # the one hash every key is built from (text, token bytes, and the personalised streams)
+    digest = hashlib.blake2b(data, digest_size=8, person=person).digest()
+    return int.from_bytes(digest, "little")
+
+
 def text_hash(text: str) -> int:
     """H(text): first 8 bytes, little-endian, of blake2b (never Python's salted ``hash()``)."""
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
+    return _blake2b_8(text.encode("utf-8"))
 
 
 def stream_key(mode: str, model: str) -> int:
@@ -82,11 +87,6 @@ def row_key(task: str, prompt_id: str, seed: int, stream: int = 0) -> int:
 END_BYTE = 256  # the byte-level coupling's end symbol, beside the byte values 0..255
 
 
-def _personal_hash(data: bytes, person: bytes) -> int:
-    digest = hashlib.blake2b(data, digest_size=8, person=person).digest()
-    return int.from_bytes(digest, "little")
-
-
 def token_bytes_hash(data: bytes) -> int:
     """H over raw bytes: first 8 bytes, little-endian, of blake2b(data, digest_size=8).
 
@@ -94,17 +94,17 @@ def token_bytes_hash(data: bytes) -> int:
     same whether its bytes came from a SentencePiece piece, a byte-level BPE piece or byte
     fallback (see :func:`canonical_token_bytes`).
     """
-    return int.from_bytes(hashlib.blake2b(bytes(data), digest_size=8).digest(), "little")
+    return _blake2b_8(bytes(data))
 
 
 def duplicate_pick_hash(data: bytes) -> int:
     """blake2b(data, digest_size=8, person=b"coupled.dup"), little-endian: the stream that picks
     one id among several ids with the same bytes (independent of the race's stream)."""
-    return _personal_hash(bytes(data), b"coupled.dup")
+    return _blake2b_8(bytes(data), b"coupled.dup")
 
 
 def _domain(name: str) -> int:
-    return _personal_hash(name.encode("ascii"), b"coupled.domain")
+    return _blake2b_8(name.encode("ascii"), b"coupled.domain")
 
 
 UNION_DOMAIN = _domain("union-step")
@@ -113,7 +113,7 @@ BYTES_DOMAIN = _domain("byte-offset")
 # Every model's end token gets this one key (end tokens' strings differ between tokenizers:
 # "</s>", "<|endoftext|>", "<eos>"); a personalised hash cannot equal a token's bytes hash
 # except by a 2**-64 accident.
-END_TOKEN_HASH = _personal_hash(b"end", b"coupled.end")
+END_TOKEN_HASH = _blake2b_8(b"end", b"coupled.end")
 
 
 def union_position_key(row: int, step: int) -> int:

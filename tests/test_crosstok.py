@@ -6,6 +6,7 @@ pass at p > 1e-4 (a false alarm has probability 1e-4 per test); a broken key mus
 p < 1e-8. Means are compared within 4 Monte-Carlo standard errors.
 """
 
+import hashlib
 import itertools
 
 import numpy as np
@@ -22,6 +23,24 @@ MASK = (1 << 64) - 1
 U64 = st.integers(min_value=0, max_value=MASK)
 CHI2_PASS = 1e-4
 CHI2_BROKEN = 1e-8
+
+
+# --- the hashes the keys are built from -------------------------------------------------
+
+
+def _blake2b_8(data: bytes, person: bytes = b"") -> int:
+    # DESIGN §2 spelled out independently: first 8 bytes, little-endian
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8, person=person).digest(),
+                          "little")
+
+
+@given(st.text(max_size=40), st.binary(max_size=40))
+def test_hashes_are_blake2b_as_documented(text, data):
+    assert noise_keys.text_hash(text) == _blake2b_8(text.encode("utf-8"))
+    assert noise_keys.token_bytes_hash(data) == _blake2b_8(data)
+    assert noise_keys.duplicate_pick_hash(data) == _blake2b_8(data, b"coupled.dup")
+    assert noise_keys.END_TOKEN_HASH == _blake2b_8(b"end", b"coupled.end")
+    assert noise_keys.TEXT_DOMAIN == _blake2b_8(b"text-offset", b"coupled.domain")
 
 
 # --- canonical token bytes --------------------------------------------------------------
