@@ -164,12 +164,9 @@ def design_status(table: pd.DataFrame, manifest: Mapping[str, Any] | None = None
         first = table[["model_a", "model_b"]].astype(str).min(axis=1)
         second = table[["model_a", "model_b"]].astype(str).max(axis=1)
         frame["unit"] = first + " vs " + second
+        present = set(first) | set(second)
     else:
         frame["unit"] = table["model"].astype(str)
-
-    if kind == "comparisons":
-        present = set(table["model_a"].astype(str)) | set(table["model_b"].astype(str))
-    else:
         present = set(frame["unit"])
     absent = {m for names in named.values() for m in names} - present
 
