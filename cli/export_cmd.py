@@ -25,6 +25,8 @@ import sys
 import time
 from datetime import datetime
 
+from coupled.cli.options import probability
+
 # lm_eval.utils.sanitize_model_name: the folder name lm-eval gives a model's results.
 _UNSAFE = re.compile(r"[\"<>:/|\\?*\[\]]+")
 PRODUCER = "export lm-eval"
@@ -49,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "lm-eval` output, which is replaced whole)")
     lm_eval.add_argument("--metric", default="acc",
                          help="metric name the scores are reported under (default acc)")
-    lm_eval.add_argument("--alpha", type=float, default=0.05,
+    lm_eval.add_argument("--alpha", type=probability, default=0.05,
                          help="1 - level of the intervals under the 'coupled' key")
     lm_eval.set_defaults(func=_export_lm_eval)
 
@@ -142,8 +144,6 @@ def _export_lm_eval(args: argparse.Namespace) -> int:
     from coupled.cli.output_paths import check_output_folder, staged_output_folder
     from coupled.tables import read_scores
 
-    if not 0.0 < args.alpha < 1.0:
-        raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
     folder = check_output_folder(args.out, producer=PRODUCER, inputs=(args.path,))
     files = lm_eval_results(read_scores(args.path), metric=args.metric, alpha=args.alpha)
     date_id = datetime.now().isoformat().replace(":", "-")
