@@ -247,8 +247,9 @@ def check_output_folder(out: str | os.PathLike, *, producer: str,
                 f"{option} {text}: folder is not empty and was not written by "
                 f"`coupled {producer}`{by}; choose a new or empty folder")
         listed = marker["files"]
-        foreign = [name for name in _entries(path) if name != MARKER and name not in listed]
-        changed = [name for name in _entries(path)
+        entries = _entries(path)
+        foreign = [name for name in entries if name != MARKER and name not in listed]
+        changed = [name for name in entries
                    if name in listed and not _unchanged(path / name, listed[name])]
         if foreign or changed:
             what = (f"{len(foreign)} file(s) `coupled {producer}` did not write "
