@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from coupled.analysis._clustered import QUESTION, pad_by_question
-from coupled.analysis.intervals import wilson_interval
+from coupled.analysis.intervals import effective_count, wilson_interval
 from coupled.tables import read_scores
 
 COLUMNS = ("model", "mode", "coupling", "n_questions", "n_rows", "mean", "ci_low", "ci_high")
@@ -87,14 +87,9 @@ def score_interval(scores: np.ndarray, mask: np.ndarray | None = None,
     # the variance model: a question's rows vary at most m_q (1 - m_q), shrunk by one pseudo-row
     within = means * (1 - means)
     shrunk = (n_q * within + bernoulli[..., None]) / (n_q + 1.0)
-    model_variance = np.where(present, shrunk / safe_n, 0.0).sum(axis=-1) / q**2
-    informative = (se > 0) & (bernoulli > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n_eff = np.fmin(bernoulli / se**2, bernoulli / model_variance)
-    n_eff = np.where(informative & (n_eff > 0), n_eff, q)
     binary = bool(np.isin(observed, (0.0, 1.0)).all())
     one_seed = np.all(np.where(present, n_q == 1, True), axis=-1) & binary
-    n_eff = np.where(one_seed, q, n_eff)
+    n_eff = effective_count(bernoulli, se, shrunk, n_q, q, one_seed)
     with np.errstate(invalid="ignore"):
         critical = np.where(one_seed | (q < 2), stats.norm.isf(alpha / 2),
                             stats.t.isf(alpha / 2, np.maximum(q - 1, 1)))

@@ -155,13 +155,29 @@ class ScoreTest:
     one_seed: np.ndarray
 
 
+def effective_count(bound: np.ndarray, se: np.ndarray, shrunk: np.ndarray, n_q: np.ndarray,
+                    q: np.ndarray, one_seed: np.ndarray) -> np.ndarray:
+    """Effective number of independent rows behind a mean over questions (arrays ``(...)``,
+    ``shrunk`` and ``n_q`` ``(..., Q)``): ``bound`` (the largest row variance the estimate's
+    range allows) over its variance, taken as the larger of the clustered ``se^2`` and the
+    per-question model's ``sum_q shrunk_q / n_q / Q^2`` (``shrunk``: each question's row
+    variance bound shrunk by one pseudo-row). Where nothing varies — and with one seed per
+    question — the worst case, one independent row per question (``q``)."""
+    present = n_q > 0
+    model_variance = np.where(present, shrunk / np.maximum(n_q, 1.0), 0.0).sum(axis=-1) / q**2
+    informative = (se > 0) & (bound > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_eff = np.fmin(bound / np.square(se), bound / model_variance)
+    n_eff = np.where(informative & (n_eff > 0), n_eff, q)
+    return np.where(one_seed, q, n_eff)
+
+
 def score_test(summaries: QuestionSummaries, alpha: float, binary: bool) -> ScoreTest:
     """Effective count, critical value and p-value of the paired score test (see the module
     docstring); the planning module simulates power through this same function."""
     n_q = summaries.n
     present = n_q > 0
     q = present.sum(axis=-1).astype(float)
-    safe_n = np.maximum(n_q, 1.0)
 
     def question_mean(x):
         return np.where(present, x, 0.0).sum(axis=-1) / q
@@ -179,14 +195,7 @@ def score_test(summaries: QuestionSummaries, alpha: float, binary: bool) -> Scor
     # is not taken to have no variance. n_eff may not exceed what that model allows.
     second = summaries.second
     shrunk = (n_q * second + question_mean(second)[..., None]) / (n_q + 1.0)
-    model_variance = np.where(present, shrunk / safe_n, 0.0).sum(axis=-1) / q**2
-    informative = (se > 0) & (trinomial > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n_eff = np.fmin(trinomial / np.square(se), trinomial / model_variance)
-    # Nothing varies (all differences equal, e.g. never or always different): the worst case,
-    # one independent row per question.
-    n_eff = np.where(informative & (n_eff > 0), n_eff, q)
-    n_eff = np.where(one_seed, q, n_eff)
+    n_eff = effective_count(trinomial, se, shrunk, n_q, q, one_seed)
     # One seed, binary: Tango's interval and the McNemar z test exactly; otherwise t on Q - 1.
     critical = np.where(one_seed, stats.norm.isf(alpha / 2.0), stats.t.isf(alpha / 2.0, q - 1))
     # The test the interval inverts: the score statistic at 0 (McNemar's (b - c)/sqrt(b + c)).
