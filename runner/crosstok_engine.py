@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from coupled.runner import noise_text_torch as keys
-from coupled.runner.decode import Generation, mask_outside_sampling_set
+from coupled.runner.decode import Generation, mask_outside_sampling_set, prefill_rows
 from coupled.runner.engine import HFEngine, Sampling
 from coupled.tables import noise_keys
 
@@ -349,35 +349,18 @@ def generate_text_rows(stepper: Stepper, tables: TextKeyTables,
 
 
 class HFStepper(Stepper):
-    """A Hugging Face causal LM with a KV cache: each prompt prefilled once (as
-    :func:`coupled.runner.decode.generate_rows` does), then one token per live row."""
+    """A Hugging Face causal LM with a KV cache: each prompt prefilled once
+    (:func:`coupled.runner.decode.prefill_rows`, as ``generate_rows`` does), then one token
+    per live row."""
 
     def __init__(self, model, pad_token_id: int) -> None:
         self.model, self.pad_token_id = model, pad_token_id
 
     def prefill(self, prompt_ids, prompt_of_row):
-        from transformers import DynamicCache
-
-        from coupled.runner.decode import _cache_argument
-
-        model, device = self.model, self.model.device
-        width = max(len(p) for p in prompt_ids)
-        input_ids = torch.full((len(prompt_ids), width), self.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(prompt_ids), width), dtype=torch.long)
-        for i, ids in enumerate(prompt_ids):
-            input_ids[i, width - len(ids):] = torch.as_tensor(list(ids), dtype=torch.long)
-            attention[i, width - len(ids):] = 1
-        input_ids, attention = input_ids.to(device), attention.to(device)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        self.cache = DynamicCache()
-        self.cached = {_cache_argument(model): self.cache}
-        out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                    use_cache=True, logits_to_keep=1, **self.cached)
-        gather = torch.as_tensor(list(prompt_of_row), dtype=torch.long, device=device)
-        self.cache.batch_select_indices(gather)
-        self.attention = attention.index_select(0, gather)
-        self.next_position = positions[:, -1].index_select(0, gather) + 1
-        return out.logits[:, -1, :].index_select(0, gather)
+        prefilled = prefill_rows(self.model, prompt_ids, prompt_of_row, self.pad_token_id)
+        self.cache, self.cached = prefilled.cache, prefilled.cached
+        self.attention, self.next_position = prefilled.attention, prefilled.next_position
+        return prefilled.logits
 
     def advance(self, tokens, keep):
         if keep is not None:

@@ -20,6 +20,7 @@ import functools
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -126,24 +127,26 @@ def _mask_outside_nucleus(scaled: torch.Tensor, top_p: float) -> torch.Tensor:
     return scaled.masked_fill(drop, float("-inf"))
 
 
-@torch.inference_mode()
-def generate_rows(model, prompt_ids: Sequence[Sequence[int]], prompt_of_row: Sequence[int],
-                  row_keys: torch.Tensor, *, temperature: float, max_new_tokens: int,
-                  end_token_ids: Sequence[int], pad_token_id: int, top_p: float | None = None,
-                  vocab_size: int | None = None, top_k: int | None = None,
-                  min_p: float | None = None) -> list[Generation]:
-    """Decode one batch of rows; each row is (prompt, noise key).
+@dataclass(frozen=True)
+class Prefilled:
+    """Prompts prefilled once and gathered to the rows: the KV ``cache`` (``cached`` is the
+    keyword to pass it to the model's forward under), each row's last-position ``logits``, its
+    ``attention`` mask so far and the ``next_position`` id of its next token."""
 
-    ``prompt_ids`` are the distinct prompts' token ids; ``prompt_of_row[r]`` says which prompt
-    row ``r`` continues, ``row_keys[r]`` its noise key (int64, see ``noise_torch.row_keys``).
-    Prompts are left-padded and prefilled once; the KV cache is then gathered to the rows.
-    """
+    cache: Any
+    cached: dict[str, Any]
+    logits: torch.Tensor
+    attention: torch.Tensor
+    next_position: torch.Tensor
+
+
+def prefill_rows(model, prompt_ids: Sequence[Sequence[int]], prompt_of_row: Sequence[int],
+                 pad_token_id: int) -> Prefilled:
+    """Left-pad the distinct prompts, prefill them in one forward and gather the KV cache,
+    logits, mask and positions to the rows (``prompt_of_row[r]`` is row ``r``'s prompt)."""
     from transformers import DynamicCache
 
     device = model.device
-    n_rows = len(prompt_of_row)
-    if row_keys.shape != (n_rows,):
-        raise ValueError(f"row_keys must have shape ({n_rows},), got {tuple(row_keys.shape)}")
     width = max(len(p) for p in prompt_ids)
     input_ids = torch.full((len(prompt_ids), width), pad_token_id, dtype=torch.long)
     attention = torch.zeros((len(prompt_ids), width), dtype=torch.long)
@@ -160,9 +163,30 @@ def generate_rows(model, prompt_ids: Sequence[Sequence[int]], prompt_of_row: Seq
                 use_cache=True, logits_to_keep=1, **cached)
     gather = torch.as_tensor(list(prompt_of_row), dtype=torch.long, device=device)
     cache.batch_select_indices(gather)
-    logits = out.logits[:, -1, :].index_select(0, gather)
-    attention = attention.index_select(0, gather)
-    next_position = positions[:, -1].index_select(0, gather) + 1
+    return Prefilled(cache, cached, out.logits[:, -1, :].index_select(0, gather),
+                     attention.index_select(0, gather),
+                     positions[:, -1].index_select(0, gather) + 1)
+
+
+@torch.inference_mode()
+def generate_rows(model, prompt_ids: Sequence[Sequence[int]], prompt_of_row: Sequence[int],
+                  row_keys: torch.Tensor, *, temperature: float, max_new_tokens: int,
+                  end_token_ids: Sequence[int], pad_token_id: int, top_p: float | None = None,
+                  vocab_size: int | None = None, top_k: int | None = None,
+                  min_p: float | None = None) -> list[Generation]:
+    """Decode one batch of rows; each row is (prompt, noise key).
+
+    ``prompt_ids`` are the distinct prompts' token ids; ``prompt_of_row[r]`` says which prompt
+    row ``r`` continues, ``row_keys[r]`` its noise key (int64, see ``noise_torch.row_keys``).
+    Prompts are left-padded and prefilled once; the KV cache is then gathered to the rows.
+    """
+    device = model.device
+    n_rows = len(prompt_of_row)
+    if row_keys.shape != (n_rows,):
+        raise ValueError(f"row_keys must have shape ({n_rows},), got {tuple(row_keys.shape)}")
+    prefilled = prefill_rows(model, prompt_ids, prompt_of_row, pad_token_id)
+    cached, logits = prefilled.cached, prefilled.logits
+    attention, next_position = prefilled.attention, prefilled.next_position
     keys = row_keys.to(device)
 
     end_ids = torch.as_tensor(sorted(set(end_token_ids)), dtype=torch.long, device=device)
@@ -186,7 +210,7 @@ def generate_rows(model, prompt_ids: Sequence[Sequence[int]], prompt_of_row: Seq
             if keep.numel() == 0:
                 break
             live = [live[i] for i in keep.tolist()]
-            cache.batch_select_indices(keep)
+            prefilled.cache.batch_select_indices(keep)
             tokens, keys = tokens[keep], keys[keep]
             attention, next_position = attention[keep], next_position[keep]
         attention = torch.cat([attention, attention.new_ones((len(live), 1))], dim=1)
