@@ -170,11 +170,11 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.without_replacement and not args.error_curve:
         raise ValueError("--without-replacement is a sampling scheme of --error-curve; add "
                          "--error-curve row or --error-curve question")
+    distinct_models(args.models)
     if args.out:
         _out_file(args)  # before any work: a bad --out costs nothing
     # read once: the report and the error curves share it
     scores = read_scores(read_input(args.path, args.input_format, args.import_scorer))
-    distinct_models(args.models)
     if args.by_subject and "subject" not in scores.columns:
         raise ValueError(f"--by-subject: {args.path} has no 'subject' column")
     status = design_of(scores, args.path, models=args.models)
