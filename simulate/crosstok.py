@@ -38,7 +38,7 @@ from coupled.simulate import noise
 from coupled.simulate.noise import splitmix64
 from coupled.simulate.samplers import MODES, check_choice
 from coupled.tables import noise_keys
-from coupled.theory.tokenized import ByteView, TokenizedModel
+from coupled.theory.tokenized import ByteView, TokenizedModel, exact_score_moments
 
 CROSSTOK_COUPLINGS = ("token", "union", "text", "bytes")
 BROKEN_COUPLINGS = ("text_no_counter", "text_unmerged")
@@ -362,16 +362,8 @@ class VarianceReduction:
     n_rows: int
 
 
-def exact_score_moments(law: dict[bytes, float], score) -> tuple[float, float]:
-    """Mean and variance of ``score(text)`` under a text law (exact)."""
-    p = np.fromiter(law.values(), dtype=np.float64)
-    s = np.fromiter((score(t) for t in law), dtype=np.float64)
-    mean = float(p @ s)
-    return mean, float(p @ (s - mean) ** 2)
-
-
 def text_variance_reduction(first: TextSample, second: TextSample, laws: Sequence[dict],
-                       score) -> VarianceReduction:
+                            score) -> VarianceReduction:
     """Coupled-vs-independent variance ratio of a text-level ``score`` difference."""
     d = (np.fromiter((score(t) for t in first.texts), dtype=np.float64)
          - np.fromiter((score(t) for t in second.texts), dtype=np.float64))

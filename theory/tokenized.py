@@ -608,14 +608,18 @@ def byte_coupled_moments(first: TextModel, second: TextModel, score) -> CoupledP
     return _moments(first, second, p_same, cross, score)
 
 
+def exact_score_moments(law: dict[bytes, float], score) -> tuple[float, float]:
+    """Mean and variance of ``score(text)`` under a text law (exact)."""
+    p = np.fromiter(law.values(), dtype=np.float64)
+    s = np.fromiter((score(t) for t in law), dtype=np.float64)
+    mean = float(p @ s)
+    return mean, float(p @ (s - mean) ** 2)
+
+
 def _moments(first: TextModel, second: TextModel, p_same: float, cross: float, score
              ) -> CoupledPairMoments:
-    means, variances = [], []
-    for model in (first, second):
-        p = np.fromiter(model.text_law.values(), dtype=np.float64)
-        sc = np.fromiter((score(t) for t in model.text_law), dtype=np.float64)
-        means.append(float(p @ sc))
-        variances.append(float(p @ (sc - p @ sc) ** 2))
+    means, variances = zip(*(exact_score_moments(m.text_law, score) for m in (first, second)),
+                           strict=True)
     cov = cross - means[0] * means[1]
     ratio = (variances[0] + variances[1] - 2 * cov) / (variances[0] + variances[1])
     return CoupledPairMoments(float(p_same), (means[0], means[1]),
