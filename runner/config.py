@@ -50,15 +50,11 @@ from pydantic import (
 
 from coupled.tables import MODES
 
-TASK_TYPES = ("multiple_choice", "open", "generate")
-# How a reply is scored (coupled.runner.scorers): the option letter for multiple choice; exact
-# match, the last number or a regular expression's capture for generate tasks with a gold answer.
-SCORERS = ("choice", "exact_match", "numeric", "regex")
-QUANTIZATIONS = (None, "8bit", "4bit")
-DTYPES = ("auto", "float32", "float16", "bfloat16")
-BACKENDS = ("hf", "vllm")
-NOISE_KEYS = ("token",)
-ANSWER_KINDS = ("text", "label", "index")
+# The allowed values live in the field types (one place each); these two recur in three tables.
+Dtype = Literal["auto", "float32", "float16", "bfloat16"]
+Quantization = Literal["8bit", "4bit"]
+# How a reply is scored (coupled.runner.scorers, which takes its list from here).
+ScorerName = Literal["choice", "exact_match", "numeric", "regex"]
 # cpu, cuda, cuda:N, mps or auto; anything else ("potato") is refused when the config is read.
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -105,9 +101,9 @@ class ModelSpec(_Strict):
 
     name: Name = Field(description="the model's name in the tables (unique in the run)")
     path: Name = Field(description="a local folder (relative to the config) or a hub id")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+    dtype: Dtype = Field(
         "float32", description="weights' dtype (default: the top-level `dtype`)")
-    quantization: Literal["8bit", "4bit"] | None = Field(
+    quantization: Quantization | None = Field(
         None, description="bitsandbytes 8-bit or 4-bit loading of the same weights")
     device: Device = Field("auto", description="auto | cpu | cuda | cuda:N | mps "
                                             "(default: the top-level `device`)")
@@ -183,7 +179,7 @@ class TaskSpec(_Strict):
                                                          "question itself")
     fewshot_path: Name | None = Field(None, description="the examples' file or dataset folder "
                                                         "(read with the same column map)")
-    scorer: Literal["choice", "exact_match", "numeric", "regex"] | None = Field(
+    scorer: ScorerName | None = Field(
         None, description="choice (multiple_choice), exact_match (default of generate), "
                           "numeric or regex")
     regex: Name | None = Field(None, description="scorer = 'regex': the pattern; its first "
@@ -286,9 +282,9 @@ class JudgeSpec(_Strict):
         60.0, description="API judge: seconds one request may take before it is retried")
     concurrency: PositiveInt = Field(4, description="API judge: requests in flight at once")
     max_new_tokens: PositiveInt = Field(8, description="the judge's reply length")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+    dtype: Dtype = Field(
         "float32", description="judge model: as in [[models]]")
-    quantization: Literal["8bit", "4bit"] | None = Field(
+    quantization: Quantization | None = Field(
         None, description="judge model: as in [[models]]")
     device: Device = Field("auto", description="judge model: as in [[models]]")
     trust_remote_code: bool = Field(False, description="judge model: as in [[models]]")
@@ -391,7 +387,7 @@ class RunConfig(_Strict):
         "(exact byte-level sampling; needs top_k, top_p or min_p): 'text' and 'bytes' couple "
         "models whose tokenizers differ (hf backend; docs/cross-tokenizer.md)")
     device: Device = Field("auto", description="default device of every model")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+    dtype: Dtype = Field(
         "float32", description="default dtype of every model")
     trust_remote_code: bool = Field(False, description="default for every model")
     judge: JudgeSpec | None = Field(None, description="[judge] table (open prompts only)")

@@ -171,13 +171,7 @@ def run(config_or_path: str | os.PathLike | dict[str, Any] | RunConfig,
                          ) from None
     try:
         manifest, blocks = _prepare_output(config, out_dir, resume, prompts, models, judge,
-                                           row_spec, kind)
-        if manifest.get("shard") != (list(shard) if shard else None):
-            if "created_unix" in manifest and "resumed" not in manifest:
-                manifest["shard"] = list(shard) if shard else None
-            else:
-                raise ValueError(f"cannot resume into {out_dir}: it holds shard "
-                                 f"{manifest.get('shard')} of a run, not {shard}")
+                                           row_spec, kind, shard)
         manifest["status"] = "running"
         write_manifest(out_dir, manifest)
         try:
@@ -323,11 +317,10 @@ def _model_record(spec: ModelSpec) -> dict[str, Any]:
 
 
 def _model_records(config: RunConfig) -> dict[str, dict[str, Any]]:
-    by_path: dict[tuple, dict[str, Any]] = {}  # variants of one folder are hashed once
+    by_path: dict[str, dict[str, Any]] = {}  # models that differ only by name: hashed once
     records = {}
     for spec in config.models:
-        key = (spec.path, spec.dtype, spec.quantization, spec.device, spec.tensor_parallel_size,
-               spec.chat_template)
+        key = spec.model_dump_json(exclude={"name"})
         if key not in by_path:
             by_path[key] = _model_record(spec)
         records[spec.name] = by_path[key]
@@ -338,18 +331,14 @@ def _judge_record(config: RunConfig) -> dict[str, Any] | None:
     if config.judge is None:
         return None
     if config.judge.comparisons is not None:
-        return {"comparisons": _file_hash(Path(config.judge.comparisons))}
+        from coupled.runner.models import file_sha256
+
+        return {"comparisons": file_sha256(Path(config.judge.comparisons))}
     if config.judge.base_url is not None:  # base_url, model, temperature, max_tokens, prompt
         from coupled.runner.api_judge import judge_record
 
         return {"api": judge_record(config.judge)}
     return {**_model_record(config.judge.model), "max_new_tokens": config.judge.max_new_tokens}
-
-
-def _file_hash(path: Path) -> str:
-    from coupled.runner.models import file_sha256
-
-    return file_sha256(path)
 
 
 def _prompts_hash(prompts: pd.DataFrame, start: int, stop: int) -> str:
@@ -461,7 +450,8 @@ def _resume_plan(manifest: dict[str, Any], out_dir: Path, config: RunConfig,
 
 
 LAYOUT_VERSION = 3  # 3: blocks, chunk names and row_spec per task
-NOISE_SPEC = "DESIGN §2 counter-based Gumbel noise (splitmix64 / blake2b keys), keyed by token id"
+NOISE_SPEC = ("DESIGN §2 counter-based Gumbel noise (splitmix64 / blake2b keys); what a key "
+              "holds per token is row_spec.noise_key")
 
 
 def _holds_rows(out_dir: Path) -> bool:
@@ -472,7 +462,8 @@ def _holds_rows(out_dir: Path) -> bool:
 def _prepare_output(config: RunConfig, out_dir: Path, resume: bool,
                     prompts: dict[str, pd.DataFrame], models: dict[str, Any],
                     judge: dict[str, Any] | None, row_spec: dict[str, Any],
-                    kind: dict[str, str]) -> tuple[dict[str, Any], list[Block]]:
+                    kind: dict[str, str], shard: tuple[int, int] | None = None
+                    ) -> tuple[dict[str, Any], list[Block]]:
     entries = [p for p in out_dir.iterdir() if p.name != LOCK_NAME]
     manifest = read_manifest(out_dir) if (out_dir / "manifest.json").is_file() else {}
     ours = bool(manifest) and "row_spec" in manifest
@@ -485,6 +476,9 @@ def _prepare_output(config: RunConfig, out_dir: Path, resume: bool,
         if not manifest:
             raise ValueError(f"cannot resume into {out_dir}: it has no manifest.json, so it was "
                              f"not written by `coupled run`")
+        if manifest.get("shard") != (list(shard) if shard else None):
+            raise ValueError(f"cannot resume into {out_dir}: it holds shard "
+                             f"{manifest.get('shard')} of a run, not {shard}")
         blocks = _resume_plan(manifest, out_dir, config, prompts, models, judge, row_spec)
         added = [Block(b.start, b.stop, b.seeds, b.modes, task.name)
                  for task in config.tasks
@@ -498,7 +492,6 @@ def _prepare_output(config: RunConfig, out_dir: Path, resume: bool,
                 {"unix": time.time(), "blocks": [b.as_dict("") for b in added],
                  "models": new_models})
         manifest["models"] = models
-        manifest["model_hashes"] = {name: record["hashes"] for name, record in models.items()}
         manifest["config"] = config.as_dict()
         manifest["row_spec"] = row_spec  # the same settings, plus any task added
         manifest["kinds"], manifest["scorers"] = kind, _scorers(config)
@@ -507,9 +500,9 @@ def _prepare_output(config: RunConfig, out_dir: Path, resume: bool,
     blocks = [Block(0, len(prompts[task.name]), tuple(config.seeds), tuple(config.modes),
                     task.name) for task in config.tasks]
     kinds = sorted(set(kind.values()))
-    return ({"layout_version": LAYOUT_VERSION, "config": config.as_dict(),
+    fresh = {"shard": list(shard)} if shard else {}
+    return ({**fresh, "layout_version": LAYOUT_VERSION, "config": config.as_dict(),
              "row_spec": row_spec, "models": models, "judge": judge,
-             "model_hashes": {name: record["hashes"] for name, record in models.items()},
              "blocks": [b.as_dict(_prompts_hash(prompts[b.task], b.start, b.stop))
                         for b in blocks],
              "coupling": coupling_of(config), "noise": NOISE_SPEC,

@@ -30,8 +30,11 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import get_args
 
-SCORERS = ("choice", "exact_match", "numeric", "regex")
+from coupled.runner.config import ScorerName
+
+SCORERS = get_args(ScorerName)  # the config's one list
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _WHITESPACE = re.compile(r"\s+")

@@ -81,7 +81,7 @@ def test_manifest_records_config_versions_and_hashes(tiny, tmp_path):
     assert manifest["status"] == "complete"
     assert manifest["versions"]["torch"] == torch.__version__.split("+")[0] or \
         manifest["versions"]["torch"].startswith(torch.__version__.split("+")[0])
-    hashes = manifest["model_hashes"]
+    hashes = {name: record["hashes"] for name, record in manifest["models"].items()}
     # every file of the folder is hashed (weights, config, tokenizer), not only safetensors
     assert hashes["tiny-A"] == hashes["tiny-A-copy"]
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(hashes["tiny-A"])
