@@ -21,10 +21,13 @@ import statsmodels.api as sm
 from hypothesis import given
 from hypothesis import strategies as st
 from test_pairwise_generators import (
+    FULL,
+    binomial_se,
     comparisons_frame,
     draw_counts,
     exact_pair_rates,
     graded_family,
+    reduced_and_full,
 )
 
 from coupled.analysis.bradley_terry import (
@@ -38,19 +41,8 @@ from coupled.analysis.bradley_terry import (
 from coupled.analysis.pairwise import pair_indices, t_quantile, two_sided_pvalue, z_statistic
 from coupled.analysis.ranksets import rank_sets_from_estimates, true_rank_range
 
-FULL = 2000
 Z, Z_POOLED = 3.0, 3.3
 RESULTS: dict[str, str] = {}
-
-
-def _se(p: float, replicates: int) -> float:
-    return float(np.sqrt(p * (1 - p) / replicates))
-
-
-def _both(reduced: int):
-    return pytest.mark.parametrize("replicates", [
-        pytest.param(reduced, id="reduced"),
-        pytest.param(FULL, id="full", marks=pytest.mark.slow)])
 
 
 def _truth(family) -> np.ndarray:
@@ -225,7 +217,7 @@ def _fits(family, design, replicates, rng):
     return fits
 
 
-@_both(reduced=150)
+@reduced_and_full(reduced=150)
 @pytest.mark.parametrize("design", BT_DESIGNS)
 @pytest.mark.parametrize("rho", [1.0, 0.0], ids=["coupled", "independent"])
 def test_score_intervals_and_rank_sets_cover_the_population_fit(design, rho, replicates):
@@ -257,14 +249,14 @@ def test_score_intervals_and_rank_sets_cover_the_population_fit(design, rho, rep
         f"scores pooled {coverage.mean():.4f} worst {coverage.min():.4f}; ranks "
         f"{rank_coverage:.4f}; G-1 df: scores {plain_hit.mean():.4f} ranks "
         f"{plain_rank_coverage:.4f}; separated {replicates - len(ok)}")
-    assert coverage.min() >= 0.935 - Z * _se(0.935, replicates), coverage
-    assert abs(coverage.mean() - 0.95) <= 0.015 + Z_POOLED * _se(0.95, replicates), coverage
-    assert rank_coverage >= 0.935 - Z * _se(0.935, replicates), rank_coverage
+    assert coverage.min() >= 0.935 - Z * binomial_se(0.935, replicates), coverage
+    assert abs(coverage.mean() - 0.95) <= 0.015 + Z_POOLED * binomial_se(0.95, replicates), coverage
+    assert rank_coverage >= 0.935 - Z * binomial_se(0.935, replicates), rank_coverage
     if design == "k10-q30-tied-one-or-twenty" and replicates >= FULL:
-        assert plain_rank_coverage < 0.935 - Z * _se(0.935, replicates)
+        assert plain_rank_coverage < 0.935 - Z * binomial_se(0.935, replicates)
 
 
-@_both(reduced=150)
+@reduced_and_full(reduced=150)
 def test_mode_difference_test_has_its_size(replicates):
     """Null: two independent-generation runs on the same prompts (same prompt types), labelled
     coupled and independent. The paired test of each model's score difference rejects at
@@ -289,7 +281,7 @@ def test_mode_difference_test_has_its_size(replicates):
     RESULTS[f"bt mode test size R={replicates}"] = (
         f"{size:.4f} (paired SE below the separate one in {shared:.2f} of model-replicates)")
     # pooled over k = 5 correlated tests: one proportion's SE at the replicate count
-    assert abs(size - 0.05) <= Z_POOLED * _se(0.05, replicates), size
+    assert abs(size - 0.05) <= Z_POOLED * binomial_se(0.05, replicates), size
     assert len(rejections[0]) == k
     assert shared > 0.7        # shared prompts correlate the two modes: pairing pays
 

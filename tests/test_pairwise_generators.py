@@ -29,6 +29,20 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+FULL = 2000  # replicates of the full (``-m slow``) Monte-Carlo checks built on this generator
+
+
+def binomial_se(p: float, replicates: int) -> float:
+    """Monte-Carlo SE of a proportion ``p`` estimated from ``replicates`` replicates."""
+    return float(np.sqrt(p * (1 - p) / replicates))
+
+
+def reduced_and_full(reduced: int):
+    """Run a Monte-Carlo check at ``reduced`` replicates by default and ``FULL`` under slow."""
+    return pytest.mark.parametrize("replicates", [
+        pytest.param(reduced, id="reduced"),
+        pytest.param(FULL, id="full", marks=pytest.mark.slow)])
+
 
 @dataclass(frozen=True)
 class GradedFamily:

@@ -15,7 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_pairwise_generators import draw_counts, exact_average_win_rates, graded_family
+from test_pairwise_generators import (
+    FULL,
+    binomial_se,
+    draw_counts,
+    exact_average_win_rates,
+    graded_family,
+    reduced_and_full,
+)
 
 from coupled.analysis.pairwise import (
     average_win_rate_intervals,
@@ -24,19 +31,8 @@ from coupled.analysis.pairwise import (
 )
 from coupled.analysis.ranksets import difference_df, rank_sets_from_estimates, true_rank_range
 
-FULL = 2000
 Z, Z_POOLED = 3.0, 3.3
 RESULTS: dict[str, str] = {}      # printed with -s; recorded in bench/ranksets.md
-
-
-def _se(p: float, replicates: int) -> float:
-    return float(np.sqrt(p * (1 - p) / replicates))
-
-
-def _both(reduced: int):
-    return pytest.mark.parametrize("replicates", [
-        pytest.param(reduced, id="reduced"),
-        pytest.param(FULL, id="full", marks=pytest.mark.slow)])
 
 
 def _old_interval(avg):
@@ -54,7 +50,7 @@ SMALL = {
 }
 
 
-@_both(reduced=500)
+@reduced_and_full(reduced=500)
 @pytest.mark.parametrize("design", SMALL)
 @pytest.mark.parametrize("rho", [1.0, 0.0], ids=["coupled", "independent"])
 def test_every_models_average_win_rate_interval_covers_at_30_prompts(design, rho, replicates):
@@ -70,14 +66,14 @@ def test_every_models_average_win_rate_interval_covers_at_30_prompts(design, rho
     RESULTS[f"avg {design} rho={rho} R={replicates}"] = (
         f"new pooled {coverage.mean():.4f} worst {coverage.min():.4f}; "
         f"old pooled {old.mean():.4f} worst {old.min():.4f}")
-    assert coverage.min() >= 0.94 - Z * _se(0.94, replicates), coverage
-    assert abs(coverage.mean() - 0.95) <= 0.015 + Z_POOLED * _se(0.95, replicates), coverage
+    assert coverage.min() >= 0.94 - Z * binomial_se(0.94, replicates), coverage
+    assert abs(coverage.mean() - 0.95) <= 0.015 + Z_POOLED * binomial_se(0.95, replicates), coverage
     if replicates >= FULL and rho == 1.0 and not tied:
         # the old interval's worst model (a rare win-rate, coupled) measured 90.4-91.5 %
-        assert old.min() < 0.94 - Z * _se(0.94, replicates), old
+        assert old.min() < 0.94 - Z * binomial_se(0.94, replicates), old
 
 
-@_both(reduced=1000)
+@reduced_and_full(reduced=1000)
 @pytest.mark.parametrize("rho", [1.0, 0.0], ids=["coupled", "independent"])
 def test_rank_sets_cover_when_every_model_is_tied_at_30_prompts(rho, replicates):
     """10 tied models, 30 prompts, unbalanced seeds and pairs: any significant call is an
@@ -97,14 +93,14 @@ def test_rank_sets_cover_when_every_model_is_tied_at_30_prompts(rho, replicates)
     new = coverage(method="auto", df=difference_df(avg.influence, avg.cluster_sizes))
     old = coverage(method="max_t", df=avg.df)
     RESULTS[f"ranks tied k10 q30 rho={rho} R={replicates}"] = f"new {new:.4f} old {old:.4f}"
-    assert new >= 0.94 - Z * _se(0.94, replicates), new
+    assert new >= 0.94 - Z * binomial_se(0.94, replicates), new
     if replicates >= FULL or rho == 1.0:
         # reduced: only the coupled cell (old 92.2 % at 1000 replicates) is rejected with room;
         # the independent one (92.9 %) sits on the 3-SE line at 1000 replicates
-        assert old < 0.95 - Z * _se(0.95, replicates), old
+        assert old < 0.95 - Z * binomial_se(0.95, replicates), old
 
 
-@_both(reduced=1000)
+@reduced_and_full(reduced=1000)
 @pytest.mark.parametrize("n_seeds", [1, 3])
 def test_three_coupled_models_are_not_needlessly_wide(n_seeds, replicates):
     """The other direction: 3 coupled models where the middle one never beats the best (a
@@ -130,7 +126,7 @@ def test_three_coupled_models_are_not_needlessly_wide(n_seeds, replicates):
     RESULTS[f"3 coupled, middle model, {n_seeds} seed(s) R={replicates}"] = (
         f"new {coverage:.4f} old {old:.4f} floor binds old {old_binds:.2f} new {new_binds:.2f} "
         f"old/new width {ratio:.3f}")
-    assert abs(coverage - 0.95) <= 0.015 + Z_POOLED * _se(0.95, replicates), coverage
+    assert abs(coverage - 0.95) <= 0.015 + Z_POOLED * binomial_se(0.95, replicates), coverage
     assert new_binds <= 0.2 and old_binds >= 0.75
     assert ratio > 1.0
     if n_seeds == 1:     # where the old floor binds in every replicate: visibly over-covering
