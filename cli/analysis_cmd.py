@@ -10,6 +10,7 @@ from pathlib import Path
 
 from coupled.cli.import_cmd import add_from_option, read_input
 from coupled.cli.options import (
+    INPUT_DESTS,
     check_present,
     distinct_models,
     finite_float,
@@ -129,8 +130,7 @@ def _out_file(args: argparse.Namespace) -> Path:
     """``--out`` checked by the one rule (cli/output_paths.py) against this command's inputs."""
     from coupled.cli.output_paths import check_output_file
 
-    inputs = [getattr(args, name, None) for name in ("path", "pilot", "accuracies",
-                                                      "prompt_probs")]
+    inputs = [getattr(args, name, None) for name in INPUT_DESTS]
     return check_output_file(args.out, inputs=inputs, overwrite=args.overwrite)
 
 

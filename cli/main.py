@@ -60,9 +60,6 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
 }
 
 
-_INPUTS = ("path", "pilot", "accuracies", "prompt_probs", "source")  # argparse dests
-
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -145,10 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from coupled.cli.options import naming, user_words
+    from coupled.cli.options import INPUT_DESTS, naming, user_words
 
     # The input table the command reads: errors about it name it.
-    source = next((getattr(args, name) for name in _INPUTS if getattr(args, name, None)), None)
+    source = next((getattr(args, name) for name in INPUT_DESTS if getattr(args, name, None)),
+                  None)
     try:
         # Library parameter names -> the user's options; the file named.
         with user_words(args.command), naming(source):

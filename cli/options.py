@@ -40,6 +40,11 @@ OPTION_NAMES: dict[str, dict[str, str]] = {
 }
 
 
+# The argparse dests that name a command's input tables: errors about a table name it
+# (cli/main.py), and no --out may write over one (cli/analysis_cmd.py).
+INPUT_DESTS = ("path", "pilot", "accuracies", "prompt_probs", "source")
+
+
 def finite_float(text: str) -> float:
     try:
         value = float(text)
