@@ -35,6 +35,11 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
+def is_local_path(path: str) -> bool:
+    """A model ``path`` names a local folder (not a hub id): it looks like a path or exists."""
+    return path.startswith(("/", ".", "~")) or Path(path).exists()
+
+
 def check_model_source(spec: ModelSpec) -> None:
     """Refuse, before anything is written, a model that cannot load as configured.
 
@@ -45,8 +50,7 @@ def check_model_source(spec: ModelSpec) -> None:
     where = f"model {spec.name!r}"
     resolve_device(spec.device)
     path = Path(spec.path)
-    looks_local = spec.path.startswith(("/", ".", "~")) or path.exists()
-    if looks_local:
+    if is_local_path(spec.path):
         if not path.exists():
             raise ValueError(f"{where}: path {path} does not exist")
         if not path.is_dir():
@@ -164,7 +168,7 @@ def file_sha256(path: Path) -> str:
 def hub_revision(path: str) -> str | None:
     """The commit a hub id resolves to in the local cache (None for a local folder or when not
     cached): recorded in the manifest, so a hub model's rows name the weights they came from."""
-    if path.startswith(("/", ".", "~")) or Path(path).exists():
+    if is_local_path(path):
         return None
     from huggingface_hub import try_to_load_from_cache
 
