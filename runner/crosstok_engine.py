@@ -575,6 +575,11 @@ class TextKeyEngine(_CrossTokenizerEngine):
 class ByteKeyEngine(_CrossTokenizerEngine):
     """``noise_key = "bytes"`` on a Hugging Face model (one forward pass per covering prefix)."""
 
+    def __init__(self, spec, tokenizer) -> None:
+        super().__init__(spec, tokenizer)
+        self._laws: dict = {}  # _HFLaw's cache, kept across calls
+        self._last_prompts: set[tuple[int, ...]] = set()
+
     def generate_rows(self, prompt_ids, prompt_of_row, row_keys, *, sampling: Sampling,
                       max_new_tokens: int) -> list[Generation]:
         if sampling.temperature == 0:
@@ -582,8 +587,8 @@ class ByteKeyEngine(_CrossTokenizerEngine):
         # laws are kept for the prompts of this call and the previous one (a prompt's seeds may
         # straddle two batches); the sampling settings are the run's, the same every call
         prompts = {tuple(p) for p in prompt_ids}
-        self._laws = {k: v for k, v in getattr(self, "_laws", {}).items()
-                      if k[0] in prompts or k[0] in getattr(self, "_last_prompts", set())}
+        self._laws = {k: v for k, v in self._laws.items()
+                      if k[0] in prompts or k[0] in self._last_prompts}
         self._last_prompts = prompts
         law = _HFLaw(self.model, prompt_ids, sampling, self.vocab_size, self._laws)
         out = generate_byte_rows(law, self.table, prompt_of_row, row_keys,
