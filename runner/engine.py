@@ -86,7 +86,8 @@ class HFEngine:
         from coupled.runner.models import end_token_ids, load_model
 
         self.model = load_model(spec)
-        self.end_token_ids = end_token_ids(self.model, tokenizer)
+        self.end_token_ids = end_token_ids(getattr(self.model, "generation_config", None),
+                                           tokenizer)
         self.pad_token_id = tokenizer.pad_token_id
         self.vocab_size = len(tokenizer)
 

@@ -179,12 +179,14 @@ def hub_revision(path: str) -> str | None:
     return parts[-2] if len(parts) > 2 and parts[-3] == "snapshots" else None
 
 
-def end_token_ids(model, tokenizer) -> list[int]:
-    """Token ids that end a generation: the tokenizer's eos plus the generation config's."""
+def end_token_ids(generation_config, tokenizer) -> list[int]:
+    """Token ids that end a generation: the tokenizer's eos plus the generation config's
+    (``generation_config`` may be None; both backends pass theirs: HF the loaded model's,
+    vLLM one read from the checkpoint)."""
     ids = set()
     if tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    configured = getattr(generation_config, "eos_token_id", None)
     if configured is not None:
         ids.update(int(i) for i in (configured if isinstance(configured, list) else [configured]))
     return sorted(ids)

@@ -245,11 +245,7 @@ def _end_token_ids(path: str, tokenizer, trust_remote_code: bool) -> list[int]:
     except OSError:
         generation = GenerationConfig.from_model_config(
             AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code))
-
-    class _Model:
-        generation_config = generation
-
-    return end_token_ids(_Model(), tokenizer)
+    return end_token_ids(generation, tokenizer)
 
 
 class VLLMEngine:

@@ -337,7 +337,7 @@ def _exact_reply_law(model_dir: Path, prompt_text: str, sampling: Sampling,
 
     spec = ModelSpec(name="m", path=str(model_dir))
     tokenizer, model = load_tokenizer(spec), load_model(spec)
-    ends = set(end_token_ids(model, tokenizer))
+    ends = set(end_token_ids(model.generation_config, tokenizer))
     law = ce._HFLaw(model, [runner_run._encode(tokenizer, [prompt_text])[0]], sampling,
                     len(tokenizer))
     out: dict[str, float] = {}
