@@ -230,7 +230,7 @@ def mapped_fields(frame: pd.DataFrame, task_type: str, columns: Mapping[str, Any
             out[OUTPUT_NAME[field]] = _column(frame, field, spec, source)
         else:  # a list of columns, one option each
             parts = [_column(frame, field, name, source) for name in spec]
-            out[OUTPUT_NAME[field]] = [[v for v in row if not _missing(v)]
+            out[OUTPUT_NAME[field]] = [[v for v in row if not is_missing(v)]
                                        for row in zip(*parts, strict=True)]
     for field, spec in plan.items():  # a nested column reached without a path into it
         values = out.get(OUTPUT_NAME[field], ())
@@ -248,5 +248,6 @@ def mapped_fields(frame: pd.DataFrame, task_type: str, columns: Mapping[str, Any
                             source=source, list_columns=lists)
 
 
-def _missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """A cell that holds no value: None or a float NaN (pandas' empty cell)."""
     return value is None or (isinstance(value, float) and value != value)

@@ -91,7 +91,7 @@ def load_multiple_choice(path: str | Path, answer_kind: str | None = None, *,
             raise _bad(path, "choices", f"missing; give a 'choices' list or columns A, B, ... "
                                         f"or map it ([task.columns] choices = ...) (found "
                                         f"{list(raw.columns)})")
-        df["choices"] = [[v for v in row if v is not None and not _is_nan(v)]
+        df["choices"] = [[v for v in row if not task_sources.is_missing(v)]
                          for row in raw[letter_columns].itertuples(index=False)]
     for column in ("question", "answer"):
         if column not in df.columns:
@@ -129,7 +129,7 @@ def _gold_by_labels(answer: object, choices: list[str], labels: list[str] | None
     if labels is None or len(labels) != len(choices):
         return (f"!the row's labels {labels!r} do not give one label per option "
                 f"({len(choices)} options)")
-    if answer is None or _is_nan(answer):
+    if task_sources.is_missing(answer):
         return "!missing answer"
     text = (answer if isinstance(answer, str) else identifier_text(answer)).strip()
     found = [i for i, label in enumerate(labels) if label.strip() == text]
@@ -137,10 +137,6 @@ def _gold_by_labels(answer: object, choices: list[str], labels: list[str] | None
         return (f"!answer {text!r} is {'none' if not found else 'several'} of the row's "
                 f"labels {labels}")
     return LETTERS[found[0]]
-
-
-def _is_nan(value: object) -> bool:
-    return isinstance(value, float) and value != value
 
 
 def _as_choice_list(value: object) -> list[str] | None:
@@ -167,7 +163,7 @@ def _is_number(text: str) -> bool:
 def gold_option(answer: object, choices: list[str], answer_kind: str | None = None) -> str:
     """The gold option's letter, or a problem text starting with ``"!"`` (see
     :func:`load_multiple_choice` for the rules)."""
-    if answer is None or _is_nan(answer):
+    if task_sources.is_missing(answer):
         return "!missing answer"
     text = answer if isinstance(answer, str) else identifier_text(answer)
     stripped = text.strip()
