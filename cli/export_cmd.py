@@ -25,7 +25,7 @@ import sys
 import time
 from datetime import datetime
 
-from coupled.cli.options import probability
+from coupled.cli.options import coupled_version, probability
 
 # lm_eval.utils.sanitize_model_name: the folder name lm-eval gives a model's results.
 _UNSAFE = re.compile(r"[\"<>:/|\\?*\[\]]+")
@@ -113,7 +113,7 @@ def lm_eval_results(scores, metric: str = "acc", alpha: float = 0.05) -> dict[st
             "model_name": str(model),
             "model_name_sanitized": sanitize_model_name(str(model)),
             "date": created,
-            "coupled": {"version": _version(), "stderr": "clustered by question",
+            "coupled": {"version": coupled_version(), "stderr": "clustered by question",
                         "intervals": intervals},
         }
         # Every number must be plain JSON (no NaN): lm-eval's readers use json.load.
@@ -129,15 +129,6 @@ def lm_eval_results(scores, metric: str = "acc", alpha: float = 0.05) -> dict[st
 
 def _not_json(value):
     raise ValueError(f"export: value {value!r} is not JSON")
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("coupled")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _export_lm_eval(args: argparse.Namespace) -> int:

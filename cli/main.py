@@ -60,15 +60,6 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("coupled")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown (not installed)"
-
-
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Defaults shown (unless the help names its default already, or there is none worth
     showing), descriptions wrapped, the examples epilog kept line by line."""
@@ -105,11 +96,13 @@ def _style(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from coupled.cli.options import coupled_version
+
     parser = Parser(
         prog="coupled",
         description="Evaluate and rank language models under coupled generation.",
     )
-    parser.add_argument("--version", action="version", version=f"coupled {_version()}")
+    parser.add_argument("--version", action="version", version=f"coupled {coupled_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in _GROUPS:
         importlib.import_module(f"coupled.cli.{group}").register(subparsers)

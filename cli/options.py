@@ -140,3 +140,15 @@ def naming(source: str | None) -> Iterator[None]:
                 or Path(source).name in message):
             raise
         raise ValueError(f"{source}: {message}") from error
+
+
+def coupled_version() -> str:
+    """This toolkit's version (``coupled --version``, exported results), or a plain word when
+    run from a source tree that was never installed. importlib.metadata alone: the parser is
+    built for every command, so this must not import pandas."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("coupled")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
