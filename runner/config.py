@@ -90,10 +90,15 @@ def _base(info: ValidationInfo) -> Path:
     return (info.context or {}).get("base") or Path.cwd()
 
 
+def is_local_path(path: str, base: Path | None = None) -> bool:
+    """A model ``path`` names a local folder, not a hub id ("org/name"): it looks like a path,
+    or it exists relative to ``base`` (the config's folder; the working directory if None)."""
+    return path.startswith((".", "/", "~")) or ((base or Path.cwd()) / path).exists()
+
+
 def _model_path(path: str, base: Path, build: str | None = None) -> str:
-    # A hub id ("org/name") stays as it is; anything that looks like a path is made absolute.
-    local = path.startswith((".", "/", "~")) or (base / path).exists() or build is not None
-    return _resolve(base, path) if local else path
+    # A hub id stays as it is; a local path (or one a build will create) is made absolute.
+    return _resolve(base, path) if is_local_path(path, base) or build is not None else path
 
 
 class ModelSpec(_Strict):

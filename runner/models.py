@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from coupled.runner.config import ModelSpec
+from coupled.runner.config import ModelSpec, is_local_path
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
            "auto": "auto"}
@@ -33,11 +33,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {device!r}: MPS is not available on this machine")
     return resolved
-
-
-def is_local_path(path: str) -> bool:
-    """A model ``path`` names a local folder (not a hub id): it looks like a path or exists."""
-    return path.startswith(("/", ".", "~")) or Path(path).exists()
 
 
 def check_model_source(spec: ModelSpec) -> None:
