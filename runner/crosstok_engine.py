@@ -19,9 +19,10 @@ law exact:
 ``bytes`` (:class:`ByteKeyEngine`) exact byte-level sampling: the next-byte law is the model's
           token law summed over every token prefix that covers the reply so far (Phan et al.
           2024), raced with noise keyed by (row, byte offset, byte); two tokenizations of one
-          text model give the same text on every row. This is a port of the reference
-          ``coupled.simulate.crosstok.byte_level_reply`` (the runner imports only
-          ``coupled.tables``), tested equal to it row by row. Cost: one prefill per prompt,
+          text model give the same text on every row. The walk is
+          ``coupled.tables.byte_level`` (shared with the numpy reference
+          ``coupled.simulate.crosstok.byte_level_reply``, which passes its own noise), tested
+          equal to it row by row. Cost: one prefill per prompt,
           then one forward pass of the reply prefix on a copy of its KV cache per distinct
           covering token prefix (shared by the rows of one prompt), which is why the config requires a truncating mask (top-k / top-p / min-p):
           under the full softmax every tokenization of the reply has positive probability.
@@ -49,6 +50,8 @@ from coupled.runner import noise_text_torch as keys
 from coupled.runner.decode import Generation, mask_outside_sampling_set, prefill_rows
 from coupled.runner.engine import HFEngine, Sampling
 from coupled.tables import noise_keys
+from coupled.tables.byte_level import ByteReply
+from coupled.tables.byte_level import byte_level_reply as walk_byte_level_reply
 
 __all__ = ["ByteKeyEngine", "ByteReply", "TextKeyEngine", "TextKeyTables", "TokenBytes",
            "TokenBytesError", "byte_level_reply", "check_token_bytes", "generate_byte_rows", "generate_text_rows",
@@ -378,89 +381,21 @@ class HFStepper(Stepper):
 # --- the bytes key: exact byte-level sampling -----------------------------------------------
 
 
-@dataclass(frozen=True)
-class ByteReply:
-    """One reply sampled byte by byte: ``text``; ``calls`` (distinct token prefixes whose law
-    was evaluated), ``max_covers`` (largest covering set held at one byte), as the reference;
-    ``token_ids`` the covering tokenization that ends the reply with the largest probability
-    (end token excluded; what the tables record)."""
-
-    text: bytes
-    calls: int
-    max_covers: int
-    token_ids: tuple[int, ...]
-
-
 def byte_level_reply(next_token_law: Callable[[tuple[int, ...]], np.ndarray],
                      decode: Callable[[Sequence[int]], bytes], end_ids: frozenset[int],
                      row: torch.Tensor | int, *, max_bytes: int = 1 << 16) -> ByteReply:
-    """The byte-level coupling, one row: a port of ``coupled.simulate.crosstok.byte_level_reply``
-    (same covers, same laws, same noise; tested equal row by row) with several end ids and
-    the covering tokenization returned. ``row`` is the row key (int64 bits, or a uint64 int)."""
-    laws: dict[tuple[int, ...], np.ndarray] = {}
-    texts: dict[tuple[int, ...], bytes] = {(): decode(())}
+    """The byte-level coupling, one row, with the torch noise of the row's byte offsets: the
+    walk of :func:`coupled.tables.byte_level.byte_level_reply`, shared with the numpy
+    reference (tested equal row by row). ``row`` is the row key (int64 bits, or a uint64 int)."""
     row_key = row.reshape(1) if isinstance(row, torch.Tensor) else keys.as_int64([row])
     symbols = torch.arange(noise_keys.END_BYTE + 1, dtype=torch.int64)
 
-    def children(ids: tuple[int, ...]) -> list[tuple[int, float, tuple[int, ...], bytes]]:
-        law = laws.get(ids)
-        if law is None:
-            law = laws[ids] = np.asarray(next_token_law(ids), dtype=np.float64)
-        out = []
-        for v in np.flatnonzero(law > 0).tolist():
-            nxt = (*ids, v)
-            if v not in end_ids and nxt not in texts:
-                texts[nxt] = decode(nxt)
-            out.append((v, float(law[v]), nxt, texts.get(nxt, b"")))
-        return out
-
-    def close(seeds):
-        # add the prefixes reached by zero-length tokens (same text)
-        out, stack = [], list(seeds)
-        while stack:
-            ids, mass = stack.pop()
-            out.append((ids, mass))
-            base = texts[ids]
-            stack.extend((nxt, mass * p) for v, p, nxt, t in children(ids)
-                         if v not in end_ids and t == base)
-        return out
-
-    reply = b""
-    covers = close([((), 1.0)])
-    max_covers = len(covers)
-    for offset in range(max_bytes + 1):
-        probs = np.zeros(noise_keys.END_BYTE + 1)
-        for ids, mass in covers:
-            base = texts[ids]
-            for v, p, _, t in children(ids):
-                if v in end_ids:
-                    if base == reply:
-                        probs[noise_keys.END_BYTE] += mass * p
-                elif len(t) > len(reply) and t.startswith(reply):
-                    probs[t[len(reply)]] += mass * p
-        if offset == max_bytes:
-            probs[: noise_keys.END_BYTE] = 0.0  # the reply must end here
-        if probs.sum() <= 0:
-            raise ValueError(f"the model gives the reply prefix {reply!r} probability 0")
+    def byte_noise(offset: int) -> np.ndarray:
         position = keys.bytes_position_keys(row_key, offset)
-        noise = keys.gumbel_of_bits(keys.candidate_bits(position, symbols)).numpy()
-        with np.errstate(divide="ignore"):
-            score = np.log(probs) + noise
-        c = int(np.argmax(score))
-        if c == noise_keys.END_BYTE:
-            break
-        reply += bytes([c])
-        new = [(nxt, mass * p) for ids, mass in covers for v, p, nxt, t in children(ids)
-               if v not in end_ids and t == reply and len(texts[ids]) < len(reply)]
-        keep = [(ids, mass) for ids, mass in covers
-                if any(v not in end_ids and len(t) > len(reply) and t.startswith(reply)
-                       for v, _, _, t in children(ids))]
-        covers = keep + close(new)
-        max_covers = max(max_covers, len(covers))
-    ending = [(mass * p, ids) for ids, mass in covers if texts[ids] == reply
-              for v, p, _, _ in children(ids) if v in end_ids]
-    token_ids = max(ending, key=lambda e: e[0])[1] if ending else ()
-    return ByteReply(reply, len(laws), max_covers, tuple(token_ids))
+        return keys.gumbel_of_bits(keys.candidate_bits(position, symbols)).numpy()
+
+    return walk_byte_level_reply(next_token_law, decode, end_ids, byte_noise,
+                                 max_bytes=max_bytes)
 
 
 def generate_byte_rows(next_token_law: Callable[[int, tuple[int, ...]], np.ndarray],

@@ -38,6 +38,8 @@ from coupled.simulate import noise
 from coupled.simulate.noise import splitmix64
 from coupled.simulate.samplers import MODES, check_choice
 from coupled.tables import noise_keys
+from coupled.tables.byte_level import ByteReply
+from coupled.tables.byte_level import byte_level_reply as walk_byte_level_reply
 from coupled.theory.tokenized import ByteView, TokenizedModel, exact_score_moments
 
 CROSSTOK_COUPLINGS = ("token", "union", "text", "bytes")
@@ -220,92 +222,25 @@ def _sample_bytes(model: TokenizedModel, rows: np.ndarray) -> TextSample:
     return TextSample(out, calls, tokens, covers)
 
 
-@dataclass(frozen=True)
-class ByteReply:
-    """One reply sampled byte by byte from a token-level model: ``text``, ``calls`` (distinct
-    token prefixes whose next-token law was evaluated), ``max_covers`` (largest covering set
-    held at one byte)."""
-
-    text: bytes
-    calls: int
-    max_covers: int
-
-
 def byte_level_reply(next_token_law: Callable[[tuple[int, ...]], np.ndarray],
                      decode: Callable[[Sequence[int]], bytes], end_id: int, row: int, *,
                      max_bytes: int = 1 << 16) -> ByteReply:
-    """The byte-level coupling for any token-level model, one row: a reference for runners.
+    """The byte-level coupling for any token-level model, one row, with the numpy reference
+    noise of ``bytes_position_key(row, offset)``: the walk of
+    :func:`coupled.tables.byte_level.byte_level_reply` (shared with the runner).
 
     ``next_token_law(ids)`` returns the model's next-token law (V,) after the token prefix
     ``ids`` (the tempered / truncated law the model samples from); ``decode(ids)`` the reply's
     bytes. At each byte offset the next-byte law is summed over the covering token prefixes
-    (those whose text is a prefix of the reply so far and that can still reach past it; Phan et
-    al. 2024), and the byte is raced with the noise of ``bytes_position_key(row, offset)``.
-    What a candidate token adds comes from decoding the cumulative ids, so dummy-prefix spaces
-    and byte fallback are handled by ``decode``. Exact for the model's law over the token
-    sequences it gives positive probability; a real model gives every tokenization of a text
-    some probability, and a runner restricts the covers to valid tokenizations (Hayase et al.
-    2025) — cutting them is where cost and exactness are traded.
+    (Phan et al. 2024), and the byte is raced with the row's noise at that offset.
     """
-    laws: dict[tuple[int, ...], np.ndarray] = {}
-    texts: dict[tuple[int, ...], bytes] = {(): decode(())}
-
-    def children(ids: tuple[int, ...]) -> list[tuple[int, float, tuple[int, ...], bytes]]:
-        law = laws.get(ids)
-        if law is None:
-            law = laws[ids] = np.asarray(next_token_law(ids), dtype=np.float64)
-        out = []
-        for v in np.flatnonzero(law > 0).tolist():
-            nxt = (*ids, v)
-            if v != end_id and nxt not in texts:
-                texts[nxt] = decode(nxt)
-            out.append((v, float(law[v]), nxt, texts.get(nxt, b"")))
-        return out
-
-    def close(seeds: list[tuple[tuple[int, ...], float]]) -> list[tuple[tuple[int, ...], float]]:
-        # add the prefixes reached by zero-length tokens (same text)
-        out, stack = [], list(seeds)
-        while stack:
-            ids, mass = stack.pop()
-            out.append((ids, mass))
-            base = texts[ids]
-            stack.extend((nxt, mass * p) for v, p, nxt, t in children(ids)
-                         if v != end_id and t == base)
-        return out
-
-    reply = b""
-    covers = close([((), 1.0)])
-    max_covers = len(covers)
     symbols = np.arange(noise_keys.END_BYTE + 1, dtype=np.uint64)
-    for offset in range(max_bytes + 1):
-        probs = np.zeros(noise_keys.END_BYTE + 1)
-        for ids, mass in covers:
-            base = texts[ids]
-            for v, p, _, t in children(ids):
-                if v == end_id:
-                    if base == reply:
-                        probs[noise_keys.END_BYTE] += mass * p
-                elif len(t) > len(reply) and t.startswith(reply):
-                    probs[t[len(reply)]] += mass * p
-        if offset == max_bytes:
-            probs[: noise_keys.END_BYTE] = 0.0  # the reply must end here
-        if probs.sum() <= 0:
-            raise ValueError(f"the model gives the reply prefix {reply!r} probability 0")
-        pos = bytes_position_keys(np.uint64(row), offset)
-        with np.errstate(divide="ignore"):
-            score = np.log(probs) + _gumbel(candidate_bits(pos, symbols))
-        c = int(np.argmax(score))
-        if c == noise_keys.END_BYTE:
-            break
-        reply += bytes([c])
-        new = [(nxt, mass * p) for ids, mass in covers for v, p, nxt, t in children(ids)
-               if v != end_id and t == reply and len(texts[ids]) < len(reply)]
-        keep = [(ids, mass) for ids, mass in covers
-                if any(v != end_id and len(t) > len(reply) and t.startswith(reply)
-                       for v, _, _, t in children(ids))]
-        covers = keep + close(new)
-        max_covers = max(max_covers, len(covers))
-    return ByteReply(reply, len(laws), max_covers)
+
+    def byte_noise(offset: int) -> np.ndarray:
+        return _gumbel(candidate_bits(bytes_position_keys(np.uint64(row), offset), symbols))
+
+    return walk_byte_level_reply(next_token_law, decode, frozenset([end_id]), byte_noise,
+                                 max_bytes=max_bytes)
 
 
 def crosstok_rows(n_rows: int, *, seed: int = 0, mode: str = "coupled", model: str = "",
