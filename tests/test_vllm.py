@@ -330,11 +330,20 @@ def test_identical_copy_control_holds_on_vllm(vllm_side):
         assert any(a[i] != copy[i] for i in independent)
 
 
-def test_tiny_example_gives_the_same_scores_table_on_both_backends(models, vllm_side, tmp_path):
-    hf_out = run(_example_config(models, tmp_path / "example-hf", "hf"), progress=False)
-    key = ["task", "prompt_id", "seed", "mode", "coupling", "model"]
-    hf = read_scores(hf_out).sort_values(key).reset_index(drop=True)
-    ours = read_scores(vllm_side["example_out"]).sort_values(key).reset_index(drop=True)
+EXAMPLE_KEY = ["task", "prompt_id", "seed", "mode", "coupling", "model"]
+
+
+@pytest.fixture(scope="module")
+def hf_example(models, tmp_path_factory) -> pd.DataFrame:
+    """The tiny example's scores table from the HF backend in one process (the reference)."""
+    out = run(_example_config(models, tmp_path_factory.mktemp("example-hf") / "out", "hf"),
+              progress=False)
+    return read_scores(out).sort_values(EXAMPLE_KEY).reset_index(drop=True)
+
+
+def test_tiny_example_gives_the_same_scores_table_on_both_backends(vllm_side, hf_example):
+    hf = hf_example
+    ours = read_scores(vllm_side["example_out"]).sort_values(EXAMPLE_KEY).reset_index(drop=True)
     assert len(hf) == 41 * 5 * 2 * 3
     pd.testing.assert_frame_equal(ours, hf)
     manifest = json.loads((Path(vllm_side["example_out"]) / "manifest.json").read_text())
@@ -345,6 +354,43 @@ def test_tiny_example_gives_the_same_scores_table_on_both_backends(models, vllm_
                             values="response", aggfunc="first")
     assert (wide.loc["coupled"]["tiny-A"] == wide.loc["coupled"]["tiny-A-copy"]).all()
     assert (wide.loc["independent"]["tiny-A"] != wide.loc["independent"]["tiny-A-copy"]).any()
+
+
+_RAY_CHILD = textwrap.dedent("""
+    import json, sys
+    from coupled.runner import run
+    run(json.load(open(sys.argv[1])), progress=False, workers=2)
+""")
+
+
+def test_tiny_example_on_vllm_inside_two_ray_workers_gives_the_one_process_rows(
+        models, hf_example, tmp_path):
+    """The two scale paths together: each Ray actor holds its own in-process vLLM engine (a
+    cluster of vLLM workers); the rows equal the HF backend's in one process."""
+    pytest.importorskip("ray")
+    config = _example_config(models, tmp_path / "example-vllm-ray", "vllm")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    script = tmp_path / "ray_child.py"
+    script.write_text(_RAY_CHILD)
+    log = tmp_path / "ray_child.log"
+    with log.open("w") as output:
+        child = subprocess.Popen([sys.executable, str(script), str(tmp_path / "config.json")],
+                                 env={**os.environ, **VLLM_ENV, "RAY_USAGE_STATS_ENABLED": "0"},
+                                 stdout=output, stderr=output, start_new_session=True)
+        try:
+            child.wait(timeout=CHILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"vLLM on Ray hung for {CHILD_TIMEOUT_S} s; log tail:\n"
+                        f"{log.read_text()[-3000:]}")
+        finally:
+            if child.poll() is None:  # the driver and every Ray process it started
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+    assert child.returncode == 0, f"vLLM on Ray failed:\n{log.read_text()[-4000:]}"
+    ours = read_scores(config["output_dir"]).sort_values(EXAMPLE_KEY).reset_index(drop=True)
+    pd.testing.assert_frame_equal(ours, hf_example)
+    manifest = json.loads((Path(config["output_dir"]) / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["row_spec"]["backend"] == "vllm"
 
 
 def test_generation_config_defaults_are_neutralised_and_refused_when_they_reach_a_request(
