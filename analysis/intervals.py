@@ -24,17 +24,33 @@ the worst case, one independent row per question; and it never exceeds what a pe
 variance model allows, in which a question's rows have the second moment ``E[D^2]`` seen on
 it shrunk towards the average over questions by one pseudo-row (a question run once that
 showed no difference is not credited with no variance — the failure behind 56 % coverage with
-3 questions at 20 seeds and 9 at one). Critical values and p-values use Student's t on
-``Q - 1`` degrees of freedom (the small-sample cluster correction). Where differences are
-common the interval is the clustered t interval up to the score test's skew correction.
+3 questions at 20 seeds and 9 at one). Critical values and p-values use Student's t: on
+``Q - 1`` degrees of freedom (the small-sample cluster correction) where the clustered
+variance sets the count, and on the variance model's own Satterthwaite degrees of freedom
+(at least ``Q - 1``) where the model binds — its variance is pooled over every row, not
+estimated from ``Q`` question means, so ``Q - 1`` would correct for a noise it does not have.
+Where differences are common the interval is the clustered t interval up to the score test's
+skew correction.
 
-Chosen on the coverage grid of ``tests/test_coverage_grid.py`` (probes of 12-70 cells)
-against the same construction without the guard (under-covers at 82-88 % in unbalanced
-1-or-20-seed designs), with half a pseudo-row (88-92 % there), with the count capped at the
-number of rows (over-covers balanced designs) and the old clustered t
-(``bench/analysis_benchmark.md`` records old and new for all 450 cells). The price is width,
-and over-coverage (up to 100 %) in the smallest and unbalanced designs, where the guard binds;
-a bootstrap-t over questions was not tried (it collapses on all-zero data too).
+Chosen on the coverage grid of ``tests/test_coverage_grid.py`` (probes of 12-70 cells, then
+sweeps of all 450 cells on cached replicates) against the same construction without the guard
+(under-covers at 82-88 % in unbalanced 1-or-20-seed designs), with half a pseudo-row (88-92 %
+there), shrinking towards the average of questions with the same seed count (75-91 %), with
+the count capped at the number of rows (over-covers balanced designs) and the old clustered
+t (``bench/analysis_benchmark.md`` records old and new for all 450 cells). The degrees of
+freedom where the model binds: t(Q - 1) everywhere left 51 cells with >= 10 differing rows
+above the band (e.g. independent near 0.5, 10 questions x 5 seeds: 98.7 %, where the model
+binds in half the replicates and its variance is all but known); the normal there, 42 cells
+above but the lowest cell at 91.9 %; the model's Satterthwaite df, 42 above with the lowest
+at 92.6 % (that 10 x 5 cell: 96.9 %, width 0.43 -> 0.40), size unchanged (max 6.85 %),
+power the same or higher (up to +2 points). The 42 left are all 1-or-20-seed mixes, where
+the guard binds by design: with 75 % of the questions run once the data cannot tell "never
+differ" from "differ rarely", and the variance the guard imputes to those questions (half the
+average second moment) is the price of never under-covering there. Sweeps also tried and
+rejected: a skew correction scaled to the variance-weighted step size (no change: the guard's
+imputed single-seed variance sets the step), a df growing from Q - 1 with the ratio of the
+model's variance to the clustered one (44-50 above). A bootstrap-t over questions was not
+tried (it collapses on all-zero data too).
 
 Everything is vectorised over leading replicate axes (Monte-Carlo tests run thousands of
 benchmarks in one call).
@@ -153,6 +169,35 @@ class ScoreTest:
     critical: np.ndarray
     pvalue: np.ndarray
     one_seed: np.ndarray
+    df: np.ndarray  # of the t reference (inf: the normal, one binary seed)
+
+
+def model_variance(shrunk: np.ndarray, n_q: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Variance of a mean over questions under the per-question variance model:
+    ``sum_q shrunk_q / n_q / Q^2`` (``shrunk``, ``n_q``: ``(..., Q)``; absent questions have
+    ``n_q = 0``)."""
+    return _model_contributions(shrunk, n_q).sum(axis=-1) / q**2
+
+
+def _model_contributions(shrunk: np.ndarray, n_q: np.ndarray) -> np.ndarray:
+    return np.where(n_q > 0, shrunk / np.maximum(n_q, 1.0), 0.0)
+
+
+def model_df(shrunk: np.ndarray, n_q: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Satterthwaite degrees of freedom of :func:`model_variance`, a sum of per-question
+    contributions ``u_q = shrunk_q / n_q``: the moment form ``2 (sum u)^2 / (Q/(Q-1) sum (u -
+    mean u)^2)`` of :func:`coupled.analysis.pairwise.cluster_df`, but not capped at ``Q - 1``:
+    each ``u_q`` pools a question's rows with the average over all questions, so the model's
+    variance is estimated from far more than ``Q - 1`` independent pieces when its
+    contributions are alike. Infinite when they are all equal. Written here because that
+    function caps at ``Q - 1`` (and pairwise imports this module)."""
+    u = _model_contributions(shrunk, n_q)
+    present = n_q > 0
+    mean = u.sum(axis=-1) / q
+    spread = np.where(present, np.square(u - mean[..., None]), 0.0).sum(axis=-1) * q / (q - 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = 2.0 * np.square(u.sum(axis=-1)) / spread
+    return np.nan_to_num(df, nan=np.inf, posinf=np.inf)
 
 
 def effective_count(bound: np.ndarray, se: np.ndarray, shrunk: np.ndarray, n_q: np.ndarray,
@@ -160,14 +205,12 @@ def effective_count(bound: np.ndarray, se: np.ndarray, shrunk: np.ndarray, n_q: 
     """Effective number of independent rows behind a mean over questions (arrays ``(...)``,
     ``shrunk`` and ``n_q`` ``(..., Q)``): ``bound`` (the largest row variance the estimate's
     range allows) over its variance, taken as the larger of the clustered ``se^2`` and the
-    per-question model's ``sum_q shrunk_q / n_q / Q^2`` (``shrunk``: each question's row
-    variance bound shrunk by one pseudo-row). Where nothing varies — and with one seed per
-    question — the worst case, one independent row per question (``q``)."""
-    present = n_q > 0
-    model_variance = np.where(present, shrunk / np.maximum(n_q, 1.0), 0.0).sum(axis=-1) / q**2
+    per-question model's :func:`model_variance` (``shrunk``: each question's row variance
+    bound shrunk by one pseudo-row). Where nothing varies — and with one seed per question —
+    the worst case, one independent row per question (``q``)."""
     informative = (se > 0) & (bound > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        n_eff = np.fmin(bound / np.square(se), bound / model_variance)
+        n_eff = np.fmin(bound / np.square(se), bound / model_variance(shrunk, n_q, q))
     n_eff = np.where(informative & (n_eff > 0), n_eff, q)
     return np.where(one_seed, q, n_eff)
 
@@ -196,16 +239,23 @@ def score_test(summaries: QuestionSummaries, alpha: float, binary: bool) -> Scor
     second = summaries.second
     shrunk = (n_q * second + question_mean(second)[..., None]) / (n_q + 1.0)
     n_eff = effective_count(trinomial, se, shrunk, n_q, q, one_seed)
-    # One seed, binary: Tango's interval and the McNemar z test exactly; otherwise t on Q - 1.
-    critical = np.where(one_seed, stats.norm.isf(alpha / 2.0), stats.t.isf(alpha / 2.0, q - 1))
+    # Degrees of freedom: Student's t on Q - 1 corrects for estimating the variance from Q
+    # question means — where that clustered variance is the one used (and where nothing
+    # varies, at the worst-case count). Where the model's variance is larger (it binds), the
+    # variance comes from the model, pooled over all rows: t on its own Satterthwaite df (at
+    # least Q - 1). With one binary seed, Tango's interval and the McNemar z test exactly.
+    model_binds = (se > 0) & (trinomial > 0) & (model_variance(shrunk, n_q, q) > np.square(se))
+    df = np.where(model_binds, np.maximum(model_df(shrunk, n_q, q), q - 1.0), q - 1.0)
+    df = np.where(one_seed, np.inf, df)
+    critical = np.where(one_seed, stats.norm.isf(alpha / 2.0), stats.t.isf(alpha / 2.0, df))
     # The test the interval inverts: the score statistic at 0 (McNemar's (b - c)/sqrt(b + c)).
     discordant = plus + minus
     with np.errstate(divide="ignore", invalid="ignore"):
         z0 = np.where(discordant > 0, estimate * np.sqrt(n_eff / discordant), 0.0)
-    pvalue = np.where(one_seed, 2.0 * stats.norm.sf(np.abs(z0)),
-                      2.0 * stats.t.sf(np.abs(z0), q - 1))
+    pvalue = np.where(one_seed, 2.0 * stats.norm.sf(np.abs(z0)), 2.0 * stats.t.sf(np.abs(z0), df))
     return ScoreTest(estimate=estimate, plus=plus, minus=minus, se=se, n_clusters=q,
-                     n_effective=n_eff, critical=critical, pvalue=pvalue, one_seed=one_seed)
+                     n_effective=n_eff, critical=critical, pvalue=pvalue, one_seed=one_seed,
+                     df=df)
 
 
 def paired_score_interval(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None,
@@ -267,7 +317,7 @@ def paired_score_interval(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None 
     test = score_test(summaries, alpha, binary)
     estimate, plus, minus, se = test.estimate, test.plus, test.minus, test.se
     n_eff, critical, pvalue, one_seed = test.n_effective, test.critical, test.pvalue, test.one_seed
-    # One seed, binary: Tango's interval and the McNemar z test exactly; otherwise t on Q - 1.
+    # One seed, binary: Tango's interval and the McNemar z test exactly; otherwise on t (above).
     ci_low, ci_high = tango_interval(plus, minus, n_eff, critical)
     # p < alpha exactly when 0 is outside [low, high]: the bisection ends within 1e-16 of the
     # root, so settle which side of 0 each bound is on from the test itself.

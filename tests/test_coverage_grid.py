@@ -262,12 +262,18 @@ FEW_INFORMATIVE_ROWS = 10
 KNOWN_ACCURACY_GAPS = {("null-0.9", "independent", "binary", 10, "20")}
 
 
-# The over-coverage ledger of the full grid (1 Dec 2026, 2000 replicates per cell): cells
+# The over-coverage ledger of the full grid (2 Dec 2026, 2000 replicates per cell): cells
 # where the new interval covers above 96.5 % + 3.9 SE although >= 10 rows are expected to
-# differ — the 1-or-20-seed mixes at <= 50 questions and 10-question cells, where the
-# variance-model guard binds (without it the same cells under-cover at 82-88 %). Not hidden:
-# the full run asserts each listed cell still over-covers (so the list stays true), records
-# its width, and the lower band everywhere; bench/analysis_benchmark.md has the numbers.
+# differ — now only 1-or-20-seed mixes (at <= 50 questions, and two at 150), where the
+# variance-model guard binds: with 75 % of the questions run once, the data cannot tell
+# "these never differ" from "they differ rarely", so the guard credits each single-seed
+# question with half the average second moment (without it the same cells under-cover at
+# 82-88 %; shrinking instead towards the average of questions with the same seed count,
+# 75-91 %). The balanced small cells (10 x 5, 10 x 20, 20 x 1) left the ledger when the t
+# reference took the model's own degrees of freedom where the model binds (intervals.py).
+# Not hidden: the full run asserts each listed cell still over-covers (so the list stays
+# true), records its width, and the lower band everywhere; bench/analysis_benchmark.md has
+# the numbers.
 KNOWN_OVERCOVERAGE = {
     ('near-0.9', 'comonotone', 'binary', 50, 'mix-difficulty'),
     ('near-0.9', 'comonotone', 'graded', 20, 'mix-difficulty'),
@@ -285,20 +291,12 @@ KNOWN_OVERCOVERAGE = {
     ('near-0.9', 'independent', 'graded', 50, 'mix-difficulty'),
     ('near-0.5', 'comonotone', 'graded', 10, 'mix-random'),
     ('near-0.5', 'comonotone', 'graded', 10, 'mix-difficulty'),
-    ('near-0.5', 'comonotone', 'graded', 20, 'mix-random'),
     ('near-0.5', 'gumbel', 'graded', 20, 'mix-random'),
     ('near-0.5', 'gumbel', 'graded', 20, 'mix-difficulty'),
-    ('near-0.5', 'independent', 'binary', 10, '5'),
     ('near-0.5', 'independent', 'binary', 10, 'mix-random'),
     ('near-0.5', 'independent', 'binary', 10, 'mix-difficulty'),
-    ('near-0.5', 'independent', 'binary', 20, 'mix-random'),
-    ('near-0.5', 'independent', 'binary', 20, 'mix-difficulty'),
-    ('near-0.5', 'independent', 'graded', 10, '5'),
     ('near-0.5', 'independent', 'graded', 10, 'mix-random'),
     ('near-0.5', 'independent', 'graded', 10, 'mix-difficulty'),
-    ('near-0.5', 'independent', 'graded', 20, '1'),
-    ('near-0.5', 'independent', 'graded', 20, 'mix-random'),
-    ('near-0.5', 'independent', 'graded', 20, 'mix-difficulty'),
     ('null-0.9', 'comonotone', 'binary', 50, 'mix-difficulty'),
     ('null-0.9', 'comonotone', 'binary', 150, 'mix-difficulty'),
     ('null-0.9', 'comonotone', 'graded', 20, 'mix-difficulty'),
@@ -310,7 +308,6 @@ KNOWN_OVERCOVERAGE = {
     ('null-0.9', 'gumbel', 'graded', 50, 'mix-random'),
     ('null-0.9', 'gumbel', 'graded', 50, 'mix-difficulty'),
     ('null-0.9', 'gumbel', 'graded', 150, 'mix-difficulty'),
-    ('null-0.9', 'independent', 'binary', 10, '20'),
     ('null-0.9', 'independent', 'binary', 10, 'mix-difficulty'),
     ('null-0.9', 'independent', 'binary', 20, 'mix-random'),
     ('null-0.9', 'independent', 'binary', 20, 'mix-difficulty'),
