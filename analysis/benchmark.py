@@ -40,7 +40,6 @@ from coupled.analysis._clustered import (
     N_COMPONENT_FEATURES,
     QUESTION,
     QuestionMoments,
-    component_features,
     components_from_sums,
     pad_by_question,
     question_moments,
@@ -258,11 +257,13 @@ class VarianceReduction:
     """Var_coupled / Var_independent of one row's difference, and the saving ``1 - ratio``.
 
     ``independent_source``: ``"measured"`` (an independent run of the same questions) or
-    ``"from_coupled"`` (``Var(R_a) + Var(R_b)`` within questions of the coupled run). The CI
-    is a BCa bootstrap over questions (:func:`bca_ratio_interval`) at Hesterberg's expanded level
-    (:func:`expanded_level`). ``within_ratio`` is the ratio
-    of the mean within-question variances alone (Fig. 2b; the saving when adding seeds to a
-    fixed set of questions).
+    ``"from_coupled"`` (``Var(R_a) + Var(R_b)`` within questions of the coupled run).
+    ``var_coupled``, ``var_independent``: the unbiased totals (:func:`totals_from_sums`);
+    ``between = var_coupled - within_coupled`` (unclipped, so it can be slightly negative in
+    small samples). ``ratio``: ``var_coupled / var_independent`` less its jackknife bias; the
+    CI is the jackknife interval of the log ratio (:func:`variance_ratio_from_moments`).
+    ``within_ratio`` is the ratio of the mean within-question variances alone (Fig. 2b; the
+    saving when adding seeds to a fixed set of questions).
     """
 
     model_a: str
@@ -285,7 +286,7 @@ class VarianceReduction:
     note: str = ""
 
     def confidence_interval(self) -> ConfidenceInterval:
-        """The BCa bootstrap CI of ``ratio`` (the saving's is ``1 - high, 1 - low``)."""
+        """The CI of ``ratio`` (the saving's is ``1 - high, 1 - low``)."""
         return ConfidenceInterval(self.ratio_ci_low, self.ratio_ci_high)
 
 
@@ -293,7 +294,10 @@ _BOOTSTRAP_CELLS = 2**22  # bootstrap counts held at once (32 MB): memory O(chun
 
 
 def _ratio_from_sums(sums: np.ndarray) -> np.ndarray:
-    """Coupled / independent total variance from summed features (last axis: both modes)."""
+    """Coupled / independent total variance from summed :func:`component_features` (last axis:
+    both modes; between clipped at 0): :func:`bca_ratio_interval`'s default statistic, the
+    variance ratio's estimator before issue 11 (biased with unbalanced seeds; kept for that
+    comparison, tests/test_variance_ratio_unbalanced.py)."""
     top = sum(components_from_sums(sums[..., :N_COMPONENT_FEATURES]))
     bottom = sum(components_from_sums(sums[..., N_COMPONENT_FEATURES:]))
     return np.divide(top, bottom, out=np.ones_like(top), where=bottom > 0)
@@ -350,6 +354,16 @@ def bca_ratio_interval(features: np.ndarray, level: float, n_resamples: int,
 
 MIN_RATIO_QUESTIONS = 6
 
+# Floor, in single-seed questions that differ, on the variance of the coupled total's
+# single-seed part (see variance_ratio_from_moments). Chosen on the coverage cells of
+# tests/test_variance_ratio_unbalanced.py (bench/analysis_benchmark.md, "Variance ratio under
+# unbalanced seeds"; 2000 replicates per cell): with no floor the 1-or-20-seed designs tied to
+# difficulty cover 89-92 % at 100 questions, with 0.15 93.0-93.9 %, with 0.3 95.1-95.5 %. At 30
+# questions any floor > 0 gives the same coverage (the replicates it rescues are those where no
+# single-seed question differs) and a larger one only widens. Designs without single-seed
+# questions are unaffected.
+SINGLE_SEED_FLOOR = 0.3
+
 
 def expanded_level(level: float, n: int) -> float:
     """Nominal level for a bootstrap interval over ``n`` clusters, expanded for small samples.
@@ -358,11 +372,78 @@ def expanded_level(level: float, n: int) -> float:
     and normal rather than t tails). Hesterberg's expanded percentile interval ("What teachers
     should know about the bootstrap", Am. Stat. 2015) corrects both by asking for the level
     whose normal quantile is ``sqrt(n / (n - 1)) * t_{n-1}``. Written here because no library
-    has it; the coverage tests (tests/test_coverage_benchmark.py) show its effect.
+    has it; the error curves' saving interval (``coupled.analysis.errorcurve``) uses it.
     """
     alpha = 1.0 - level
     z = np.sqrt(n / (n - 1.0)) * stats.t.ppf(1.0 - alpha / 2.0, n - 1)
     return float(1.0 - 2.0 * stats.norm.sf(z))
+
+
+def _total_terms(m: QuestionMoments, scale: float) -> list[np.ndarray]:
+    """Per-question terms of the unbiased total variance of one row's difference: question
+    mean, its square, and the within variance a question's mean of ``D²`` adds to its squared
+    mean, ``var_diff (1 - 1/n)`` (0 with one seed)."""
+    mean = m.mean_diff / scale
+    return [mean, mean**2, m.var_diff / scale**2 * (1.0 - 1.0 / np.maximum(m.n, 1.0))]
+
+
+def ratio_features(coupled: QuestionMoments, independent: QuestionMoments | None,
+                   scale: float = 1.0) -> np.ndarray:
+    """Per-question terms ``(Q, 9)`` whose sums give both totals (:func:`totals_from_sums`), so
+    the jackknife is one subtraction (O(Q)). Columns: 1, then the coupled
+    :func:`_total_terms`, then for the independent total either the measured run's terms
+    (``independent`` given; columns 4-5 zero) or, from coupled rows, the indicator of a
+    question with >= 2 seeds and its within-question covariance (columns 6-8 zero)."""
+    spread = coupled.has_spread.astype(float)
+    zero = np.zeros_like(spread)
+    columns = [np.ones_like(spread), *_total_terms(coupled, scale)]
+    if independent is None:
+        columns += [spread, spread * coupled.cov / scale**2, zero, zero, zero]
+    else:
+        columns += [zero, zero, *_total_terms(independent, scale)]
+    return np.stack(columns, axis=-1)
+
+
+def totals_from_sums(sums: np.ndarray, measured: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(coupled, independent)`` total variance of one row's difference from summed
+    :func:`ratio_features`.
+
+    Each total is ``s²(question means) + mean over questions of var_diff (1 - 1/n)``, i.e.
+    ``mean_q(mean over q's seeds of D²) - (mean² - s²/Q)``: unbiased whatever the number of
+    seeds per question, one included, because a question's mean of ``D²`` is unbiased for
+    ``E[D² | q]`` — no variance is imputed to single-seed questions and nothing is clipped
+    (the clipped ``between`` of :func:`components_from_sums` biased the ratio by +10-25 % with
+    1-or-20 seeds). From coupled rows alone the independent total is the coupled one plus
+    twice the mean within-question covariance of the questions with >= 2 seeds: unbiased when
+    the seed count does not depend on the question.
+    """
+    q = sums[..., 0]
+
+    def total(first: int) -> np.ndarray:
+        mean_sum, square_sum, within_sum = (sums[..., first + i] for i in range(3))
+        spread = (square_sum - mean_sum**2 / q) / (q - 1.0)
+        # >= 0 in exact arithmetic (a variance plus variances): clip rounding only
+        return np.maximum(spread + within_sum / q, 0.0)
+
+    coupled = total(1)
+    if measured:
+        return coupled, total(6)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return coupled, coupled + 2.0 * sums[..., 5] / sums[..., 4]
+
+
+def _log_ratio(sums: np.ndarray, measured: bool) -> np.ndarray:
+    coupled, independent = totals_from_sums(sums, measured)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(coupled / independent)
+
+
+def _score_range_squared(moments: tuple[QuestionMoments, ...], scale: float) -> float:
+    """Squared range of the question means (in units of ``scale``): the size of one
+    single-seed question's difference ``D²`` when its two models disagree."""
+    highs = [float(np.max(np.maximum(m.mean_a, m.mean_b))) for m in moments]
+    lows = [float(np.min(np.minimum(m.mean_a, m.mean_b))) for m in moments]
+    return ((max(highs) - min(lows)) / scale) ** 2
 
 
 def variance_ratio_from_moments(coupled: QuestionMoments,
@@ -374,61 +455,119 @@ def variance_ratio_from_moments(coupled: QuestionMoments,
 
     ``independent=None`` estimates the independent variance from the coupled moments.
     Returns a dict of the :class:`VarianceReduction` numeric fields plus ``note``.
+
+    Estimate: the ratio ``r`` of the unbiased totals (:func:`totals_from_sums`) less the
+    jackknife's estimate of its ratio bias, ``Q r - (Q - 1) mean_q r_(-q)``, kept inside the
+    interval. Interval: ``log r ± t_{Q-1} × SE``, exponentiated, with ``SE`` the jackknife SE of
+    ``log r`` (leave-one-question-out; O(Q): one subtraction of :func:`ratio_features`). The
+    single-seed questions' part of the coupled total is a count of rare events (a question run
+    once differs or not); when almost none differs the jackknife cannot see how much that part
+    could be, so its variance is floored at ``SINGLE_SEED_FLOOR`` differing questions. Where
+    the jackknife is undefined (at most one question shows a coupled difference) the interval
+    is 0 to a one-sided score bound. Calibration: tests/test_variance_ratio_unbalanced.py and
+    bench/analysis_benchmark.md. ``n_resamples`` and ``rng`` are unused (nothing is resampled)
+    and kept for callers.
     """
-    if independent is None:
-        source = coupled
-        noise_i, w_i = coupled.var_diff, coupled.var_diff_if_independent
-    else:
-        source = independent
-        noise_i = w_i = independent.var_diff
-    m_i, n_i = source.mean_diff, source.n
-    features_c = component_features(coupled.mean_diff, coupled.var_diff, coupled.var_diff,
-                                    coupled.n, coupled.present, coupled.has_spread)
-    features_i = component_features(m_i, noise_i, w_i, n_i, n_i >= 1, n_i >= 2)
-    between_c, within_c = components_from_sums(features_c.sum(axis=0))
-    between_i, within_i = components_from_sums(features_i.sum(axis=0))
-    var_c, var_i = float(between_c + within_c), float(between_i + within_i)
+    del n_resamples, rng
+    n_questions = len(coupled.n)
+    measured = independent is not None
+    source = independent if measured else coupled
+    for name, moments in (("the coupled run", coupled), ("the independent run", source)):
+        if not np.any(moments.has_spread):
+            raise ValueError(f"scores: one seed per question in {name}: the within-question "
+                             "variances, and so the variance ratio, cannot be estimated; run "
+                             "at least 2 seeds on some questions")
+    if n_questions < MIN_RATIO_QUESTIONS:
+        raise ValueError(f"scores: {n_questions} questions; an interval for the variance ratio "
+                         f"needs at least {MIN_RATIO_QUESTIONS}")
+    if min(np.sum(coupled.has_spread), np.sum(source.has_spread)) < 2:
+        raise ValueError("scores: only 1 question has >= 2 seeds: the within-question "
+                         "variances, and so the variance ratio's interval, need at least 2")
+    # The ratio does not depend on the unit: work in units of the largest spread of the
+    # scores, so squares of huge scores cannot overflow.
+    both = (coupled, source)
+    spreads = [np.abs(m.mean_diff) for m in both] + [np.sqrt(m.var_a) for m in both] \
+        + [np.sqrt(m.var_b) for m in both]
+    scale = float(max(np.max(v) for v in spreads))
+    # a power of 2, so rescaling is exact: the coupled total is the same number whichever
+    # independent source sets the scale
+    scale = 2.0 ** np.ceil(np.log2(scale)) if np.isfinite(scale) and scale > 0 else 1.0
+    features = ratio_features(coupled, independent, scale)
+    sums = features.sum(axis=0)
+    total_c, total_i = (float(t) for t in totals_from_sums(sums, measured))
+    within_c = float(np.mean(coupled.var_diff[coupled.has_spread]))
+    within_i = float(np.mean((source.var_diff if measured else source.var_diff_if_independent)
+                             [source.has_spread]))
     note = ""
-    if not (np.any(coupled.n >= 2) and np.any(n_i >= 2)):
-        raise ValueError("scores: one seed per question in "
-                         + ("the coupled run" if not np.any(coupled.n >= 2) else
-                            "the independent run")
-                         + ": the within-question variances, and so the variance ratio, cannot "
-                         "be estimated; run at least 2 seeds on some questions")
-    if var_i <= 0:
+    if total_i <= 0 and total_c <= 0:
         ratio, low, high = 1.0, 1.0, 1.0
-        note += "no variance in either mode (ratio set to 1, saving 0)"
+        note = "no variance in either mode (ratio set to 1, saving 0)"
+    elif total_i <= 0:
+        raise ValueError("scores: the independent variance estimated from coupled rows is not "
+                         "positive (strongly negative within-question covariances on few "
+                         "questions): the variance ratio cannot be estimated; add an "
+                         "independent run")
     else:
-        ratio = var_c / var_i
-        level = expanded_level(1 - alpha, len(coupled.n))
-        low, high = bca_ratio_interval(np.concatenate([features_c, features_i], axis=1),
-                                       level, n_resamples, np.random.default_rng(rng))
-        if low == high:
-            # Every resample gave the same ratio (no coupled difference seen): the upper bound
-            # is what the coupled rows cannot rule out, a one-sided score bound on E[D^2].
+        ratio = total_c / total_i
+        leave_one_out = _log_ratio(sums - features, measured)
+        with np.errstate(invalid="ignore"):  # -inf where a left-out question held it all
+            deviation = leave_one_out - leave_one_out.mean()
+        variance = (n_questions - 1.0) / n_questions * np.sum(deviation**2)
+        # below 1e-10 relative width the spread is rounding, not data
+        if ratio > 0 and np.isfinite(variance) and variance > 1e-20:
+            single = coupled.n == 1
+            unit = _score_range_squared(both, scale)
+            if np.any(single) and unit > 0:
+                differing = float(np.sum(features[single, 2])) / unit
+                slope = 1.0 / total_c - (0.0 if measured else 1.0 / total_i)  # d log r / d total_c
+                variance += (slope * unit / n_questions) ** 2 \
+                    * max(SINGLE_SEED_FLOOR - differing, 0.0)
+            half = stats.t.isf(alpha / 2.0, n_questions - 1) * np.sqrt(variance)
+            low, high = float(ratio * np.exp(-half)), float(ratio * np.exp(half))
+            jackknife_bias = (n_questions - 1) * (np.exp(leave_one_out).mean() - ratio)
+            ratio = float(np.clip(ratio - jackknife_bias, low, high))
+        else:
+            # At most one question carries the coupled variance, or no question moves the
+            # ratio: nothing to jackknife. The upper bound is what the coupled rows cannot rule
+            # out, a one-sided score bound on E[D^2].
             from coupled.analysis.accuracy import score_interval
 
             bound = score_interval(np.clip(coupled.var_diff + coupled.mean_diff**2, 0, 1)
                                    [:, None], None, alpha=2 * alpha)
-            high = max(high, float(bound.ci_high) / var_i)
-            note += ("bootstrap distribution degenerate: the upper bound is the coupled "
-                     "variance's one-sided score bound over the independent variance")
-    within_ratio = float(within_c / within_i) if within_i > 0 else 1.0
-    return dict(n_questions=len(coupled.n), var_coupled=var_c, var_independent=var_i,
-                between=float(between_c), within_coupled=float(within_c),
-                within_independent=float(within_i), ratio=ratio, ratio_ci_low=low,
+            low, high = 0.0, max(ratio, float(bound.ci_high) / (total_i * scale**2))
+            note = ("jackknife degenerate (at most one question shows a coupled difference, "
+                    "or leaving out any question gives the same ratio): the interval is 0 to "
+                    "the coupled variance's one-sided score bound over the independent "
+                    "variance")
+    var_c, var_i = total_c * scale**2, total_i * scale**2
+    return dict(n_questions=n_questions, var_coupled=var_c, var_independent=var_i,
+                between=var_c - within_c, within_coupled=within_c,
+                within_independent=within_i, ratio=ratio, ratio_ci_low=low,
                 ratio_ci_high=high, saving=1.0 - ratio, saving_ci_low=1.0 - high,
-                saving_ci_high=1.0 - low, within_ratio=within_ratio, note=note.strip())
+                saving_ci_high=1.0 - low,
+                within_ratio=within_c / within_i if within_i > 0 else 1.0, note=note)
 
 
 def variance_reduction(scores, model_a: str, model_b: str, *, coupling: str | None = None,
                        independent: str = "auto", alpha: float = 0.05,
                        n_resamples: int = 1999, seed: int | np.random.Generator | None = 0
                        ) -> VarianceReduction:
-    """Variance-reduction ratio of coupled over independent generation, with a bootstrap CI.
+    """Variance-reduction ratio of coupled over independent generation, with a 1 - alpha CI.
 
     ``independent``: ``"measured"`` (needs independent rows of the same questions),
     ``"from_coupled"`` (coupled rows only), or ``"auto"`` (measured when present).
+
+    Estimand: ``Var_coupled(D) / Var_independent(D)`` for one row's difference at a random
+    question (every question weighs the same) and seed. Estimate and interval
+    (:func:`variance_ratio_from_moments`): unbiased totals whatever the seeds per question, the
+    ratio less its jackknife bias, and ``log ratio ± t_{Q-1} × jackknife SE``. Calibrated
+    (94-97 % at 100 questions, 94-99 % at 30; bench/analysis_benchmark.md) with balanced seeds,
+    with seed counts assigned independently of the questions, and with a measured independent
+    run in any design. From coupled rows alone with unequal seed counts the ratio assumes the
+    seed count does not depend on the question (not identifiable otherwise): a warning says so.
+    Refused with a clear error: one seed per question, fewer than 6 questions, fewer than 2
+    questions with >= 2 seeds. ``n_resamples`` and ``seed`` are unused (nothing is resampled)
+    and kept for callers.
     """
     return _variance_reduction(read_scores(scores), model_a, model_b, coupling=coupling,
                                independent=independent, alpha=alpha, n_resamples=n_resamples,
@@ -453,15 +592,16 @@ def _variance_reduction(scores: pd.DataFrame, model_a: str, model_b: str, *,
     independent_m = None
     seeds_per_question = mask.sum(axis=-1)
     if independent == "from_coupled" and seeds_per_question.min() != seeds_per_question.max():
-        # Measured on the coverage grid (bench/analysis_benchmark.md, "Variance ratio under
-        # unbalanced seeds: open"): from coupled rows alone the independent variance needs the
-        # within-question covariance, which questions run once do not show; when seed counts
-        # depend on the question no estimator is unbiased. Say so rather than stay silent.
+        # Measured (bench/analysis_benchmark.md, "Variance ratio under unbalanced seeds"):
+        # from coupled rows alone the independent variance needs the within-question
+        # covariance, which questions run once do not show; when seed counts depend on the
+        # question no estimator is unbiased (-47 % / +26 % on the two test populations with
+        # 1-or-20 seeds tied to difficulty). Say so rather than stay silent.
         warnings.warn(
             f"{model_a} vs {model_b}: the independent variance comes from coupled rows, and "
             f"questions have unequal seed counts ({int(seeds_per_question.min())}–"
             f"{int(seeds_per_question.max())}); the variance ratio assumes the seed count does "
-            f"not depend on the question (it can be biased by 25 % otherwise) — add an "
+            f"not depend on the question (it can be off by ±50 % otherwise) — add an "
             f"independent run for a measured ratio", stacklevel=3)
     if independent == "measured":
         ia, ib, imask, iq = paired_arrays(scores, model_a, model_b, "independent", coupling)
