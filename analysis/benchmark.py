@@ -305,10 +305,12 @@ def _ratio_from_sums(sums: np.ndarray) -> np.ndarray:
 
 def bca_ratio_interval(features: np.ndarray, level: float, n_resamples: int,
                        rng: np.random.Generator, statistic=None) -> tuple[float, float]:
-    """BCa bootstrap interval over questions for the variance ratio.
+    """BCa bootstrap interval over questions for a statistic of summed per-question features.
 
+    Used by the error curves' question-unit saving (``coupled.analysis.errorcurve``); the
+    variance ratio itself has the jackknife interval of :func:`variance_ratio_from_moments`.
     ``features`` ``(Q, 16)``: coupled then independent :func:`component_features`
-    (``statistic``: a function of summed features, default the variance ratio). Written
+    (``statistic``: a function of summed features, default :func:`_ratio_from_sums`). Written
     here rather than with ``scipy.stats.bootstrap`` because the statistic is a function of
     weighted sums: a resample is a row of multinomial counts (one matrix product) and the
     jackknife is a subtraction, O(Q) instead of scipy's O(Q²) — 14 000 questions would take
