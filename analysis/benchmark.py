@@ -461,7 +461,8 @@ def variance_ratio_from_moments(coupled: QuestionMoments,
     Estimate: the ratio ``r`` of the unbiased totals (:func:`totals_from_sums`) less the
     jackknife's estimate of its ratio bias, ``Q r - (Q - 1) mean_q r_(-q)``, kept inside the
     interval. Interval: ``log r ± t_{Q-1} × SE``, exponentiated, with ``SE`` the jackknife SE of
-    ``log r`` (leave-one-question-out; O(Q): one subtraction of :func:`ratio_features`). The
+    ``log r`` (leave-one-question-out; O(Q): one subtraction of :func:`ratio_features` —
+    written here, as scipy has no public jackknife and recomputing Q statistics is O(Q²)). The
     single-seed questions' part of the coupled total is a count of rare events (a question run
     once differs or not); when almost none differs the jackknife cannot see how much that part
     could be, so its variance is floored at ``SINGLE_SEED_FLOOR`` differing questions. Where
