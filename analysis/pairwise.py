@@ -773,7 +773,7 @@ def average_win_rates(comparisons: pd.DataFrame | str | os.PathLike, alpha: floa
     ``tie_rate``: the mean over opponents of P(tie), shown beside the win-rate because coupled
     win-rates are lower than independent ones for the same models: coupling makes models give
     the same reply on the same noise, and identical replies tie. ``df``: the degrees of freedom
-    of the interval's t critical value (:func:`cluster_df`)."""
+    of the interval's t critical value (:func:`cluster_df`, bounded by :func:`rare_side_df`)."""
     _check_alpha(alpha)
     data, _ = load_comparisons(comparisons, models)
     frames = []
