@@ -6,27 +6,39 @@ weighs the same whatever its number of seeds — the estimand of
 interval that holds for accuracies near 0 or 1, few questions and unbalanced seeds. A
 single-model table is valid input.
 
-Interval: a Wilson score interval on an effective count, the one-model counterpart of
+Interval: a score interval on an effective count, the one-model counterpart of
 :mod:`coupled.analysis.intervals`. Scores are rescaled to ``[0, 1]`` if they leave it; the
-effective count is ``p (1 - p) / se^2`` (``se`` the question-clustered SE, ``ddof = 1``) —
-the largest variance a score in ``[0, 1]`` with mean ``p`` can have, over the observed one —
-capped by a per-question variance model (each question's rows have variance at most
-``m_q (1 - m_q)``, shrunk towards the average by one pseudo-row, so a question run once is not
-credited with no variance), and the worst case, one row per question, where nothing varies.
-One binary seed per question: the plain Wilson interval on ``Q`` rows with the normal
-quantile; otherwise Student's t on ``Q - 1`` degrees of freedom. Calibrated on the coverage
-grid of ``tests/test_coverage_grid.py``: 449 of 450 cells within the band's lower edge; the
-one below is 10 questions x 20 seeds of a model near 0.9 whose question accuracies are skewed
-(skewness -2.4): 90.8 % (old clustered t 86.7 %), the truth falling below the interval when
-the sample holds none of the few hard questions — then nothing in the data shows the tail.
-Tried on the grid's replicates and not adopted: t on the moment (Satterthwaite) df of the
-questions' squared deviations (91.1 %, 12 more cells over-covering), a Cornish-Fisher shift
-by the skewness beyond the binomial one (91.2 %), Hall's (1992) skewness-removing transform
-(17 cells below the band: ten sample skewnesses are too noisy), and its union with this
-interval (92.4 % there, but 30 more cells over-covering). Wilson's formula is
-:func:`coupled.analysis.intervals.wilson_interval` (the critical value here varies with each
-replicate's number of questions, which statsmodels' ``proportion_confint`` does not take); the
-effective count and its cap are written here because no library has them.
+effective count is ``m (1 - m) / se^2`` (``m`` the mean, ``se`` the question-clustered SE,
+``ddof = 1``) — the largest variance a score in ``[0, 1]`` with mean ``m`` can have, over the
+observed one — capped by a per-question variance model (each question's rows have variance at
+most ``m_q (1 - m_q)``, shrunk towards the average by one pseudo-row, so a question run once
+is not credited with no variance), and the worst case, one row per question, where nothing
+varies. The interval is ``{p : (m - p)^2 <= c^2 V(p)}``, the variance evaluated at the
+hypothesised accuracy ``p``: at least Wilson's ``p (1 - p) / n_eff`` (the binomial form, the
+whole variance scaling like ``p (1 - p)``), and at least the same variance split in two — the
+within-question part (the variance model's, a question run once counting wholly: one
+Bernoulli draw of its mean) scaling like ``p (1 - p)``, the between-question rest like
+``(p (1 - p))^2``, as question accuracies spread under a logistic (Rasch-type) difficulty
+model (delta method: ``Var expit(X) ~ (p (1 - p))^2 Var X``). Towards 1/2 the between part
+grows faster than the binomial form: a sample of questions near 0.9 that missed the few hard
+ones shows a small spread, and this is where Wilson's form alone under-covered. One binary
+seed per question: the plain Wilson interval on ``Q`` rows with the normal quantile; otherwise
+Student's t on ``Q - 1`` degrees of freedom.
+
+Calibrated on the coverage grid of ``tests/test_coverage_grid.py`` (450 cells, 2000
+replicates each): Wilson's form alone left one cell below the band — 10 questions x 20 seeds
+of a model near 0.9 whose question accuracies are skewed (skewness -2.4), 90.8 % (old
+clustered t 86.7 %) — and 20-seed cells near 0.9 at 92-93 %; with the between part 93.8 % in
+that cell, the lowest cell 92.4 %, the same 9 cells above the band (5 with >= 10 minority
+rows), median width unchanged (up to 1.43x in the 10 x 20 cells near 0.9). Tried and not
+adopted: t on the moment (Satterthwaite) df of the questions' squared deviations (91.1 %, 12
+more cells over-covering), a Cornish-Fisher shift by the skewness beyond the binomial one
+(91.2 %), Hall's (1992) skewness-removing transform (17 cells below the band: ten sample
+skewnesses are too noisy), its union with Wilson's interval (92.4 %, 30 more cells
+over-covering), the split variance without Wilson's floor (a graded 10 x 20 cell at 91.3 %)
+and with the single-seed questions split like the others (6 more cells over-covering). The
+interval is solved by vectorised bisection (the critical value varies with each replicate's
+number of questions, and no library has this variance function).
 """
 
 from __future__ import annotations
@@ -38,8 +50,10 @@ import pandas as pd
 from scipy import stats
 
 from coupled.analysis._clustered import QUESTION, pad_by_question
-from coupled.analysis.intervals import effective_count, wilson_interval
+from coupled.analysis.intervals import effective_count
 from coupled.tables import read_scores
+
+_BISECTIONS = 64  # halvings of [0, 1]: below float resolution
 
 COLUMNS = ("model", "mode", "coupling", "n_questions", "n_rows", "mean", "ci_low", "ci_high")
 
@@ -101,13 +115,41 @@ def score_interval(scores: np.ndarray, mask: np.ndarray | None = None,
     with np.errstate(invalid="ignore"):
         critical = np.where(one_seed | (q < 2), stats.norm.isf(alpha / 2),
                             stats.t.isf(alpha / 2, np.maximum(q - 1, 1)))
-    low, high = wilson_interval(mean, n_eff, critical)
-    low, high = np.minimum(low, mean), np.maximum(high, mean)
+    # The variance at the mean, split: within questions (the model's, a question run once
+    # wholly), between questions the rest.
+    total = np.where(bernoulli > 0, bernoulli / n_eff, 0.0)
+    per_question = np.where(n_q == 1, bernoulli[..., None], shrunk / safe_n)
+    within_part = np.minimum(total, np.where(present, per_question, 0.0).sum(axis=-1) / q**2)
+    within_part = np.where(one_seed, total, within_part)
+    between_part = total - within_part
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_within = np.where((bernoulli > 0) & (within_part > 0), bernoulli / within_part, np.inf)
+    n_within = np.where(bernoulli > 0, n_within, n_eff)
+    safe_bernoulli = np.where(bernoulli > 0, bernoulli, 1.0)
+
+    def outside(p):
+        spread = p * (1 - p)
+        scaled = np.where(bernoulli > 0, spread / safe_bernoulli, 0.0)
+        variance = np.maximum(spread / n_eff, spread / n_within + between_part * scaled**2)
+        return np.square(mean - p) > np.square(critical) * variance
+
+    low, high = (_bisect(outside, mean, np.full(mean.shape, end)) for end in (0.0, 1.0))
     result = ScoreInterval(mean=mean * scale + offset, se=se * scale, ci_low=low * scale + offset,
                            ci_high=high * scale + offset, n_questions=q, n_effective=n_eff)
     if scores.ndim == 2:
         return ScoreInterval(**{k: np.asarray(v).item() for k, v in result.__dict__.items()})
     return result
+
+
+def _bisect(outside, inside: np.ndarray, beyond: np.ndarray) -> np.ndarray:
+    """The point between ``inside`` (where ``outside`` is False) and ``beyond`` where
+    ``outside`` turns True, by vectorised bisection."""
+    for _ in range(_BISECTIONS):
+        middle = 0.5 * (inside + beyond)
+        out = outside(middle)
+        beyond = np.where(out, middle, beyond)
+        inside = np.where(out, inside, middle)
+    return inside
 
 
 def model_scores(scores, *, alpha: float = 0.05, models: list[str] | None = None
