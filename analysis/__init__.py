@@ -7,7 +7,7 @@ Benchmarks, from ``scores`` (``coupled.analysis.benchmark``)
         test on per-question means otherwise). -> ``MeanDifference``
     ``question_statistics(...)``     per-question covariance and variance of the difference
                                      (the data of Fig. 2a/2b).
-    ``variance_reduction(...)``      Var_coupled / Var_independent with a BCa bootstrap CI over
+    ``variance_reduction(...)``      Var_coupled / Var_independent with a jackknife CI over
                                      questions; the independent variance can come from coupled
                                      data alone. -> ``VarianceReduction``
     ``compare_models(scores)``       every pair, every mode, per subject. -> ``BenchmarkComparison``

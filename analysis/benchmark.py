@@ -450,9 +450,7 @@ def _score_range_squared(moments: tuple[QuestionMoments, ...], scale: float) -> 
 
 def variance_ratio_from_moments(coupled: QuestionMoments,
                                 independent: QuestionMoments | None = None, *,
-                                alpha: float = 0.05, n_resamples: int = 1999,
-                                rng: np.random.Generator | int | None = 0,
-                                ) -> dict[str, float]:
+                                alpha: float = 0.05) -> dict[str, float]:
     """Array core of :func:`variance_reduction` on aligned per-question moments (1-D, Q).
 
     ``independent=None`` estimates the independent variance from the coupled moments.
@@ -468,10 +466,8 @@ def variance_ratio_from_moments(coupled: QuestionMoments,
     could be, so its variance is floored at ``SINGLE_SEED_FLOOR`` differing questions. Where
     the jackknife is undefined (at most one question shows a coupled difference) the interval
     is 0 to a one-sided score bound. Calibration: tests/test_variance_ratio_unbalanced.py and
-    bench/analysis_benchmark.md. ``n_resamples`` and ``rng`` are unused (nothing is resampled)
-    and kept for callers.
+    bench/analysis_benchmark.md.
     """
-    del n_resamples, rng
     n_questions = len(coupled.n)
     measured = independent is not None
     source = independent if measured else coupled
@@ -552,8 +548,7 @@ def variance_ratio_from_moments(coupled: QuestionMoments,
 
 
 def variance_reduction(scores, model_a: str, model_b: str, *, coupling: str | None = None,
-                       independent: str = "auto", alpha: float = 0.05,
-                       n_resamples: int = 1999, seed: int | np.random.Generator | None = 0
+                       independent: str = "auto", alpha: float = 0.05
                        ) -> VarianceReduction:
     """Variance-reduction ratio of coupled over independent generation, with a 1 - alpha CI.
 
@@ -569,17 +564,15 @@ def variance_reduction(scores, model_a: str, model_b: str, *, coupling: str | No
     run in any design. From coupled rows alone with unequal seed counts the ratio assumes the
     seed count does not depend on the question (not identifiable otherwise): a warning says so.
     Refused with a clear error: one seed per question, fewer than 6 questions, fewer than 2
-    questions with >= 2 seeds. ``n_resamples`` and ``seed`` are unused (nothing is resampled)
-    and kept for callers.
+    questions with >= 2 seeds. Deterministic: nothing is resampled.
     """
     return _variance_reduction(read_scores(scores), model_a, model_b, coupling=coupling,
-                               independent=independent, alpha=alpha, n_resamples=n_resamples,
-                               seed=seed)
+                               independent=independent, alpha=alpha)
 
 
 def _variance_reduction(scores: pd.DataFrame, model_a: str, model_b: str, *,
-                        coupling: str | None, independent: str, alpha: float, n_resamples: int,
-                        seed) -> VarianceReduction:
+                        coupling: str | None, independent: str, alpha: float
+                        ) -> VarianceReduction:
     """:func:`variance_reduction` on an already validated table."""
     if independent not in ("auto", "measured", "from_coupled"):
         raise ValueError("independent must be 'auto', 'measured' or 'from_coupled', "
@@ -617,8 +610,7 @@ def _variance_reduction(scores: pd.DataFrame, model_a: str, model_b: str, *,
         ci, ii = order["index_c"].to_numpy(), order["index_i"].to_numpy()
         coupled_m = question_moments(a[ci], b[ci], mask[ci])
         independent_m = question_moments(ia[ii], ib[ii], imask[ii])
-    numbers = variance_ratio_from_moments(coupled_m, independent_m, alpha=alpha,
-                                          n_resamples=n_resamples, rng=seed)
+    numbers = variance_ratio_from_moments(coupled_m, independent_m, alpha=alpha)
     return VarianceReduction(model_a=model_a, model_b=model_b, coupling=coupling,
                              independent_source=independent, **numbers)
 
@@ -640,7 +632,7 @@ class BenchmarkComparison:
 
 
 def compare_models(scores, *, alpha: float = 0.05, models: list[str] | None = None,
-                   by_subject: bool = False, n_resamples: int = 1999, seed: int = 0,
+                   by_subject: bool = False,
                    missing_questions: str = "error") -> BenchmarkComparison:
     """Every pair of models (``model_a < model_b``), every mode and coupling present.
 
@@ -697,8 +689,7 @@ def compare_models(scores, *, alpha: float = 0.05, models: list[str] | None = No
                     try:
                         reduction = _variance_reduction(
                             in_coupling, model_a, model_b,
-                            coupling=coupling, independent="auto", alpha=alpha,
-                            n_resamples=n_resamples, seed=seed)
+                            coupling=coupling, independent="auto", alpha=alpha)
                     except ValueError as error:
                         # A ratio that cannot be estimated (one seed per question, under
                         # MIN_RATIO_QUESTIONS questions) leaves the differences standing: say so.

@@ -273,8 +273,7 @@ def error_curves(scores, model_a: str, model_b: str, *, unit: str = "question",
     n_i = samples_for_error(scales["independent"], error, n_ind_total, replace)
     if unit == "row":
         reduction = _variance_reduction(scores, model_a, model_b, coupling=coupling,
-                                        independent="measured", alpha=alpha, n_resamples=1999,
-                                        seed=seed)
+                                        independent="measured", alpha=alpha)
         theory, low, high = reduction.saving, reduction.saving_ci_low, reduction.saving_ci_high
     else:
         theory, low, high = _question_saving(scores, model_a, model_b, coupling, alpha, seed)

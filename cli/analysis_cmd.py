@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "table stops there. Then, for every pair of models and mode: the mean score "
                     "difference (mean over questions) with a question-clustered CI and a "
                     "design-respecting test, within-question variances and covariance, and the "
-                    "coupled/independent variance ratio and sample saving with bootstrap CIs "
+                    "coupled/independent variance ratio and sample saving with CIs over questions "
                     "(the independent variance is estimated from coupled rows when the run has "
                     "no independent rows).")
     analyze.add_argument("path", metavar="FILE_OR_DIR",
@@ -44,9 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     analyze.add_argument("--by-subject", action="store_true",
                          help="add one row per subject (needs a 'subject' column); with "
                               "--error-curve, one curve fit per subject too")
-    analyze.add_argument("--bootstrap", type=int_at_least(99), default=1999, metavar="B",
-                         help="bootstrap resamples for the variance-ratio CI (default 1999)")
-    analyze.add_argument("--seed", type=int_at_least(0), default=0, help="bootstrap seed")
+    analyze.add_argument("--seed", type=int_at_least(0), default=0,
+                         help="seed of the resampling behind --error-curve")
     analyze.add_argument("--allow-incomplete", action="store_true",
                          help="analyse a run that is unfinished or lacks rows for some model "
                               "(the output then says what is missing); refused otherwise")
@@ -204,8 +203,7 @@ def _analyze(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:  # said in the output, not as warnings
         warnings.simplefilter("always")
         report = compare_models(scores, alpha=args.alpha, models=args.models,
-                                by_subject=args.by_subject, n_resamples=args.bootstrap,
-                                seed=args.seed,
+                                by_subject=args.by_subject,
                                 # --allow-incomplete: compare on the shared questions (the
                                 # banner and the JSON 'design' say which are missing)
                                 missing_questions="drop" if args.allow_incomplete else "error")
@@ -237,7 +235,7 @@ def _analyze(args: argparse.Namespace) -> int:
             "pair", "coupling", "independent from", "Var coupled", "Var independent",
             f"ratio [{level}]", "sample saving", "note"]
         screen += ("\n\nVariance of one row's difference, coupled vs independent "
-                   "(bootstrap over questions)\n" + _table(rows, head))
+                   "(jackknife over questions)\n" + _table(rows, head))
         screen += _negative_saving_line(reduction, level)
     screen += "".join(f"\nnote: {note}" for note in notes)
     payload.update(differences=_records(diffs), variance_reduction=_records(reduction),

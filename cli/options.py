@@ -1,7 +1,7 @@
 """Option values checked where the user typed them, and library errors told in the user's words.
 
 Every subcommand's options reach the library under other names (``--budget`` is
-``n_questions``/``budget_questions``/``budget``, ``--bootstrap`` is ``n_resamples``, ``--models``
+``n_questions``/``budget_questions``/``budget``, ``--seed`` is ``seed``, ``--models``
 is ``model_a``/``model_b``/``model``/``opponent``). Two layers keep the user's option in the
 message:
 
@@ -24,7 +24,7 @@ from pathlib import Path
 # Internal parameter -> the option a user typed, per subcommand (audited against each
 # subcommand's calls into coupled.analysis / coupled.simulate).
 OPTION_NAMES: dict[str, dict[str, str]] = {
-    "analyze": {"alpha": "--alpha", "n_resamples": "--bootstrap", "seed": "--seed",
+    "analyze": {"alpha": "--alpha", "seed": "--seed",
                 "models": "--models", "model_a": "--models", "model_b": "--models",
                 "unit": "--error-curve", "by_subject": "--by-subject"},
     "plan": {"alpha": "--alpha", "power": "--power", "effect": "--effect",

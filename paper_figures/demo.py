@@ -136,7 +136,7 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, quick: bool = False,
             reduction_csv = staging / "variance_reduction.csv"
             atomic_write(reduction_csv, lambda tmp: reductions.to_csv(tmp, index=False))
             artifacts.append(Artifact(reduction_csv, "Variance-reduction ratio and sample "
-                                      "saving with bootstrap CIs for every pair "
+                                      "saving with CIs for every pair "
                                       "(coupled.analysis.benchmark.compare_models)."))
             plan_csv = staging / "planning.csv"
             atomic_write(plan_csv, lambda tmp: plan.to_csv(tmp, index=False))

@@ -116,7 +116,8 @@ def choose_coupling(tables: RunTables, coupling: str | None = None) -> tuple[Run
 def _known_reduction(reductions: pd.DataFrame | None, model_a: str, model_b: str,
                      coupling: str, source: str) -> VarianceReduction | None:
     """The pair's row of a ``compare_models(...).variance_reduction`` frame already computed
-    (same defaults: BCa, 1999 resamples, seed 0), as a ``VarianceReduction``; else None."""
+    (at the same alpha; the interval involves no resampling), as a ``VarianceReduction``;
+    else None."""
     from dataclasses import fields
 
     from coupled.analysis.benchmark import VarianceReduction
@@ -138,7 +139,7 @@ def analyse_pair(scores: pd.DataFrame, model_a: str, model_b: str, *, unit: str 
     """Everything Fig. 2 draws for one pair, from ``coupled.analysis``.
 
     ``reductions``: a ``compare_models`` variance-reduction frame at the same ``alpha`` whose
-    row for this pair is reused instead of bootstrapping again.
+    row for this pair is reused instead of being computed again.
     """
     from coupled.analysis.benchmark import question_statistics, variance_reduction
     from coupled.analysis.errorcurve import error_curve, error_curves
@@ -163,10 +164,10 @@ def analyse_pair(scores: pd.DataFrame, model_a: str, model_b: str, *, unit: str 
         source = "from_coupled"
     coupling = str(scores["coupling"].iloc[0]) if scores["coupling"].nunique() == 1 else None
     reduction = (_known_reduction(reductions, model_a, model_b, coupling, source)
-                 if seed == 0 and coupling else None)
+                 if coupling else None)
     if reduction is None:
         reduction = variance_reduction(scores, model_a, model_b, independent=source,
-                                       alpha=alpha, seed=seed)
+                                       alpha=alpha)
     return PairAnalysis(model_a, model_b, questions, curves, saving, reduction, source)
 
 

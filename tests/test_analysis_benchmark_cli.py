@@ -35,14 +35,14 @@ def files(tmp_path_factory):
 
 def test_analyze_screen_json_and_out(files, capsys):
     out = files / "report.json"
-    assert main(["analyze", str(files / "scores.csv"), "--bootstrap", "199"]) == 0
+    assert main(["analyze", str(files / "scores.csv"), ]) == 0
     screen = capsys.readouterr().out
     assert "m_a − m_b" in screen and "sample saving" in screen and "95% CI" in screen
-    assert main(["analyze", str(files / "scores.csv"), "--bootstrap", "199", "--json",
+    assert main(["analyze", str(files / "scores.csv"), "--json",
                  "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert json.loads(out.read_text()) == printed
-    direct = compare_models(files / "scores.csv", n_resamples=199)
+    direct = compare_models(files / "scores.csv")
     coupled = [r for r in printed["differences"] if r["mode"] == "coupled"][0]
     expected = direct.differences.query("mode == 'coupled'").iloc[0]
     assert coupled["estimate"] == pytest.approx(expected["estimate"])
@@ -51,7 +51,7 @@ def test_analyze_screen_json_and_out(files, capsys):
 
 
 def test_analyze_error_curve_saving(files, capsys):
-    assert main(["analyze", str(files / "scores.csv"), "--bootstrap", "199",
+    assert main(["analyze", str(files / "scores.csv"),
                  "--error-curve", "row", "--json"]) == 0
     saving = json.loads(capsys.readouterr().out)["sample_saving"][0]
     assert saving["unit"] == "row" and 0 < saving["saving"] < 1

@@ -96,7 +96,7 @@ def _bad_tables(folder: Path) -> dict[str, tuple[Path, str]]:
 # Which commands read a bad table, and which bad tables each must refuse. One-mode and
 # missing-question designs are valid for figures (drawn with a note) and plan (a pilot).
 COMMANDS = {
-    "analyze": lambda t: ["analyze", str(t), "--bootstrap", "99"],
+    "analyze": lambda t: ["analyze", str(t)],
     "rank": lambda t: ["rank", str(t)],
     "plan": lambda t: ["plan", "--pilot", str(t), "--models", "a", "b", "--effect", "0.1"],
     "plan-win-rate": lambda t: ["plan", "--win-rate", "--pilot", str(t), "--models", "a", "b",
@@ -202,8 +202,6 @@ OPTION_CASES = {
     "--power": (bad_probability, [["plan", "--accuracies", "acc.csv"]]),
     "--effect": (bad_float, [["plan", "--accuracies", "acc.csv"]]),
     "--budget": (bad_budget, [["plan", "--accuracies", "acc.csv"]]),
-    "--bootstrap": (st.one_of(bad_int, st.integers(0, 98).map(str)),
-                    [["analyze", "scores.csv"]]),
     "--seed": (bad_int, [["analyze", "scores.csv"], ["rank", "comparisons.csv"],
                          ["simulate", "--out", "s"]]),
     "--n-seeds": (st.one_of(bad_int, st.just("0")), [["simulate", "--out", "s"]]),
@@ -275,7 +273,7 @@ OUT_CASES = {  # --out value -> what the message names
     "a-file/x.json": "is a file", "nowhere/x.json": "does not exist",
     "acc.csv": "--overwrite",
 }
-ONE_FILE = [["analyze", "scores.csv", "--bootstrap", "99"], ["rank", "scores.csv"],
+ONE_FILE = [["analyze", "scores.csv"], ["rank", "scores.csv"],
             ["plan", "--pilot", "scores.csv", "--models", "a", "b", "--effect", "0.1"]]
 FOLDER = [["figures", "--from", "scores.csv", "--no-progress"], ["demo", "--quick",
                                                                  "--no-progress"],

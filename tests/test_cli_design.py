@@ -93,7 +93,7 @@ def tables(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("command", [["analyze", "--bootstrap", "99"], ["rank"]])
+@pytest.mark.parametrize("command", [["analyze"], ["rank"]])
 @pytest.mark.parametrize("name, says", [("incomplete.csv", "m2"), ("running", "running"),
                                         ("one_mode.csv", "m2")])
 def test_refused_unless_allowed_then_said_first(tables, capsys, command, name, says):
@@ -124,7 +124,7 @@ def test_rank_keeps_a_model_left_out_of_a_mode_with_a_note(tables, capsys):
 
 
 def test_complete_design_has_no_banner(tables, capsys):
-    assert main(["analyze", str(tables / "full.csv"), "--bootstrap", "99", "--json"]) == 0
+    assert main(["analyze", str(tables / "full.csv"), "--json"]) == 0
     design = json.loads(capsys.readouterr().out)["design"]
     assert design["complete"] is True and design["missing"] == [] and design["notes"] == []
     assert main(["rank", str(tables / "full.csv")]) == 0

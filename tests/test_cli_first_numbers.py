@@ -41,13 +41,13 @@ def files(tmp_path_factory):
 
 
 def _analyze_json(capsys, *argv) -> dict:
-    assert main(["analyze", *map(str, argv), "--bootstrap", "199", "--json"]) == 0
+    assert main(["analyze", *map(str, argv), "--json"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
 # ----------------------------------------------------------------------------- analyze opens
 def test_analyze_opens_with_model_scores_then_coupling_check_then_differences(files, capsys):
-    assert main(["analyze", str(files / "scores.parquet"), "--bootstrap", "199"]) == 0
+    assert main(["analyze", str(files / "scores.parquet")]) == 0
     screen = capsys.readouterr().out
     first = screen.index("Mean score per model")
     check = screen.index("Coupling check")
@@ -73,7 +73,7 @@ def test_analyze_opens_with_model_scores_then_coupling_check_then_differences(fi
 
 
 def test_analyze_without_replies_has_no_coupling_check(files, capsys):
-    assert main(["analyze", str(files / "plain.parquet"), "--bootstrap", "199"]) == 0
+    assert main(["analyze", str(files / "plain.parquet")]) == 0
     screen = capsys.readouterr().out
     assert screen.startswith("Mean score per model") and "Coupling check" not in screen
     assert "coupling_check" not in _analyze_json(capsys, files / "plain.parquet")
@@ -163,7 +163,7 @@ def test_error_curves_per_subject(files, capsys):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert main(["analyze", str(files / "scores.parquet"), "--by-subject",
-                     "--error-curve", "question", "--bootstrap", "199"]) == 0
+                     "--error-curve", "question"]) == 0
     screen = capsys.readouterr().out
     assert "biology" in screen.split("Samples needed")[1]
     # the subject too small for a variance ratio is said in the output, not as a warning
@@ -190,7 +190,7 @@ def test_error_curves_without_replacement(files, capsys):
                                                   "--error-curve", "question")["error_curves"])
     assert (with_replacement.loc[with_replacement["n"] == 60, "mean_abs_error"] > 0).all()
     assert main(["analyze", str(files / "scores.parquet"), "--error-curve", "row",
-                 "--without-replacement", "--bootstrap", "199"]) == 0
+                 "--without-replacement"]) == 0
     assert "without replacement" in capsys.readouterr().out
     # the option belongs to --error-curve: alone it is an error naming both
     assert main(["analyze", str(files / "scores.parquet"), "--without-replacement"]) == 2
@@ -357,7 +357,7 @@ def test_analyze_explains_a_negative_variance_saving(tmp_path, capsys):
                                  "score": score})
     path = tmp_path / "anti.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
-    assert main(["analyze", str(path), "--bootstrap", "199"]) == 0
+    assert main(["analyze", str(path)]) == 0
     screen = capsys.readouterr().out
     line = next(line for line in screen.splitlines() if line.startswith("negative saving"))
     assert "anti-correlated" in line

@@ -63,12 +63,12 @@ def test_defaults_are_shown():
     plan = " ".join(COMMANDS["plan"].format_help().split())
     assert "(default: 0.8)" in plan and "(default: 0.05)" in plan and "1,2,5,10" in plan
     analyze = " ".join(COMMANDS["analyze"].format_help().split())
-    assert "(default 1999)" in analyze and "(default: 0)" in analyze
+    assert "(default: 0.05)" in analyze and "(default: 0)" in analyze
 
 
 @pytest.mark.parametrize("argv, option", [
     (["analyze", "x.csv", "--alpha", "nan"], "--alpha"),
-    (["analyze", "x.csv", "--bootstrap", "ten"], "--bootstrap"),
+    (["analyze", "x.csv", "--seed", "ten"], "--seed"),
     (["plan", "--accuracies", "a.csv", "--budget", "1"], "--budget"),
     (["plan", "--accuracies", "a.csv", "--power", "1"], "--power"),
     (["plan", "--accuracies", "a.csv", "--effect", "inf"], "--effect"),
@@ -94,7 +94,7 @@ def test_usage_errors_are_one_line_naming_the_option(argv, option, capsys):
     ("analyze", "scores.csv: scores: by_subject needs a 'subject' column",
      "scores.csv: scores: --by-subject needs a 'subject' column"),
     ("plan", "model_b: model 'zz' has no coupled rows", "--models: model 'zz' has no coupled rows"),
-    ("analyze", "n_resamples must be >= 99", "--bootstrap must be >= 99"),
+    ("analyze", "seed must be >= 0", "--seed must be >= 0"),
     ("plan", "power must be in (alpha, 1), got 2", "--power must be in (alpha, 1), got 2"),
     ("plan", "a powerful message", None),  # 'power' inside a word is not the parameter
     ("rank", "scores: no rows", None),

@@ -62,7 +62,7 @@ def _spellings(work: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("command", [
-    ["analyze", "scores.csv", "--bootstrap", "99"],
+    ["analyze", "scores.csv"],
     ["rank", "scores.csv"],
     ["plan", "--pilot", "scores.csv", "--models", "a", "b", "--effect", "0.1"],
 ])
@@ -85,7 +85,7 @@ def test_input_spelled_through_its_folder_link(work, capsys):
 
 # --------------------------------------------------------------------------- one-file outputs
 @pytest.mark.parametrize("command", [
-    ["analyze", "scores.csv", "--bootstrap", "99"],
+    ["analyze", "scores.csv"],
     ["rank", "scores.csv"],
     ["plan", "--accuracies", "acc.csv"],
 ])

@@ -46,7 +46,7 @@ def pair_table(scores: pd.DataFrame) -> str:
              "| mean diff coupled [95% CI] | mean diff independent [95% CI] |",
              "|---" * 8 + "|"]
     for a, b in combinations(sorted(scores["model"].unique()), 2):
-        vr = variance_reduction(scores, a, b, independent="measured", seed=0)
+        vr = variance_reduction(scores, a, b, independent="measured")
         md = [mean_difference(scores, a, b, mode=m) for m in MODES]
         lines.append(
             f"| {a} − {b} | {vr.var_coupled:.4f} | {vr.var_independent:.4f} | "
