@@ -4,7 +4,7 @@ Run: ``.venv/bin/python bench/bench_analysis_benchmark.py``. Every figure is pri
 ratio against a baseline measured in the same process; the figures are recorded in
 ``bench/analysis_benchmark.md``. ``--grid FILE.csv`` instead summarises a coverage-grid run
 (``COUPLED_GRID_OUT=FILE.csv pytest -m slow tests/test_coverage_grid.py``) as the markdown
-tables that file records.
+tables that file records (counts per band, size and power, then one row per cell).
 
 Workload (MMLU-sized, like the paper's Fig. 2c): 14 042 questions × 10 seeds = 140 420 paired
 rows per mode, two models, binary scores from a Gumbel-max simulation; error curves with 1000
@@ -109,7 +109,7 @@ def main() -> None:
               f"faster than the baseline")
 
     # --- whole report
-    seconds, _ = _timed(lambda: compare_models(scores, n_resamples=1999))
+    seconds, _ = _timed(lambda: compare_models(scores))
     print(f"compare_models (2 modes, 1999-resample BCa ratio CI): {seconds:.2f} s")
 
     # --- the mean-difference interval on replicates: score interval vs the old clustered t
@@ -150,8 +150,120 @@ def grid_tables(path: str) -> str:
     return "\n".join(lines)
 
 
+# The grid's band (tests/test_coverage_grid.py): 93.5-96.5 % widened by 3.9 Monte-Carlo SEs
+# of a 95 % coverage on a cell's replicates.
+_BAND_Z = 3.9
+
+
+def _band(reps: pd.Series) -> tuple[pd.Series, pd.Series]:
+    se = np.sqrt(0.95 * 0.05 / reps)
+    return 0.935 - _BAND_Z * se, 0.965 + _BAND_Z * se
+
+
+def grid_summary(path: str) -> str:
+    """Markdown counts per band of a coverage-grid CSV, for the whole grid and per seed
+    design, size and coupling (the table ``bench/analysis_benchmark.md`` records), then
+    ``model_scores``' line."""
+    frame = pd.read_csv(path)
+    low, high = _band(frame["reps"])
+    frame = frame.assign(old_below=frame["coverage_old"] < low,
+                         old_zero=frame["zero_width_old"] > 0,
+                         new_below=frame["coverage_new"] < low,
+                         new_above=frame["coverage_new"] > high,
+                         informative_above=(frame["coverage_new"] > high)
+                         & (frame["discordant_rows"] >= 10),
+                         width_ratio=frame["width_new"] / frame["width_old"])
+    seed_names = {"1": "seeds 1", "5": "seeds 5", "20": "seeds 20",
+                  "mix-random": "seeds 1-or-20 random", "mix-difficulty":
+                  "seeds 1-or-20 by difficulty"}
+    coupling_names = {"comonotone": "comonotone", "gumbel": "Gumbel-max",
+                      "independent": "independent"}
+    groups = [("all", frame)]
+    groups += [(name, frame[frame["seeds"].astype(str) == key])
+               for key, name in seed_names.items()]
+    groups += [(f"{q} questions", frame[frame["questions"] == q])
+               for q in sorted(frame["questions"].unique())]
+    groups += [(name, frame[frame["coupling"] == key]) for key, name in coupling_names.items()]
+    lines = ["| cells | n | old min / median coverage % | old below band | old with zero-width "
+             "intervals | new min / median % | new below band | new above band (of them "
+             "with ≥ 10 differing rows) | median width new/old |", "|" + "---|" * 9]
+    for name, part in groups:
+        lines.append(
+            f"| {name} | {len(part)} | {100 * part['coverage_old'].min():.1f} / "
+            f"{100 * part['coverage_old'].median():.1f} | {int(part['old_below'].sum())} | "
+            f"{int(part['old_zero'].sum())} | {100 * part['coverage_new'].min():.1f} / "
+            f"{100 * part['coverage_new'].median():.1f} | {int(part['new_below'].sum())} | "
+            f"{int(part['new_above'].sum())} ({int(part['informative_above'].sum())}) | "
+            f"{part['width_ratio'].median():.2f} |")
+    null = frame[frame["truth"] == 0]
+    # power compared where the old test was calibrated (its interval within the band)
+    power = frame[(frame["truth"] != 0) & ~frame["old_below"]
+                  & (frame["coverage_old"] <= high)]
+    gain = power["reject_new"] - power["reject_old"]
+    accuracy_low = frame["accuracy_coverage_new"] < low
+    accuracy_high = frame["accuracy_coverage_new"] > high
+    lines += [
+        "",
+        f"Size (null cells, n = {len(null)}): new max {100 * null['reject_new'].max():.2f} %, "
+        f"median {100 * null['reject_new'].median():.2f} %; old max "
+        f"{100 * null['reject_old'].max():.2f} %. Power where the old interval was within "
+        f"the band (non-null cells, n = {len(power)}): median "
+        f"{100 * power['reject_old'].median():.1f} % old, "
+        f"{100 * power['reject_new'].median():.1f} % new (median difference "
+        f"{100 * gain.median():+.1f} points, worst {100 * gain.min():+.1f}). Test = inversion "
+        f"of the interval in every replicate: {bool(frame['agree'].all())}.",
+        f"model_scores (model a's mean score): new min / median "
+        f"{100 * frame['accuracy_coverage_new'].min():.1f} / "
+        f"{100 * frame['accuracy_coverage_new'].median():.1f} %, {int(accuracy_low.sum())} "
+        f"below the band, {int(accuracy_high.sum())} above; old clustered t: "
+        f"{int((frame['accuracy_coverage_old'] < low).sum())} below, min "
+        f"{100 * frame['accuracy_coverage_old'].min():.1f} %; median width new/old "
+        f"{(frame['accuracy_width_new'] / frame['accuracy_width_old']).median():.2f}."]
+    return "\n".join(lines)
+
+
+# The cells issue 11's audit named (binary scores; near 0.9 unless marked).
+NAMED_CELLS = [("near-0.9", "comonotone", 10, "1"), ("near-0.9", "comonotone", 20, "1"),
+               ("near-0.9", "comonotone", 50, "1"), ("near-0.9", "comonotone", 500, "1"),
+               ("near-0.9", "comonotone", 10, "mix-random"),
+               ("near-0.9", "comonotone", 50, "mix-random"),
+               ("near-0.9", "comonotone", 150, "mix-random"),
+               ("near-0.9", "comonotone", 20, "mix-difficulty"),
+               ("near-0.9", "gumbel", 50, "1"), ("near-0.5", "comonotone", 20, "1"),
+               ("near-0.9", "independent", 20, "1")]
+
+
+def grid_named_cells(path: str) -> str:
+    """Markdown rows of the cells the issue named: coverage, median width and rejection rate,
+    old and new."""
+    frame = pd.read_csv(path)
+    frame["seeds"] = frame["seeds"].astype(str)
+    lines = ["| cell | old coverage | new | width old | new | power old | new |",
+             "|" + "---|" * 7]
+    seed_text = {"1": "1", "mix-random": "1-or-20 random",
+                 "mix-difficulty": "1-or-20 by difficulty"}
+    for population, coupling, questions, seeds in NAMED_CELLS:
+        row = frame[(frame["population"] == population) & (frame["coupling"] == coupling)
+                    & (frame["scores"] == "binary") & (frame["questions"] == questions)
+                    & (frame["seeds"] == seeds)].iloc[0]
+        zero = (f" ({100 * row['zero_width_old']:.0f} % zero-width)"
+                if row["zero_width_old"] >= 0.05 else "")
+        mark = "(near 0.5) " if population == "near-0.5" else ""
+        name = "Gumbel-max" if coupling == "gumbel" else coupling
+        lines.append(
+            f"| {mark}{name}, {questions} × {seed_text[seeds]} | "
+            f"{100 * row['coverage_old']:.1f} %{zero} | {100 * row['coverage_new']:.1f} % | "
+            f"{row['width_old']:.3f} | {row['width_new']:.3f} | {100 * row['reject_old']:.1f} % | "
+            f"{100 * row['reject_new']:.1f} % |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--grid":
+        print(grid_summary(sys.argv[2]))
+        print()
+        print(grid_named_cells(sys.argv[2]))
+        print()
         print(grid_tables(sys.argv[2]))
     else:
         main()
