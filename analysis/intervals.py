@@ -189,7 +189,7 @@ def model_df(shrunk: np.ndarray, n_q: np.ndarray, q: np.ndarray) -> np.ndarray:
     mean u)^2)`` of :func:`coupled.analysis.pairwise.cluster_df`, but not capped at ``Q - 1``:
     each ``u_q`` pools a question's rows with the average over all questions, so the model's
     variance is estimated from far more than ``Q - 1`` independent pieces when its
-    contributions are alike. Infinite when they are all equal. Written here because that
+    contributions are alike; unbounded (the normal) when they are all equal. Written here because that
     function caps at ``Q - 1`` (and pairwise imports this module)."""
     u = _model_contributions(shrunk, n_q)
     present = n_q > 0

@@ -1,0 +1,62 @@
+"""``coupled.analysis.intervals``: the degrees of freedom of the paired score test (its
+coverage is checked on the grid of ``test_coverage_grid.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from coupled.analysis.intervals import (
+    QuestionSummaries,
+    model_df,
+    model_variance,
+    paired_score_interval,
+    score_test,
+)
+
+
+def test_model_df_is_unbounded_for_equal_contributions_and_two_for_one_question():
+    q = np.array(10.0)
+    n_q = np.full(10, 4.0)
+    assert model_df(np.full(10, 0.3), n_q, q) > 1e12  # the normal, up to rounding
+    # one question carries the whole model variance: 2 (sum u)^2 / (Q/(Q-1) sum (u - u_bar)^2)
+    # = 2 / 1 exactly
+    one = np.zeros(10)
+    one[0] = 0.3 * 4.0
+    assert model_df(one, n_q, q) == pytest.approx(2.0)
+
+
+def _summaries(diff: np.ndarray) -> QuestionSummaries:
+    n = np.full(diff.shape[:-1], float(diff.shape[-1]))
+    return QuestionSummaries(n=n, mean=diff.mean(-1), plus=np.maximum(diff, 0).mean(-1),
+                             minus=np.maximum(-diff, 0).mean(-1), second=(diff**2).mean(-1))
+
+
+def test_t_reference_is_q_minus_1_unless_the_variance_model_binds():
+    rng = np.random.default_rng(11)
+    diff = rng.choice([-1.0, 0.0, 1.0], p=[0.2, 0.55, 0.25], size=(4000, 10, 5))
+    summaries = _summaries(diff)
+    test = score_test(summaries, 0.05, binary=True)
+    n_q, q = summaries.n, test.n_clusters
+    second = summaries.second
+    shrunk = (n_q * second + second.mean(-1, keepdims=True)) / (n_q + 1)
+    binds = model_variance(shrunk, n_q, q) > np.square(test.se)
+    assert 0.2 < binds.mean() < 0.8  # both branches are exercised
+    assert np.all(test.df[~binds] == 9)
+    assert np.all(test.df[binds] >= 9) and np.any(test.df[binds] > 9)
+    assert np.allclose(test.critical, stats.t.isf(0.025, test.df))
+    assert np.allclose(test.pvalue[binds], 2 * stats.t.sf(
+        np.abs(test.estimate[binds]) * np.sqrt(test.n_effective[binds]
+                                                / (test.plus + test.minus)[binds]),
+        test.df[binds]))
+
+
+def test_interval_and_test_agree_where_the_model_binds():
+    rng = np.random.default_rng(12)
+    a = (rng.random((3000, 10, 5)) < 0.55).astype(float)
+    b = (rng.random(a.shape) < 0.5).astype(float)
+    result = paired_score_interval(a, b)
+    outside = (result.ci_low > 0) | (result.ci_high < 0)
+    np.testing.assert_array_equal(result.pvalue < 0.05, outside)
+    assert np.all(result.ci_high > result.ci_low)
