@@ -105,8 +105,10 @@ def test_the_rare_model_of_the_one_or_five_design_covers_at_20000_replicates():
     20 000 replicates (MC SE 0.17 points): with the moment df alone its interval covered
     92.96 %, 6 SE under 94 %, because the moment df comes out high in the replicates whose
     wins fell one per prompt — the ones whose estimate and SE came out low; bounded by
-    rare_side_df, 94.06 %. Z = 3 SEs of 20 000 replicates on both sides (the old construction
-    is rejected by 5 SE)."""
+    rare_side_df, 94.06 % (replicate seeds 1000-1009, on which the bound was chosen; 94.43 % and
+    moment df alone 93.31 % on the seeds asserted). Asserted
+    on other seeds (50 000-50 009), so the check is not the tuning data: Z = 3 SEs of 20 000
+    replicates on both sides."""
     k, n_prompts, seeds, keep, tied = SMALL["k10-q30-one-or-five"]
     family = graded_family(k, rho=1.0, seed=5)
     truth = exact_average_win_rates(family)
@@ -114,7 +116,7 @@ def test_the_rare_model_of_the_one_or_five_design_covers_at_20000_replicates():
     assert 0.02 < truth[rare] < 0.03
     hit, old_hit = [], []
     for chunk in range(10):
-        counts = draw_counts(family, n_prompts, seeds, 2000, 1000 + chunk, keep)
+        counts = draw_counts(family, n_prompts, seeds, 2000, 50_000 + chunk, keep)
         avg = average_win_rates_from_counts(counts.wins_a, counts.wins_b, counts.n)
         low, high = average_win_rate_intervals(avg)
         hit.append((low[:, rare] <= truth[rare]) & (truth[rare] <= high[:, rare]))
