@@ -83,8 +83,8 @@ def main() -> None:
     for unit in ("row", "question"):
         seconds, (_, saving) = _timed(lambda unit=unit: error_curves(
             scores, "large", "small", unit=unit, n_resamples=N_RESAMPLES, seed=1))
-        print(f"error_curves(unit={unit!r}), both modes, incl. validation + variance-ratio "
-              f"bootstrap: {seconds:.2f} s (saving {100 * saving.saving:.1f} %, theory "
+        print(f"error_curves(unit={unit!r}), both modes, incl. validation + the saving's "
+              f"interval: {seconds:.2f} s (saving {100 * saving.saving:.1f} %, theory "
               f"{100 * saving.theoretical_saving:.1f} %)")
 
     # --- the core on one mode's 140k differences: counting path vs index path vs naive loop
@@ -110,7 +110,7 @@ def main() -> None:
 
     # --- whole report
     seconds, _ = _timed(lambda: compare_models(scores))
-    print(f"compare_models (2 modes, 1999-resample BCa ratio CI): {seconds:.2f} s")
+    print(f"compare_models (2 modes, jackknife variance-ratio CI): {seconds:.2f} s")
 
     # --- the mean-difference interval on replicates: score interval vs the old clustered t
     a = (np.random.default_rng(8).random((2000, 150, 5)) < 0.9).astype(float)
