@@ -26,9 +26,14 @@ it shrunk towards the average over questions by one pseudo-row (a question run o
 showed no difference is not credited with no variance — the failure behind 56 % coverage with
 3 questions at 20 seeds and 9 at one). Critical values and p-values use Student's t: on
 ``Q - 1`` degrees of freedom (the small-sample cluster correction) where the clustered
-variance sets the count, and on the variance model's own Satterthwaite degrees of freedom
-(at least ``Q - 1``) where the model binds — its variance is pooled over every row, not
-estimated from ``Q`` question means, so ``Q - 1`` would correct for a noise it does not have.
+variance sets the count, and, with at least 10 questions, on the variance model's own
+Satterthwaite degrees of freedom (at least ``Q - 1``) where the model binds — there its
+variance, pooled over every row, is all but known, and ``Q - 1`` over-covered. The model binds
+when the question means happen to lie closer than their rows' variance predicts, so with few
+questions its variance misses the between-question spread and needs the ``Q - 1`` correction
+too: with its own df, 2 questions covered 87-90 % (size 10-13 %) and 3 questions 92-93 %
+(Beta-spread question accuracies, 20-50 seeds; ``tests/test_intervals.py``), so below 10
+questions — the smallest design the grid calibrated — it is t(Q - 1) throughout.
 Where differences are common the interval is the clustered t interval up to the score test's
 skew correction.
 
@@ -64,6 +69,9 @@ import numpy as np
 from scipy import stats
 
 _BISECTIONS = 64  # halvings of [-1, 1]: below float resolution
+# Fewest questions at which the t reference takes the variance model's own df (the smallest
+# design of the coverage grid); below, t(Q - 1) throughout.
+MODEL_DF_MIN_QUESTIONS = 10
 
 
 def wilson_interval(p: np.ndarray, n: np.ndarray,
@@ -244,7 +252,12 @@ def score_test(summaries: QuestionSummaries, alpha: float, binary: bool) -> Scor
     # varies, at the worst-case count). Where the model's variance is larger (it binds), the
     # variance comes from the model, pooled over all rows: t on its own Satterthwaite df (at
     # least Q - 1). With one binary seed, Tango's interval and the McNemar z test exactly.
-    model_binds = (se > 0) & (trinomial > 0) & (model_variance(shrunk, n_q, q) > np.square(se))
+    # Only from MODEL_DF_MIN_QUESTIONS questions on, where the coverage grid calibrated it: with
+    # fewer the model binds mostly when the question means happen to lie close, so its
+    # variance misses the between-question spread and its large df under-covers (2 questions:
+    # 87-90 %, size 10-13 %); t(Q - 1) there.
+    model_binds = ((se > 0) & (trinomial > 0) & (model_variance(shrunk, n_q, q) > np.square(se))
+                   & (q >= MODEL_DF_MIN_QUESTIONS))
     df = np.where(model_binds, np.maximum(model_df(shrunk, n_q, q), q - 1.0), q - 1.0)
     df = np.where(one_seed, np.inf, df)
     critical = np.where(one_seed, stats.norm.isf(alpha / 2.0), stats.t.isf(alpha / 2.0, df))
