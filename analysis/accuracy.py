@@ -7,7 +7,8 @@ interval that holds for accuracies near 0 or 1, few questions and unbalanced see
 single-model table is valid input.
 
 Interval: a score interval on an effective count, the one-model counterpart of
-:mod:`coupled.analysis.intervals`. Scores are rescaled to ``[0, 1]`` if they leave it; the
+:mod:`coupled.analysis.intervals`. Scores are rescaled to ``[0, 1]`` if they leave it, by the
+range of the whole table (every model in the same units, binary judged after rescaling); the
 effective count is ``m (1 - m) / se^2`` (``m`` the mean, ``se`` the question-clustered SE,
 ``ddof = 1``) — the largest variance a score in ``[0, 1]`` with mean ``m`` can have, over the
 observed one — capped by a per-question variance model (each question's rows have variance at
@@ -50,7 +51,7 @@ import pandas as pd
 from scipy import stats
 
 from coupled.analysis._clustered import QUESTION, pad_by_question
-from coupled.analysis.intervals import effective_count
+from coupled.analysis.intervals import effective_count, unit_range
 from coupled.tables import read_scores
 
 _BISECTIONS = 64  # halvings of [0, 1]: below float resolution
@@ -71,8 +72,14 @@ class ScoreInterval:
 
 
 def score_interval(scores: np.ndarray, mask: np.ndarray | None = None,
-                   alpha: float = 0.05) -> ScoreInterval:
-    """Array core of :func:`model_scores`: ``scores, mask`` padded ``(..., Q, S)``."""
+                   alpha: float = 0.05, *,
+                   score_range: tuple[float, float] | None = None) -> ScoreInterval:
+    """Array core of :func:`model_scores`: ``scores, mask`` padded ``(..., Q, S)``.
+
+    Scores outside ``[0, 1]`` are rescaled by :func:`~coupled.analysis.intervals.unit_range`
+    of ``score_range`` (``(low, high)``, which must hold every score; default: the observed
+    range of ``scores``) — pass the range of the whole table so that every model's interval
+    is computed in the same units."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     scores = np.asarray(scores, dtype=float)
@@ -83,15 +90,12 @@ def score_interval(scores: np.ndarray, mask: np.ndarray | None = None,
     if not np.all(np.isfinite(observed)):
         raise ValueError("scores: must be finite")
     low_score, high_score = float(observed.min()), float(observed.max())
-    offset, scale = 0.0, 1.0
-    if low_score < 0.0 or high_score > 1.0:  # rescale to [0, 1] before any square
-        offset, scale = low_score, high_score - low_score
-        if scale == 0.0:  # one value outside [0, 1]: the smallest range holding it and [0, 1]
-            offset = min(low_score, 0.0)
-            scale = max(high_score, 1.0) - offset
-        if not np.isfinite(scale):
-            raise ValueError(f"scores: range [{low_score:g}, {high_score:g}] overflows a float; "
-                             "rescale the scores")
+    if score_range is not None:
+        if not score_range[0] <= low_score <= high_score <= score_range[1]:
+            raise ValueError(f"score_range {tuple(score_range)} does not hold the scores' "
+                             f"range [{low_score:g}, {high_score:g}]")
+        low_score, high_score = map(float, score_range)
+    offset, scale = unit_range(low_score, high_score)  # to [0, 1] before any square
     unit = np.where(mask, (scores - offset) / scale, 0.0)
     weight = mask.astype(float)
     n_q = weight.sum(axis=-1)
@@ -109,7 +113,7 @@ def score_interval(scores: np.ndarray, mask: np.ndarray | None = None,
     # the variance model: a question's rows vary at most m_q (1 - m_q), shrunk by one pseudo-row
     within = means * (1 - means)
     shrunk = (n_q * within + bernoulli[..., None]) / (n_q + 1.0)
-    binary = bool(np.isin(observed, (0.0, 1.0)).all())
+    binary = bool(np.isin(unit[mask], (0.0, 1.0)).all())  # after rescaling: {0, 100} is binary
     one_seed = np.all(np.where(present, n_q == 1, True), axis=-1) & binary
     n_eff = effective_count(bernoulli, se, shrunk, n_q, q, one_seed)
     with np.errstate(invalid="ignore"):
@@ -161,6 +165,8 @@ def model_scores(scores, *, alpha: float = 0.05, models: list[str] | None = None
     single-model table. The interval can be wide with few questions; it is never zero-width.
     """
     scores = read_scores(scores)
+    # one range for the whole table: every model's and mode's interval in the same units
+    score_range = (float(scores["score"].min()), float(scores["score"].max()))
     if models is not None:
         unknown = sorted(set(models) - set(scores["model"]))
         if unknown:
@@ -171,7 +177,7 @@ def model_scores(scores, *, alpha: float = 0.05, models: list[str] | None = None
     for (model, mode, coupling), part in scores.groupby(["model", "mode", "coupling"],
                                                         sort=True):
         (values,), mask, _ = pad_by_question(part, ["score"], QUESTION)
-        result = score_interval(values, mask, alpha=alpha)
+        result = score_interval(values, mask, alpha=alpha, score_range=score_range)
         rows.append({"model": model, "mode": mode, "coupling": coupling,
                      "n_questions": int(result.n_questions), "n_rows": int(mask.sum()),
                      "mean": result.mean, "ci_low": result.ci_low, "ci_high": result.ci_high,

@@ -85,6 +85,24 @@ def wilson_interval(p: np.ndarray, n: np.ndarray,
     return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
+def unit_range(low_score: float, high_score: float) -> tuple[float, float]:
+    """``(offset, scale)`` mapping scores observed in ``[low_score, high_score]`` onto
+    ``[0, 1]`` by ``(score - offset) / scale``: the identity for scores already in ``[0, 1]``,
+    otherwise their observed range — and where every score is one value outside ``[0, 1]``
+    (no range), the smallest range holding that value and ``[0, 1]``, never zero. Callers
+    pass one range for a whole table, so every model's scores share the same units."""
+    if low_score >= 0.0 and high_score <= 1.0:
+        return 0.0, 1.0
+    offset, scale = low_score, high_score - low_score  # may overflow near the float limit
+    if scale == 0.0:
+        offset = min(low_score, 0.0)
+        scale = max(high_score, 1.0) - offset
+    if not np.isfinite(scale):
+        raise ValueError(f"scores: range [{low_score:g}, {high_score:g}] overflows a float "
+                         "difference; rescale the scores")
+    return offset, scale
+
+
 def tango_statistic(delta: np.ndarray, plus: np.ndarray, minus: np.ndarray,
                     n: np.ndarray) -> np.ndarray:
     """Tango's score statistic for ``p10 - p01 = delta`` from rates ``plus = b/n``,
@@ -276,8 +294,8 @@ def paired_score_interval(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None 
     """Score interval and test of the mean over questions of ``E[R_a - R_b | question]``.
 
     ``a, b, mask``: padded ``(..., Q, S)`` arrays (``coupled.analysis._clustered``). Scores
-    must lie in ``[0, 1]``; other bounded scores are rescaled by their observed range first
-    (the score test needs a known bound on ``|D|``). ``identical=True`` asserts the two models
+    must lie in ``[0, 1]``; other bounded scores are rescaled first by :func:`unit_range` of
+    all of ``a`` and ``b`` (the score test needs a known bound on ``|D|``). ``identical=True`` asserts the two models
     are the same (identical weights and sampler): the interval is then ``[0, 0]`` and the
     p-value 1 — the only way to get a zero-width interval, and an error if any row differs.
     """
@@ -301,14 +319,8 @@ def paired_score_interval(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None 
         raise ValueError("need at least 2 questions with paired rows to estimate a clustered "
                          "interval")
     # Rescale to differences in [-1, 1] *before* any square (scores of 1e200 would overflow).
-    low_score = float(observed.min()) if observed.size else 0.0
-    high_score = float(observed.max()) if observed.size else 0.0
-    scale = 1.0
-    if low_score < 0.0 or high_score > 1.0:
-        scale = high_score - low_score  # may overflow for scores near the float limit
-        if not np.isfinite(scale):
-            raise ValueError(f"scores: range [{low_score:g}, {high_score:g}] overflows a float "
-                             "difference; rescale the scores")
+    offset, scale = unit_range(float(observed.min()) if observed.size else 0.0,
+                               float(observed.max()) if observed.size else 0.0)
     diff = np.where(mask, a / scale - b / scale, 0.0)
     safe_n = np.maximum(n_q, 1.0)
     summaries = QuestionSummaries(
@@ -326,7 +338,8 @@ def paired_score_interval(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None 
                                        pvalue=np.ones(q.shape), n_clusters=q,
                                        n_effective=n_rows, method=np.full(q.shape, "identical")),
                         a.ndim)
-    binary = bool(np.isin(observed, (0.0, 1.0)).all())
+    # binary on the rescaled scores: {0, 100} is the same trinomial design as {0, 1}
+    binary = bool(np.isin((observed - offset) / scale, (0.0, 1.0)).all())
     test = score_test(summaries, alpha, binary)
     estimate, plus, minus, se = test.estimate, test.plus, test.minus, test.se
     n_eff, critical, pvalue, one_seed = test.n_effective, test.critical, test.pvalue, test.one_seed

@@ -4,11 +4,12 @@ on the grid of ``test_coverage_grid.py``)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-from coupled.analysis.accuracy import score_interval
+from coupled.analysis.accuracy import model_scores, score_interval
 
 
 def test_one_binary_seed_per_question_is_the_wilson_interval():
@@ -66,3 +67,46 @@ def test_constant_scores_get_a_width_of_the_rule_of_three_order(value):
     width = result.ci_high - result.ci_low
     assert 0.1 < width < 0.4
     assert result.ci_low <= value <= result.ci_high
+
+
+def _two_model_table(scale: float) -> pd.DataFrame:
+    rng = np.random.default_rng(6)
+    rows = []
+    for model, accuracy in (("never", 0.0), ("often", 0.8)):
+        for q in range(12):
+            for seed in range(3):
+                rows.append({"task": "t", "prompt_id": f"q{q}", "seed": seed, "mode": "coupled",
+                             "coupling": "gumbel", "model": model,
+                             "score": scale * float(rng.random() < accuracy)})
+    return pd.DataFrame(rows)
+
+
+def test_every_model_of_a_0_100_table_is_rescaled_by_the_table_range():
+    # Each model was rescaled by its own range: a model scoring 0 throughout had no range,
+    # fell back to [0, 1] and got an interval of 0-0.41 *points* out of 100.
+    unit = model_scores(_two_model_table(1.0))
+    hundred = model_scores(_two_model_table(100.0))
+    for column in ("mean", "ci_low", "ci_high", "se"):
+        np.testing.assert_allclose(hundred[column], 100 * unit[column], rtol=1e-12, atol=1e-12)
+    assert hundred.loc[hundred["model"] == "never", "ci_high"].item() > 10
+
+
+def test_binary_scores_on_a_0_100_scale_get_the_wilson_interval():
+    rng = np.random.default_rng(7)
+    scores = (rng.random((40, 1)) < 0.85).astype(float)
+    unit = score_interval(scores)
+    hundred = score_interval(100 * scores)
+    assert hundred.ci_low == pytest.approx(100 * unit.ci_low, rel=1e-12)
+    assert hundred.ci_high == pytest.approx(100 * unit.ci_high, rel=1e-12)
+
+
+def test_scores_all_one_value_outside_0_1_match_all_ones_on_a_0_100_scale():
+    unit = score_interval(np.ones((15, 3)))
+    hundred = score_interval(np.full((15, 3), 100.0))
+    assert hundred.ci_low == pytest.approx(100 * unit.ci_low, rel=1e-12)
+    assert hundred.ci_high == pytest.approx(100 * unit.ci_high, rel=1e-12)
+
+
+def test_a_score_range_that_does_not_hold_the_scores_is_an_error():
+    with pytest.raises(ValueError, match="score_range"):
+        score_interval(np.full((4, 2), 5.0), score_range=(0.0, 1.0))

@@ -98,3 +98,33 @@ def test_few_questions_cover_and_keep_their_size(n_questions):
         assert covered >= 0.935 - 3.9 * _MC_SE, design
         if truth == 0:
             assert np.mean(result.pvalue < 0.05) <= 0.05 + 3.9 * _MC_SE, design
+
+
+def _same_interval_in_units(result, unit_result, scale):
+    for field in ("estimate", "ci_low", "ci_high"):
+        assert getattr(result, field) == pytest.approx(scale * getattr(unit_result, field),
+                                                       rel=1e-12, abs=1e-12), field
+    assert result.pvalue == pytest.approx(unit_result.pvalue, rel=1e-12)
+    assert result.method == unit_result.method
+
+
+def test_binary_scores_on_a_0_100_scale_are_tangos_design():
+    # {0, 100} with one seed per question is the McNemar design: binary is judged after
+    # rescaling (it was judged before, and the same data got p = 0.163 instead of 0.0455).
+    a = np.array([[1.0]] * 5 + [[0.0]] * 15)
+    b = np.zeros_like(a)
+    unit = paired_score_interval(a, b)
+    assert unit.method == "tango"
+    assert unit.pvalue == pytest.approx(2 * stats.norm.sf(np.sqrt(5)), rel=1e-12)  # McNemar
+    _same_interval_in_units(paired_score_interval(100 * a, 100 * b), unit, 100)
+
+
+def test_scores_all_one_value_outside_0_1_are_the_same_design_as_all_ones():
+    # One value outside [0, 1] has no range to rescale by (it gave NaN): the smallest range
+    # holding it and [0, 1], as if the scores were all 1 on a 0/100 scale.
+    ones = np.ones((12, 4))
+    unit = paired_score_interval(ones, ones)
+    result = paired_score_interval(100 * ones, 100 * ones)
+    assert np.isfinite([result.estimate, result.ci_low, result.ci_high, result.pvalue]).all()
+    assert result.ci_high > result.ci_low
+    _same_interval_in_units(result, unit, 100)
