@@ -13,6 +13,7 @@ from coupled.analysis.intervals import (
     model_variance,
     paired_score_interval,
     score_test,
+    tango_interval,
 )
 
 
@@ -52,14 +53,39 @@ def test_t_reference_is_q_minus_1_unless_the_variance_model_binds():
         test.df[binds]))
 
 
-def test_interval_and_test_agree_where_the_model_binds():
-    rng = np.random.default_rng(12)
-    a = (rng.random((3000, 10, 5)) < 0.55).astype(float)
-    b = (rng.random(a.shape) < 0.5).astype(float)
-    result = paired_score_interval(a, b)
-    outside = (result.ci_low > 0) | (result.ci_high < 0)
-    np.testing.assert_array_equal(result.pvalue < 0.05, outside)
-    assert np.all(result.ci_high > result.ci_low)
+def _masked_summaries(diff: np.ndarray, mask: np.ndarray) -> QuestionSummaries:
+    weight = mask.astype(float)
+    n = weight.sum(-1)
+
+    def mean(x):
+        return (x * weight).sum(-1) / n
+
+    return QuestionSummaries(n=n, mean=mean(diff), plus=mean(np.maximum(diff, 0)),
+                             minus=mean(np.maximum(-diff, 0)), second=mean(diff**2))
+
+
+@pytest.mark.parametrize(("n_questions", "n_seeds", "accuracy_a", "accuracy_b"),
+                         [(10, 5, 0.6, 0.5), (10, 20, 0.9, 0.85), (5, 20, 0.7, 0.4),
+                          (20, 1, 0.6, 0.5)])
+def test_the_score_interval_inverts_the_test(n_questions, n_seeds, accuracy_a, accuracy_b):
+    # The raw bisection bounds at the test's effective count and critical value, not
+    # paired_score_interval's (which settles the side of 0 from the p-value, so they agree by
+    # construction): 0 is outside [low, high] exactly when p < alpha, up to the bisection's
+    # resolution — balanced and with 30 % of the rows dropped, where the model binds or not.
+    rng = np.random.default_rng(13)
+    a = (rng.random((3000, n_questions, n_seeds)) < accuracy_a).astype(float)
+    b = (rng.random(a.shape) < accuracy_b).astype(float)
+    dropped = rng.random(a.shape) < 0.3
+    dropped[..., 0] = False
+    for mask in (np.ones(a.shape, dtype=bool), ~dropped):
+        test = score_test(_masked_summaries(a - b, mask), 0.05, binary=True)
+        low, high = tango_interval(test.plus, test.minus, test.n_effective, test.critical)
+        reject = test.pvalue < 0.05
+        assert 0.01 < reject.mean() < 0.99  # both sides of the test are exercised
+        disagree = reject != ((low > 0) | (high < 0))
+        assert np.all(np.minimum(np.abs(low), np.abs(high))[disagree] < 1e-12)
+        assert np.all(high > low)
+
 
 
 _REPLICATES = 3000
