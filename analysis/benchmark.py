@@ -37,10 +37,8 @@ import pandas as pd
 from scipy import stats
 
 from coupled.analysis._clustered import (
-    N_COMPONENT_FEATURES,
     QUESTION,
     QuestionMoments,
-    components_from_sums,
     pad_by_question,
     question_moments,
 )
@@ -293,24 +291,14 @@ class VarianceReduction:
 _BOOTSTRAP_CELLS = 2**22  # bootstrap counts held at once (32 MB): memory O(chunk × Q)
 
 
-def _ratio_from_sums(sums: np.ndarray) -> np.ndarray:
-    """Coupled / independent total variance from summed :func:`component_features` (last axis:
-    both modes; between clipped at 0): :func:`bca_ratio_interval`'s default statistic, the
-    variance ratio's estimator before issue 11 (biased with unbalanced seeds; kept for that
-    comparison, tests/test_variance_ratio_unbalanced.py)."""
-    top = sum(components_from_sums(sums[..., :N_COMPONENT_FEATURES]))
-    bottom = sum(components_from_sums(sums[..., N_COMPONENT_FEATURES:]))
-    return np.divide(top, bottom, out=np.ones_like(top), where=bottom > 0)
-
-
 def bca_ratio_interval(features: np.ndarray, level: float, n_resamples: int,
-                       rng: np.random.Generator, statistic=None) -> tuple[float, float]:
+                       rng: np.random.Generator, statistic) -> tuple[float, float]:
     """BCa bootstrap interval over questions for a statistic of summed per-question features.
 
     Used by the error curves' question-unit saving (``coupled.analysis.errorcurve``); the
     variance ratio itself has the jackknife interval of :func:`variance_ratio_from_moments`.
-    ``features`` ``(Q, 16)``: coupled then independent :func:`component_features`
-    (``statistic``: a function of summed features, default :func:`_ratio_from_sums`). Written
+    ``features`` ``(Q, k)``: per-question features; ``statistic``: a function of their sums
+    over questions (last axis ``k``; leading axes are resamples). Written
     here rather than with ``scipy.stats.bootstrap`` because the statistic is a function of
     weighted sums: a resample is a row of multinomial counts (one matrix product) and the
     jackknife is a subtraction, O(Q) instead of scipy's O(Q²) — 14 000 questions would take
@@ -318,7 +306,6 @@ def bca_ratio_interval(features: np.ndarray, level: float, n_resamples: int,
     Needs at least ``MIN_RATIO_QUESTIONS`` questions (a clear error below, never an internal
     percentile failure).
     """
-    statistic = _ratio_from_sums if statistic is None else statistic
     n_questions = len(features)
     if n_questions < MIN_RATIO_QUESTIONS:
         raise ValueError(f"scores: {n_questions} questions; a bootstrap interval for the "
@@ -414,7 +401,8 @@ def totals_from_sums(sums: np.ndarray, measured: bool) -> tuple[np.ndarray, np.n
     ``mean_q(mean over q's seeds of D²) - (mean² - s²/Q)``: unbiased whatever the number of
     seeds per question, one included, because a question's mean of ``D²`` is unbiased for
     ``E[D² | q]`` — no variance is imputed to single-seed questions and nothing is clipped
-    (the clipped ``between`` of :func:`components_from_sums` biased the ratio by +10-25 % with
+    (the clipped ``between`` of
+    :func:`coupled.analysis._clustered.components_from_sums` biased the ratio by +10-25 % with
     1-or-20 seeds). From coupled rows alone the independent total is the coupled one plus
     twice the mean within-question covariance of the questions with >= 2 seeds: unbiased when
     the seed count does not depend on the question.
@@ -434,18 +422,24 @@ def totals_from_sums(sums: np.ndarray, measured: bool) -> tuple[np.ndarray, np.n
         return coupled, coupled + 2.0 * sums[..., 5] / sums[..., 4]
 
 
-def _log_ratio(sums: np.ndarray, measured: bool) -> np.ndarray:
-    coupled, independent = totals_from_sums(sums, measured)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(coupled / independent)
-
-
 def _score_range_squared(moments: tuple[QuestionMoments, ...], scale: float) -> float:
     """Squared range of the question means (in units of ``scale``): the size of one
     single-seed question's difference ``D²`` when its two models disagree."""
     highs = [float(np.max(np.maximum(m.mean_a, m.mean_b))) for m in moments]
     lows = [float(np.min(np.minimum(m.mean_a, m.mean_b))) for m in moments]
     return ((max(highs) - min(lows)) / scale) ** 2
+
+
+def _largest_squared_difference(moments: tuple[QuestionMoments, ...], scale: float,
+                                mean_square: np.ndarray) -> float:
+    """The largest ``D²`` the moments show a row can take (in units of ``scale``): at least
+    the squared range of the question means, of one question's scores (twice its ddof-0 SD)
+    and every question's mean of ``D²`` (``mean_square``). Dividing by it puts the questions'
+    means of ``D²`` in [0, 1], as a score bound needs, whatever the unit of the scores.
+    Positive unless no score varies anywhere (then both totals are 0)."""
+    spreads = [4.0 * np.max(var * (m.n - 1.0) / np.maximum(m.n, 1.0)) / scale**2
+               for m in moments for var in (m.var_a, m.var_b)]
+    return float(max(_score_range_squared(moments, scale), np.max(mean_square), *spreads))
 
 
 def variance_ratio_from_moments(coupled: QuestionMoments,
@@ -464,10 +458,16 @@ def variance_ratio_from_moments(coupled: QuestionMoments,
     single-seed questions' part of the coupled total is a count of rare events (a question run
     once differs or not); when almost none differs the jackknife cannot see how much that part
     could be, so its variance is floored at ``SINGLE_SEED_FLOOR`` differing questions. Where
-    the jackknife is undefined (at most one question shows a coupled difference) the interval
-    is 0 to a one-sided score bound. Calibration: tests/test_variance_ratio_unbalanced.py and
-    bench/analysis_benchmark.md.
+    the jackknife is undefined (no coupled variance, one question holding all of one total,
+    or no question moving the ratio; the note says which side) the interval is 0 to a
+    one-sided score bound on the coupled variance over the independent one, in units of the
+    largest squared difference (so the same whatever the unit of the scores); it needs
+    ``alpha < 0.5``. A ratio that cannot be estimated is a ``ValueError``, never a zero-width
+    interval: neither mode varying (0/0), or a non-positive independent total.
+    Calibration: tests/test_variance_ratio_unbalanced.py and bench/analysis_benchmark.md.
     """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     n_questions = len(coupled.n)
     measured = independent is not None
     source = independent if measured else coupled
@@ -497,47 +497,65 @@ def variance_ratio_from_moments(coupled: QuestionMoments,
     within_c = float(np.mean(coupled.var_diff[coupled.has_spread]))
     within_i = float(np.mean((source.var_diff if measured else source.var_diff_if_independent)
                              [source.has_spread]))
-    note = ""
     if total_i <= 0 and total_c <= 0:
-        ratio, low, high = 1.0, 1.0, 1.0
-        note = "no variance in either mode (ratio set to 1, saving 0)"
-    elif total_i <= 0:
-        raise ValueError("scores: the independent variance estimated from coupled rows is not "
-                         "positive (strongly negative within-question covariances on few "
-                         "questions): the variance ratio cannot be estimated; add an "
-                         "independent run")
+        raise ValueError("scores: the difference varies in neither mode (e.g. one model always "
+                         "right and the other always wrong): the variance ratio is 0/0 and "
+                         "cannot be estimated; the mean differences stand")
+    if total_i <= 0:
+        raise ValueError(
+            "scores: the independent variance "
+            + ("of the measured independent run is 0 while the coupled one is not"
+               if measured else "estimated from coupled rows is not positive (strongly "
+               "negative within-question covariances on few questions)")
+            + ": the variance ratio cannot be estimated; "
+            + ("run more questions" if measured else "add an independent run"))
+    note = ""
+    ratio = total_c / total_i
+    leave_one_out_c, leave_one_out_i = totals_from_sums(sums - features, measured)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # -inf or NaN where a left-out question held all of one total
+        leave_one_out = np.log(leave_one_out_c / leave_one_out_i)
+        deviation = leave_one_out - leave_one_out.mean()
+    variance = (n_questions - 1.0) / n_questions * np.sum(deviation**2)
+    # below 1e-10 relative width the spread is rounding, not data
+    if ratio > 0 and np.isfinite(variance) and variance > 1e-20:
+        single = coupled.n == 1
+        unit = _score_range_squared(both, scale)
+        if np.any(single) and unit > 0:
+            differing = float(np.sum(features[single, 2])) / unit
+            slope = 1.0 / total_c - (0.0 if measured else 1.0 / total_i)  # d log r / d total_c
+            variance += (slope * unit / n_questions) ** 2 \
+                * max(SINGLE_SEED_FLOOR - differing, 0.0)
+        half = stats.t.isf(alpha / 2.0, n_questions - 1) * np.sqrt(variance)
+        low, high = float(ratio * np.exp(-half)), float(ratio * np.exp(half))
+        jackknife_bias = (n_questions - 1) * (np.exp(leave_one_out).mean() - ratio)
+        ratio = float(np.clip(ratio - jackknife_bias, low, high))
     else:
-        ratio = total_c / total_i
-        leave_one_out = _log_ratio(sums - features, measured)
-        with np.errstate(invalid="ignore"):  # -inf where a left-out question held it all
-            deviation = leave_one_out - leave_one_out.mean()
-        variance = (n_questions - 1.0) / n_questions * np.sum(deviation**2)
-        # below 1e-10 relative width the spread is rounding, not data
-        if ratio > 0 and np.isfinite(variance) and variance > 1e-20:
-            single = coupled.n == 1
-            unit = _score_range_squared(both, scale)
-            if np.any(single) and unit > 0:
-                differing = float(np.sum(features[single, 2])) / unit
-                slope = 1.0 / total_c - (0.0 if measured else 1.0 / total_i)  # d log r / d total_c
-                variance += (slope * unit / n_questions) ** 2 \
-                    * max(SINGLE_SEED_FLOOR - differing, 0.0)
-            half = stats.t.isf(alpha / 2.0, n_questions - 1) * np.sqrt(variance)
-            low, high = float(ratio * np.exp(-half)), float(ratio * np.exp(half))
-            jackknife_bias = (n_questions - 1) * (np.exp(leave_one_out).mean() - ratio)
-            ratio = float(np.clip(ratio - jackknife_bias, low, high))
-        else:
-            # At most one question carries the coupled variance, or no question moves the
-            # ratio: nothing to jackknife. The upper bound is what the coupled rows cannot rule
-            # out, a one-sided score bound on E[D^2].
-            from coupled.analysis.accuracy import score_interval
+        # Nothing to jackknife. The upper bound is what the coupled rows cannot rule out: a
+        # one-sided score bound on the mean over questions of E[D^2 | q] (>= the coupled
+        # total), over the independent total.
+        if alpha >= 0.5:
+            raise ValueError(f"alpha = {alpha}: where the jackknife is degenerate the variance "
+                             "ratio's upper end is a one-sided bound at level 1 - alpha, which "
+                             "needs alpha < 0.5")
+        from coupled.analysis.accuracy import score_interval
 
-            bound = score_interval(np.clip(coupled.var_diff + coupled.mean_diff**2, 0, 1)
-                                   [:, None], None, alpha=2 * alpha)
-            low, high = 0.0, max(ratio, float(bound.ci_high) / (total_i * scale**2))
-            note = ("jackknife degenerate (at most one question shows a coupled difference, "
-                    "or leaving out any question gives the same ratio): the interval is 0 to "
-                    "the coupled variance's one-sided score bound over the independent "
-                    "variance")
+        mean_square = features[:, 2] + features[:, 3]  # a question's mean of D^2 over its seeds
+        unit = _largest_squared_difference(both, scale, mean_square)
+        bound = score_interval((mean_square / unit)[:, None], None, alpha=2 * alpha)
+        low, high = 0.0, max(ratio, float(bound.ci_high) * unit / total_i)
+        causes = []
+        if total_c <= 0:
+            causes.append("the coupled difference is the same on every row")
+        elif np.any(leave_one_out_c <= 0):
+            causes.append("coupled side: one question holds all the coupled variance")
+        if np.any(~(leave_one_out_i > 0) | ~np.isfinite(leave_one_out_i)):
+            causes.append("independent side: leaving out a question leaves no positive "
+                          "independent variance")
+        if not causes:
+            causes.append("leaving out any question gives the same ratio")
+        note = (f"jackknife degenerate ({'; '.join(causes)}): the interval is 0 to the "
+                "coupled variance's one-sided score bound over the independent variance")
     var_c, var_i = total_c * scale**2, total_i * scale**2
     return dict(n_questions=n_questions, var_coupled=var_c, var_independent=var_i,
                 between=var_c - within_c, within_coupled=within_c,
@@ -564,7 +582,9 @@ def variance_reduction(scores, model_a: str, model_b: str, *, coupling: str | No
     run in any design. From coupled rows alone with unequal seed counts the ratio assumes the
     seed count does not depend on the question (not identifiable otherwise): a warning says so.
     Refused with a clear error: one seed per question, fewer than 6 questions, fewer than 2
-    questions with >= 2 seeds. Deterministic: nothing is resampled.
+    questions with >= 2 seeds, a difference that varies in neither mode (0/0), ``alpha``
+    outside (0, 1) (or >= 0.5 where the jackknife is degenerate). Deterministic: nothing is
+    resampled.
     """
     return _variance_reduction(read_scores(scores), model_a, model_b, coupling=coupling,
                                independent=independent, alpha=alpha)

@@ -168,11 +168,33 @@ def test_constant_difference_is_not_a_point():
     assert result.pvalue < 1e-3
 
 
-def test_no_variance_in_either_mode():
-    ones = np.ones((20, 3))
-    frame = to_scores(ones, ones, np.ones((20, 3), bool), "coupled")
-    reduction = variance_reduction(frame, "m_a", "m_b")
-    assert reduction.ratio == 1.0 and reduction.saving == 0.0 and "no variance" in reduction.note
+@pytest.mark.parametrize("other", [1.0, 0.0], ids=["identical constant", "right vs wrong"])
+def test_a_ratio_neither_mode_varies_is_a_clear_error_and_the_differences_stand(other):
+    # 0/0: no zero-width [1, 1]; compare_models says so and keeps the mean difference
+    ones, full = np.ones((20, 3)), np.ones((20, 3), bool)
+    frame = to_scores(ones, ones * other, full, "coupled")
+    with pytest.raises(ValueError, match="varies in neither mode.*cannot be estimated"):
+        variance_reduction(frame, "m_a", "m_b")
+    with pytest.warns(UserWarning, match="variance ratio not estimated.*varies in neither"):
+        report = compare_models(frame)
+    assert report.variance_reduction.empty
+    assert report.differences["estimate"].tolist() == [1.0 - other]
+
+
+def test_analyze_prints_the_differences_of_a_pair_whose_ratio_cannot_be_estimated(tmp_path,
+                                                                                   capsys):
+    from coupled.cli.main import main
+
+    ones, full = np.ones((20, 3)), np.ones((20, 3), bool)
+    path = tmp_path / "right_vs_wrong.csv"
+    to_scores(ones, 0 * ones, full, "coupled").to_csv(path, index=False)
+    assert main(["analyze", str(path)]) == 0
+    screen = capsys.readouterr().out
+    differences = screen.index("Mean score differences")
+    assert "m_a − m_b  coupled  gumbel      1.0000" in screen[differences:]
+    assert "Variance of one row's difference" not in screen
+    assert "note: subject '(all)', m_a vs m_b: variance ratio not estimated" in screen
+    assert "varies in neither mode" in screen
 
 
 @pytest.mark.parametrize("big", [1e40, 1e200, 1e307])
@@ -370,6 +392,84 @@ def test_variance_ratio_interval_is_never_zero_width_or_an_internal_error(n_q, n
         assert numbers["ratio_ci_high"] > numbers["ratio_ci_low"]
 
 
+def _one_difference(n_questions=8, n_seeds=5):
+    """A coupled run where one row of question 0 differs, and a fixed random independent run."""
+    a, b = np.zeros((n_questions, n_seeds)), np.zeros((n_questions, n_seeds))
+    a[0, 0] = 1
+    rng = np.random.default_rng(1)
+    ia, ib = (rng.integers(0, 2, (n_questions, n_seeds)).astype(float) for _ in range(2))
+    return a, b, ia, ib
+
+
+@pytest.mark.parametrize("branch", ["degenerate", "jackknife"])
+@pytest.mark.parametrize("measured", [True, False], ids=["measured", "from_coupled"])
+def test_variance_ratio_interval_does_not_depend_on_the_unit_of_the_scores(branch, measured):
+    a, b, ia, ib = _one_difference()
+    if branch == "jackknife":
+        rng = np.random.default_rng(2)
+        a, b = (rng.integers(0, 2, a.shape).astype(float) for _ in range(2))
+    full = np.ones(a.shape, bool)
+    results = []
+    for unit in (1.0, 100.0):
+        frames = [to_scores(a * unit, b * unit, full, "coupled")]
+        if measured:
+            frames.append(to_scores(ia * unit, ib * unit, full, "independent"))
+        results.append(variance_reduction(pd.concat(frames), "m_a", "m_b"))
+    on_one, on_hundred = results
+    assert ("degenerate" in on_one.note) == (branch == "degenerate")
+    for field in ("ratio", "ratio_ci_low", "ratio_ci_high"):
+        assert getattr(on_hundred, field) == pytest.approx(getattr(on_one, field), rel=1e-9)
+    # never [0, estimate]: the bound is what the coupled rows cannot rule out (before the fix
+    # on 0-100 scores: [0, 0.0438] measured, [0, 1] from coupled; now [0, 0.567], [0, 8.47])
+    assert on_hundred.ratio_ci_high > on_hundred.ratio
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 1.2, -0.1, float("nan")])
+def test_variance_ratio_names_a_bad_alpha(alpha):
+    a, b, mask = _one_run(n_questions=20, n_seeds=3)
+    with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\)"):
+        variance_reduction(to_scores(a, b, mask, "coupled"), "m_a", "m_b", alpha=alpha)
+    with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\)"):
+        variance_ratio_from_moments(question_moments(a, b, mask), alpha=alpha)
+
+
+def test_variance_ratio_at_large_alpha_narrows_or_refuses_where_degenerate():
+    a, b, mask = _one_run(n_questions=20, n_seeds=3)
+    moments = question_moments(a, b, mask)
+    widths = []
+    for alpha in (0.05, 0.5, 0.9):
+        r = variance_ratio_from_moments(moments, alpha=alpha)
+        assert r["ratio_ci_low"] < r["ratio"] < r["ratio_ci_high"] and r["note"] == ""
+        widths.append(r["ratio_ci_high"] / r["ratio_ci_low"])
+    assert widths[0] > widths[1] > widths[2]
+    one, zero, _, _ = _one_difference()
+    degenerate = question_moments(one, zero)
+    highs = [variance_ratio_from_moments(degenerate, alpha=alpha)["ratio_ci_high"]
+             for alpha in (0.05, 0.2, 0.45)]
+    assert highs[0] > highs[1] > highs[2] > 1.0  # the ratio is 1 here (b never varies)
+    with pytest.raises(ValueError, match="alpha = 0.5: .*one-sided bound.*needs alpha < 0.5"):
+        variance_ratio_from_moments(degenerate, alpha=0.5)
+
+
+def test_degenerate_note_names_the_side_that_caused_it():
+    a, b, ia, ib = _one_difference()
+    coupled_side = variance_ratio_from_moments(question_moments(a, b), question_moments(ia, ib))
+    assert "coupled side" in coupled_side["note"]
+    assert "independent side" not in coupled_side["note"]
+    # the measured independent run differs on one row only: leaving that question out leaves
+    # no independent variance, while the coupled run varies everywhere
+    rng = np.random.default_rng(3)
+    ca, cb = (rng.integers(0, 2, a.shape).astype(float) for _ in range(2))
+    independent_side = variance_ratio_from_moments(question_moments(ca, cb),
+                                                   question_moments(a, b))
+    assert "independent side" in independent_side["note"]
+    assert "coupled side" not in independent_side["note"]
+    assert independent_side["ratio_ci_high"] > independent_side["ratio"] > 1.0
+    never = variance_ratio_from_moments(question_moments(b, b), question_moments(ia, ib))
+    assert "the coupled difference is the same on every row" in never["note"]
+    assert never["ratio"] == 0.0 < never["ratio_ci_high"]
+
+
 # ----------------------------------------------------------------------------- whole table
 def test_compare_models_pairs_modes_and_subjects():
     a, b, mask = _one_run(n_questions=40, n_seeds=4)
@@ -415,9 +515,10 @@ def test_bad_input_names_the_problem():
 
 def test_bootstrap_by_counts_equals_resampling_questions_and_matches_scipy_bca():
     from scipy import stats as scipy_stats
+    from test_variance_ratio_unbalanced import clipped_components_ratio
 
     from coupled.analysis._clustered import component_features
-    from coupled.analysis.benchmark import _ratio_from_sums, bca_ratio_interval
+    from coupled.analysis.benchmark import bca_ratio_interval
 
     def component_ratio_features(m):
         return np.concatenate([
@@ -434,16 +535,17 @@ def test_bootstrap_by_counts_equals_resampling_questions_and_matches_scipy_bca()
     index = np.random.default_rng(1).integers(0, 40, size=40)
     counts = np.bincount(index, minlength=40)
     resampled = component_ratio_features(question_moments(a[index], b[index], mask[index]))
-    assert _ratio_from_sums(counts @ features) == pytest.approx(
-        _ratio_from_sums(resampled.sum(axis=0)), rel=1e-12)
+    assert clipped_components_ratio(counts @ features) == pytest.approx(
+        clipped_components_ratio(resampled.sum(axis=0)), rel=1e-12)
 
     # the interval agrees with scipy's BCa on the same statistic (20 000 resamples each: the
     # interval ends' Monte-Carlo error is ~1 % of the width; allow 5 %)
     def statistic(*columns, axis=-1):
         stacked = np.stack([np.moveaxis(c, axis, -1) for c in columns], axis=-1)
-        return _ratio_from_sums(stacked.sum(axis=-2))
+        return clipped_components_ratio(stacked.sum(axis=-2))
 
-    ours = bca_ratio_interval(features, 0.95, 20_000, np.random.default_rng(2))
+    ours = bca_ratio_interval(features, 0.95, 20_000, np.random.default_rng(2),
+                              clipped_components_ratio)
     theirs = scipy_stats.bootstrap(tuple(features.T), statistic, paired=True, vectorized=True,
                                    n_resamples=20_000, method="BCa",
                                    rng=np.random.default_rng(3)).confidence_interval
