@@ -51,10 +51,8 @@ import pandas as pd
 from scipy import stats
 
 from coupled.analysis._clustered import QUESTION, pad_by_question
-from coupled.analysis.intervals import effective_count, unit_range
+from coupled.analysis.intervals import bisect, effective_count, unit_range
 from coupled.tables import read_scores
-
-_BISECTIONS = 64  # halvings of [0, 1]: below float resolution
 
 COLUMNS = ("model", "mode", "coupling", "n_questions", "n_rows", "mean", "ci_low", "ci_high")
 
@@ -137,23 +135,12 @@ def score_interval(scores: np.ndarray, mask: np.ndarray | None = None,
         variance = np.maximum(spread / n_eff, spread / n_within + between_part * scaled**2)
         return np.square(mean - p) > np.square(critical) * variance
 
-    low, high = (_bisect(outside, mean, np.full(mean.shape, end)) for end in (0.0, 1.0))
+    low, high = (bisect(outside, mean, np.full(mean.shape, end)) for end in (0.0, 1.0))
     result = ScoreInterval(mean=mean * scale + offset, se=se * scale, ci_low=low * scale + offset,
                            ci_high=high * scale + offset, n_questions=q, n_effective=n_eff)
     if scores.ndim == 2:
         return ScoreInterval(**{k: np.asarray(v).item() for k, v in result.__dict__.items()})
     return result
-
-
-def _bisect(outside, inside: np.ndarray, beyond: np.ndarray) -> np.ndarray:
-    """The point between ``inside`` (where ``outside`` is False) and ``beyond`` where
-    ``outside`` turns True, by vectorised bisection."""
-    for _ in range(_BISECTIONS):
-        middle = 0.5 * (inside + beyond)
-        out = outside(middle)
-        beyond = np.where(out, middle, beyond)
-        inside = np.where(out, inside, middle)
-    return inside
 
 
 def model_scores(scores, *, alpha: float = 0.05, models: list[str] | None = None

@@ -68,10 +68,42 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-_BISECTIONS = 64  # halvings of [-1, 1]: below float resolution
+_BISECTIONS = 64  # halvings of a unit-length bracket: below float resolution
 # Fewest questions at which the t reference takes the variance model's own df (the smallest
 # design of the coverage grid); below, t(Q - 1) throughout.
 MODEL_DF_MIN_QUESTIONS = 10
+
+
+def bisect(outside, inside: np.ndarray, beyond: np.ndarray) -> np.ndarray:
+    """The point between ``inside`` (where the vectorised predicate ``outside`` is False) and
+    ``beyond`` (where it is True, or the end of the range) at which ``outside`` turns True,
+    elementwise by bisection — for brackets of length up to 2, to float resolution.
+    Hand-written: scipy's root finders take one scalar bracket at a time, and these intervals
+    solve thousands of replicates at once."""
+    for _ in range(_BISECTIONS):
+        middle = 0.5 * (inside + beyond)
+        out = outside(middle)
+        beyond = np.where(out, middle, beyond)
+        inside = np.where(out, inside, middle)
+    return inside
+
+
+def moment_df(contributions: np.ndarray, present: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Satterthwaite degrees of freedom of a variance estimated as a sum of independent
+    contributions ``u_q`` over the clusters ``present`` along ``axis`` (a scaled chi-square
+    matched by its moments, ``df = 2 E[V]^2 / Var[V]``): ``2 (sum u)^2 / (Q/(Q-1) sum (u -
+    mean u)^2)``. ``Q`` for Gaussian cluster contributions, lower when a few clusters carry
+    the variance; not capped (unbounded, the normal, when all contributions are equal) —
+    callers cap it where their variance is estimated from the ``Q`` clusters alone."""
+    present = np.asarray(present, dtype=float)
+    u = np.asarray(contributions, dtype=float) * present
+    q = np.maximum(present.sum(axis=axis), 1.0)
+    total = u.sum(axis=axis)
+    deviation = u - np.expand_dims(total / q, axis)
+    spread = (np.square(deviation) * present).sum(axis=axis) * q / np.maximum(q - 1.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = 2.0 * np.square(total) / spread
+    return np.where(np.isnan(df), np.inf, df)  # 0 / 0: nothing varies
 
 
 def wilson_interval(p: np.ndarray, n: np.ndarray,
@@ -132,18 +164,13 @@ def tango_interval(plus: np.ndarray, minus: np.ndarray, n: np.ndarray,
     plus, minus, n, critical = np.broadcast_arrays(*(np.asarray(x, dtype=float)
                                                      for x in (plus, minus, n, critical)))
     estimate = plus - minus
-    bounds = []
-    for sign in (1.0, -1.0):  # lower bound: Z = +critical below the estimate; upper: -critical
-        # ``inside`` holds Z within the band, ``outside`` beyond it (or the end of [-1, 1])
-        outside = np.full(estimate.shape, -sign)
-        inside = estimate.copy()
-        for _ in range(_BISECTIONS):
-            middle = 0.5 * (inside + outside)
-            beyond = sign * tango_statistic(middle, plus, minus, n) > critical
-            outside = np.where(beyond, middle, outside)
-            inside = np.where(beyond, inside, middle)
-        bounds.append(inside)
-    return bounds[0], bounds[1]
+
+    def beyond(sign):  # lower bound: Z = +critical below the estimate; upper: Z = -critical
+        return lambda delta: sign * tango_statistic(delta, plus, minus, n) > critical
+
+    low = bisect(beyond(1.0), estimate, np.full(estimate.shape, -1.0))
+    high = bisect(beyond(-1.0), estimate, np.full(estimate.shape, 1.0))
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -209,21 +236,16 @@ def _model_contributions(shrunk: np.ndarray, n_q: np.ndarray) -> np.ndarray:
     return np.where(n_q > 0, shrunk / np.maximum(n_q, 1.0), 0.0)
 
 
-def model_df(shrunk: np.ndarray, n_q: np.ndarray, q: np.ndarray) -> np.ndarray:
+def model_df(shrunk: np.ndarray, n_q: np.ndarray) -> np.ndarray:
     """Satterthwaite degrees of freedom of :func:`model_variance`, a sum of per-question
-    contributions ``u_q = shrunk_q / n_q``: the moment form ``2 (sum u)^2 / (Q/(Q-1) sum (u -
-    mean u)^2)`` of :func:`coupled.analysis.pairwise.cluster_df`, but not capped at ``Q - 1``:
-    each ``u_q`` pools a question's rows with the average over all questions, so the model's
-    variance is estimated from far more than ``Q - 1`` independent pieces when its
-    contributions are alike; unbounded (the normal) when they are all equal. Written here because that
-    function caps at ``Q - 1`` (and pairwise imports this module)."""
-    u = _model_contributions(shrunk, n_q)
-    present = n_q > 0
-    mean = u.sum(axis=-1) / q
-    spread = np.where(present, np.square(u - mean[..., None]), 0.0).sum(axis=-1) * q / (q - 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        df = 2.0 * np.square(u.sum(axis=-1)) / spread
-    return np.nan_to_num(df, nan=np.inf, posinf=np.inf)
+    contributions ``u_q = shrunk_q / n_q``: :func:`moment_df`, not capped at ``Q - 1`` —
+    each ``u_q`` pools a question's rows with the average over all questions, so when the
+    contributions are alike the model's variance rests on far more than ``Q - 1`` independent
+    pieces. :func:`score_test` uses it only from :data:`MODEL_DF_MIN_QUESTIONS` questions
+    on: with fewer, the model binds when the question means happen to lie close, its variance
+    misses their spread, and this df (unbounded when the contributions are equal) under-covers
+    (2 questions: 87-90 %)."""
+    return moment_df(_model_contributions(shrunk, n_q), n_q > 0)
 
 
 def effective_count(bound: np.ndarray, se: np.ndarray, shrunk: np.ndarray, n_q: np.ndarray,
@@ -276,7 +298,7 @@ def score_test(summaries: QuestionSummaries, alpha: float, binary: bool) -> Scor
     # 87-90 %, size 10-13 %); t(Q - 1) there.
     model_binds = ((se > 0) & (trinomial > 0) & (model_variance(shrunk, n_q, q) > np.square(se))
                    & (q >= MODEL_DF_MIN_QUESTIONS))
-    df = np.where(model_binds, np.maximum(model_df(shrunk, n_q, q), q - 1.0), q - 1.0)
+    df = np.where(model_binds, np.maximum(model_df(shrunk, n_q), q - 1.0), q - 1.0)
     df = np.where(one_seed, np.inf, df)
     critical = np.where(one_seed, stats.norm.isf(alpha / 2.0), stats.t.isf(alpha / 2.0, df))
     # The test the interval inverts: the score statistic at 0 (McNemar's (b - c)/sqrt(b + c)).

@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from coupled.analysis.intervals import wilson_interval
+from coupled.analysis.intervals import moment_df, wilson_interval
 from coupled.tables import (
     SCORE_KEY,
     TableError,
@@ -375,7 +375,8 @@ def cluster_df(influence: np.ndarray, present: np.ndarray, sizes: np.ndarray, *,
     chi-square, ``df = 2 E[V]^2 / Var[V]``): Kish's effective count of prompts
     ``(sum m_q)^2 / sum m_q^2`` minus 1, exact when comparisons are independent within a prompt
     and only the clusters' sizes differ; and the moment form ``2 (sum u_q)^2 /
-    (Q/(Q-1) sum (u_q - mean u)^2)``, ``u_q = IF(q)^2``, which equals ``Q`` for Gaussian
+    (Q/(Q-1) sum (u_q - mean u)^2)`` (:func:`coupled.analysis.intervals.moment_df`),
+    ``u_q = IF(q)^2``, which equals ``Q`` for Gaussian
     contributions and drops when a few prompts carry the statistic (a rare rate's wins, a
     prompt with 20 seeds among prompts with one). Written out: statsmodels' cluster-robust
     covariances use ``G - 1`` for every statistic. Measured (exploratory, 1500 replicates of
@@ -390,13 +391,9 @@ def cluster_df(influence: np.ndarray, present: np.ndarray, sizes: np.ndarray, *,
     q = np.maximum(present.sum(axis=1), 1.0)                               # [R, d] or [R, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
         kish = np.square(sizes.sum(axis=1)) / np.square(sizes).sum(axis=1)
-        u = np.square(influence) * present
-        mean = u.sum(axis=1) / q
-        spread = (np.square(u - mean[:, None, :]) * present).sum(axis=1) * q / np.maximum(q - 1, 1)
-        moment_df = 2 * np.square(u.sum(axis=1)) / spread
     df = np.nan_to_num(kish - 1, nan=np.inf)
     if moment:
-        df = np.fmin(df, np.nan_to_num(moment_df, nan=np.inf))
+        df = np.fmin(df, moment_df(np.square(influence), present, axis=1))
     return np.clip(df, 1.0, np.maximum(q - 1, 1.0))
 
 

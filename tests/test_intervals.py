@@ -18,14 +18,13 @@ from coupled.analysis.intervals import (
 
 
 def test_model_df_is_unbounded_for_equal_contributions_and_two_for_one_question():
-    q = np.array(10.0)
     n_q = np.full(10, 4.0)
-    assert model_df(np.full(10, 0.3), n_q, q) > 1e12  # the normal, up to rounding
+    assert model_df(np.full(10, 0.3), n_q) > 1e12  # the normal, up to rounding
     # one question carries the whole model variance: 2 (sum u)^2 / (Q/(Q-1) sum (u - u_bar)^2)
     # = 2 / 1 exactly
     one = np.zeros(10)
     one[0] = 0.3 * 4.0
-    assert model_df(one, n_q, q) == pytest.approx(2.0)
+    assert model_df(one, n_q) == pytest.approx(2.0)
 
 
 def _summaries(diff: np.ndarray) -> QuestionSummaries:
