@@ -31,9 +31,11 @@ Satterthwaite degrees of freedom (at least ``Q - 1``) where the model binds — 
 variance, pooled over every row, is all but known, and ``Q - 1`` over-covered. The model binds
 when the question means happen to lie closer than their rows' variance predicts, so with few
 questions its variance misses the between-question spread and needs the ``Q - 1`` correction
-too: with its own df, 2 questions covered 87-90 % (size 10-13 %) and 3 questions 92-93 %
-(Beta-spread question accuracies, 20-50 seeds; ``tests/test_intervals.py``), so below 10
-questions — the smallest design the grid calibrated — it is t(Q - 1) throughout.
+too: with its own df, 2 questions covered 87-90 % (size 11.6 %) and 3 questions down to 93.0 %
+(size 7.0 %); with t(Q - 1), 100 % and >= 96.9 % (size <= 3.1 %), 5 questions >= 95.2 %
+either way (Beta-spread question accuracies, 20-50 seeds, 3000 replicates per design;
+``tests/test_intervals.py``). So below 10 questions — the smallest design the grid
+calibrated — it is t(Q - 1) throughout.
 Where differences are common the interval is the clustered t interval up to the score test's
 skew correction.
 
@@ -291,7 +293,8 @@ def score_test(summaries: QuestionSummaries, alpha: float, binary: bool) -> Scor
     # question means — where that clustered variance is the one used (and where nothing
     # varies, at the worst-case count). Where the model's variance is larger (it binds), the
     # variance comes from the model, pooled over all rows: t on its own Satterthwaite df (at
-    # least Q - 1). With one binary seed, Tango's interval and the McNemar z test exactly.
+    # least Q - 1), from MODEL_DF_MIN_QUESTIONS questions on. With one binary seed, Tango's
+    # interval and the McNemar z test exactly.
     # Only from MODEL_DF_MIN_QUESTIONS questions on, where the coverage grid calibrated it: with
     # fewer the model binds mostly when the question means happen to lie close, so its
     # variance misses the between-question spread and its large df under-covers (2 questions:
