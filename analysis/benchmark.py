@@ -7,14 +7,17 @@ mean of per-question mean differences; SE clustered by question (``coupled.analy
 A row-weighted estimand would let questions with more seeds count more, which no benchmark
 intends; with a balanced design the two coincide.
 
-Interval and test (``coupled.analysis.intervals``): a score-type interval that holds when the
-paired differences are rare (coupled runs agree on almost every row): Tango's score interval
-with one binary seed per question — its test is the uncorrected McNemar test — and the same
-score interval on effective counts, with t on ``Q - 1`` degrees of freedom, otherwise. The
-p-value is always the test the interval inverts, so ``p < alpha`` exactly when 0 lies outside
-the interval; no interval is zero-width unless the caller asserts ``identical=True``. Plain
-McNemar on all rows of a multi-seed run treats correlated rows as independent and
-over-rejects (tests/test_analysis_benchmark.py shows it), so it is never used there.
+Interval and test (``coupled.analysis.intervals``, whose module docstring gives the
+construction and its calibration): a score-type interval that holds when the paired
+differences are rare (coupled runs agree on almost every row). With one binary seed per
+question it is Tango's score interval, whose test is the uncorrected McNemar test; otherwise
+the same score interval on effective counts, guarded so that rare differences cannot shrink
+it, with a Student-t reference (``Q - 1`` degrees of freedom, or the variance model's own
+where that binds on enough questions). The p-value is always the test the interval inverts,
+so ``p < alpha`` exactly when 0 lies outside the interval; no interval is zero-width unless
+the caller asserts ``identical=True``. Plain McNemar on all rows of a multi-seed run treats
+correlated rows as independent and over-rejects (tests/test_analysis_benchmark.py shows it),
+so it is never used there.
 
 Variance reduction (Prop. 1, with DESIGN's per-prompt correction): the variance of one row's
 difference (random question, random seed) is ``between + within_mode``; the between-question
@@ -22,7 +25,10 @@ part is the same in both modes, so the coupled/independent ratio of these totals
 fraction of rows coupled generation needs for the same precision when rows are sampled at
 random (the paper's setting), and ``1 - ratio`` the saving. The independent within-question
 variance can be *estimated from a coupled run alone*: ``Var(R_a) + Var(R_b)`` across seeds,
-because each model's marginal law does not depend on the mode.
+because each model's marginal law does not depend on the mode. :func:`variance_reduction`
+gives the ratio of unbiased totals less its jackknife bias, with the leave-one-question-out
+jackknife interval of the log ratio (:func:`variance_ratio_from_moments`; a one-sided score
+bound where the jackknife is degenerate, a clear error where the ratio cannot be estimated).
 """
 
 from __future__ import annotations

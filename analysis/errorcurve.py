@@ -178,10 +178,11 @@ class SampleSaving:
     ``saving = 1 - (c_coupled / c_independent)^2`` from the fitted laws: with replacement it is
     ``1 - n_coupled(e) / n_independent(e)`` at every error ``e``; without replacement it is
     that ratio in the large-pool limit (the finite-population correction makes the ratio of
-    the reported ``n`` drift towards 0 saving as ``n`` approaches the pool size); ``theoretical_saving = 1 - Var_coupled / Var_independent``
-    for the unit (rows: the :class:`~coupled.analysis.benchmark.VarianceReduction` ratio, with
-    its bootstrap CI; questions: the ratio of the variances of per-question mean differences,
-    with a BCa bootstrap CI over the questions both modes ran). ``error``: the error at which
+    the reported ``n`` drift towards 0 saving as ``n`` approaches the pool size).
+    ``theoretical_saving = 1 - Var_coupled / Var_independent`` for the unit (rows: the
+    :class:`~coupled.analysis.benchmark.VarianceReduction` ratio, with its jackknife CI over
+    questions; questions: the ratio of the variances of per-question mean differences, with a
+    BCa bootstrap CI over the questions both modes ran). ``error``: the error at which
     ``n_coupled`` and ``n_independent`` are given (default: the independent fit at its full
     size).
     """
