@@ -48,7 +48,7 @@ from coupled.analysis._clustered import (
     pad_by_question,
     question_moments,
 )
-from coupled.analysis.intervals import PairedInterval, paired_score_interval
+from coupled.analysis.intervals import PairedInterval, paired_score_interval, unit_range
 from coupled.tables import MODES, read_scores, require_shared_noise
 
 
@@ -436,25 +436,16 @@ def _score_range_squared(moments: tuple[QuestionMoments, ...], scale: float) -> 
     return ((max(highs) - min(lows)) / scale) ** 2
 
 
-def _largest_squared_difference(moments: tuple[QuestionMoments, ...], scale: float,
-                                mean_square: np.ndarray) -> float:
-    """The largest ``D²`` the moments show a row can take (in units of ``scale``): at least
-    the squared range of the question means, of one question's scores (twice its ddof-0 SD)
-    and every question's mean of ``D²`` (``mean_square``). Dividing by it puts the questions'
-    means of ``D²`` in [0, 1], as a score bound needs, whatever the unit of the scores.
-    Positive unless no score varies anywhere (then both totals are 0)."""
-    spreads = [4.0 * np.max(var * (m.n - 1.0) / np.maximum(m.n, 1.0)) / scale**2
-               for m in moments for var in (m.var_a, m.var_b)]
-    return float(max(_score_range_squared(moments, scale), np.max(mean_square), *spreads))
-
-
 def variance_ratio_from_moments(coupled: QuestionMoments,
                                 independent: QuestionMoments | None = None, *,
-                                alpha: float = 0.05) -> dict[str, float]:
+                                alpha: float = 0.05,
+                                score_range: tuple[float, float] = (0.0, 1.0)
+                                ) -> dict[str, float]:
     """Array core of :func:`variance_reduction` on aligned per-question moments (1-D, Q).
 
     ``independent=None`` estimates the independent variance from the coupled moments.
-    Returns a dict of the :class:`VarianceReduction` numeric fields plus ``note``.
+    ``score_range``: ``(low, high)`` of the scores (default: on ``[0, 1]``), the unit of the
+    degenerate case's score bound. Returns a dict of the :class:`VarianceReduction` numeric fields plus ``note``.
 
     Estimate: the ratio ``r`` of the unbiased totals (:func:`totals_from_sums`) less the
     jackknife's estimate of its ratio bias, ``Q r - (Q - 1) mean_q r_(-q)``, kept inside the
@@ -467,7 +458,8 @@ def variance_ratio_from_moments(coupled: QuestionMoments,
     the jackknife is undefined (no coupled variance, one question holding all of one total,
     or no question moving the ratio; the note says which side) the interval is 0 to a
     one-sided score bound on the coupled variance over the independent one, in units of the
-    largest squared difference (so the same whatever the unit of the scores); it needs
+    squared score range (:func:`~coupled.analysis.intervals.unit_range` of ``score_range``,
+    so the same whatever the unit of the scores); it needs
     ``alpha < 0.5``. A ratio that cannot be estimated is a ``ValueError``, never a zero-width
     interval: neither mode varying (0/0), or a non-positive independent total.
     Calibration: tests/test_variance_ratio_unbalanced.py and bench/analysis_benchmark.md.
@@ -547,7 +539,9 @@ def variance_ratio_from_moments(coupled: QuestionMoments,
         from coupled.analysis.accuracy import score_interval
 
         mean_square = features[:, 2] + features[:, 3]  # a question's mean of D^2 over its seeds
-        unit = _largest_squared_difference(both, scale, mean_square)
+        # |D| is at most the score range: in its square's units each mean of D^2 is in [0, 1]
+        # as the score bound needs (the max only guards a score_range narrower than the data)
+        unit = max((unit_range(*score_range)[1] / scale) ** 2, float(np.max(mean_square)))
         bound = score_interval((mean_square / unit)[:, None], None, alpha=2 * alpha)
         low, high = 0.0, max(ratio, float(bound.ci_high) * unit / total_i)
         causes = []
@@ -611,6 +605,7 @@ def _variance_reduction(scores: pd.DataFrame, model_a: str, model_b: str, *,
     if independent == "auto":
         independent = "measured" if has_independent else "from_coupled"
     coupled_m = question_moments(a, b, mask)
+    observed = np.concatenate([a[mask], b[mask]])
     independent_m = None
     seeds_per_question = mask.sum(axis=-1)
     if independent == "from_coupled" and seeds_per_question.min() != seeds_per_question.max():
@@ -636,7 +631,9 @@ def _variance_reduction(scores: pd.DataFrame, model_a: str, model_b: str, *,
         ci, ii = order["index_c"].to_numpy(), order["index_i"].to_numpy()
         coupled_m = question_moments(a[ci], b[ci], mask[ci])
         independent_m = question_moments(ia[ii], ib[ii], imask[ii])
-    numbers = variance_ratio_from_moments(coupled_m, independent_m, alpha=alpha)
+        observed = np.concatenate([observed, ia[imask], ib[imask]])
+    numbers = variance_ratio_from_moments(coupled_m, independent_m, alpha=alpha,
+                                          score_range=(observed.min(), observed.max()))
     return VarianceReduction(model_a=model_a, model_b=model_b, coupling=coupling,
                              independent_source=independent, **numbers)
 

@@ -420,7 +420,7 @@ def test_variance_ratio_interval_does_not_depend_on_the_unit_of_the_scores(branc
     for field in ("ratio", "ratio_ci_low", "ratio_ci_high"):
         assert getattr(on_hundred, field) == pytest.approx(getattr(on_one, field), rel=1e-9)
     # never [0, estimate]: the bound is what the coupled rows cannot rule out (before the fix
-    # on 0-100 scores: [0, 0.0438] measured, [0, 1] from coupled; now [0, 0.567], [0, 8.47])
+    # on 0-100 scores: [0, 0.0438] measured, [0, 1] from coupled; now [0, 0.567], [0, 13.0])
     assert on_hundred.ratio_ci_high > on_hundred.ratio
 
 
