@@ -364,6 +364,13 @@ def clustered_variance(influence: np.ndarray, n_clusters: np.ndarray) -> np.ndar
     return np.square(np.nan_to_num(influence)).sum(axis=1) * factor
 
 
+def kish_effective_count(weights: np.ndarray, axis: int = 1) -> np.ndarray:
+    """Kish's effective number of clusters ``(sum w)^2 / sum w^2`` of cluster weights ``w``
+    along ``axis`` (NaN where every weight is 0; callers choose what that means)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.square(weights.sum(axis=axis)) / np.square(weights).sum(axis=axis)
+
+
 def cluster_df(influence: np.ndarray, present: np.ndarray, sizes: np.ndarray, *,
                moment: bool = True) -> np.ndarray:
     """Degrees of freedom of a prompt-clustered variance ``sum_q IF(q)^2``, one per statistic:
@@ -389,9 +396,7 @@ def cluster_df(influence: np.ndarray, present: np.ndarray, sizes: np.ndarray, *,
     if present.ndim == 2:
         present, sizes = present[..., None], sizes[..., None]
     q = np.maximum(present.sum(axis=1), 1.0)                               # [R, d] or [R, 1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kish = np.square(sizes.sum(axis=1)) / np.square(sizes).sum(axis=1)
-    df = np.nan_to_num(kish - 1, nan=np.inf)
+    df = np.nan_to_num(kish_effective_count(sizes) - 1, nan=np.inf)
     if moment:
         df = np.fmin(df, moment_df(np.square(influence), present, axis=1))
     return np.clip(df, 1.0, np.maximum(q - 1, 1.0))
@@ -524,8 +529,7 @@ def average_win_rates_from_counts(wins_a: np.ndarray, wins_b: np.ndarray, n: np.
     n_total = rates.n_total @ involve.T.astype(float)
     prompt_has = (n > 0).astype(float) @ involve.T.astype(float)     # [R, Q, k]
     per_prompt = n.sum(axis=2)                                        # [R, Q]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        effective = np.square(per_prompt.sum(axis=1)) / np.square(per_prompt).sum(axis=1)
+    effective = kish_effective_count(per_prompt)
     # Variance the average would have with independent comparisons, each at its own pair's
     # rate: sum over opponents of P(1-P)/n / (k-1)^2 (the floor of its interval).
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -569,15 +573,14 @@ def rare_side_df(wins_a: np.ndarray, other_a: np.ndarray, wins_b: np.ndarray,
     side with no events (a model that never won, or won every comparison) gives no bound
     (``inf``): its interval is the boundary one of :func:`wilson_effective_ci`. Written out:
     no library has it."""
-    def kish(count_a: np.ndarray, count_b: np.ndarray) -> np.ndarray:
+    def prompts_carrying(count_a: np.ndarray, count_b: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             share_a = np.nan_to_num(count_a / n_pair[:, None, :])
             share_b = np.nan_to_num(count_b / n_pair[:, None, :])
-            weight = share_a @ first.T + share_b @ second.T                 # [R, Q, k]
-            return np.square(weight.sum(axis=1)) / np.square(weight).sum(axis=1)
+        return kish_effective_count(share_a @ first.T + share_b @ second.T)  # [R, Q, k]
 
     with np.errstate(invalid="ignore"):
-        effective = np.fmin(kish(wins_a, wins_b), kish(other_a, other_b))
+        effective = np.fmin(prompts_carrying(wins_a, wins_b), prompts_carrying(other_a, other_b))
     return np.fmax(np.nan_to_num(2 * (effective - 1), nan=np.inf), 2.0)
 
 
